@@ -228,6 +228,14 @@ def generated_enums(src, bdir, env, cfg_dir):
     objects = enum_members(pp, ["api_object", "_mode_object", "_object"])
     (gen / "invocation_labels.txt").write_text("".join(f"{k} {v}\n" for k, v in labels))
     (gen / "object_types.txt").write_text("".join(f"{k} {v}\n" for k, v in objects))
+    # System call numbers: the header the kernel build generated from
+    # include/api/syscall.xml, resolved under this configuration.
+    sc = run(["cpp", "-P", "-nostdinc", f"-I{cfg_dir}", "-include", "autoconf.h", str(cfg_dir / "arch/api/syscall.h")],
+             stdout=subprocess.PIPE, stderr=subprocess.PIPE).stdout.decode()
+    syscalls = re.findall(r"^\s*(Sys\w+)\s*=\s*(-\d+)", sc, re.M)
+    if not syscalls:
+        raise BuildError("could not read the syscall numbers from arch/api/syscall.h")
+    (gen / "syscalls.txt").write_text("".join(f"{k} {v}\n" for k, v in syscalls))
     layout_probe(src, cfg_dir, gen)
 
 
@@ -345,6 +353,24 @@ def layout_probe(src, cfg_dir, gen):
              stdout=subprocess.PIPE, stderr=subprocess.PIPE).stdout.decode()
     for name, val in re.findall(r"^\s*tag\s+(\w+)\s+(\d+)", bf, re.M):
         values[f"Fault_{name}"] = val
+    # Bit positions of the fields of libsel4's bitfield blocks (MessageInfo,
+    # CapRights, PrioProps, CapData's Badge and Guard), as `Block_field_shift`
+    # and `Block_field_bits`.
+    for bf_file in ("include/sel4/shared_types_64.bf", "include/sel4/types_64.bf"):
+        text = run(["cpp", "-P", "-nostdinc", f"-I{cfg_dir}", "-include", "autoconf.h", str(lib / bf_file)],
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE).stdout.decode()
+        for block, body in re.findall(r"^block\s+(\w+)\s*\{(.*?)\}", text, re.M | re.S):
+            items = re.findall(r"^\s*(field|padding)\s+(?:(\w+)\s+)?(\d+)", body, re.M)
+            pos = sum(int(n) for _, _, n in items)
+            if pos != 64:
+                raise BuildError(f"{bf_file}: block {block} is {pos} bits, expected one 64-bit word")
+            for kind, name, n in items:  # most significant field first
+                pos -= int(n)
+                if kind == "field":
+                    values[f"{block.removeprefix('seL4_')}_{name}_shift"] = str(pos)
+                    values[f"{block.removeprefix('seL4_')}_{name}_bits"] = n
+        for name, val in re.findall(r"^\s*tag\s+(\w+)\s+(\d+)", text, re.M):
+            values[f"CapDataTag_{name}"] = val
     (gen / "layout.txt").write_text("".join(f"{k} {values[k]}\n" for k in sorted(values, key=str)))
 
 
