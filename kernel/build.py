@@ -300,6 +300,12 @@ LAYOUT_EXPRS = {
     "UserException_FaultIP": "seL4_UserException_FaultIP",
     "UserException_Number": "seL4_UserException_Number",
     "UserException_Length": "seL4_UserException_Length",
+    "X86_Default_VMAttributes": "seL4_X86_Default_VMAttributes",
+    "X86_WriteBack": "seL4_X86_WriteBack",
+    "X86_WriteThrough": "seL4_X86_WriteThrough",
+    "X86_CacheDisabled": "seL4_X86_CacheDisabled",
+    "X86_Uncacheable": "seL4_X86_Uncacheable",
+    "X86_WriteCombining": "seL4_X86_WriteCombining",
 }
 ERRORS = ["NoError", "InvalidArgument", "InvalidCapability", "IllegalOperation", "RangeError",
           "AlignmentError", "FailedLookup", "TruncatedMessage", "DeleteFirst", "RevokeFirst",
@@ -329,6 +335,7 @@ def layout_probe(src, cfg_dir, gen):
         "#include <sel4/shared_types.h>",
         "#include <sel4/bootinfo_types.h>",
         "#include <sel4/sel4_arch/constants.h>",
+        "#include <sel4/arch/types.h>",
     ]
     body += [f"const unsigned long probe_{k} = (unsigned long)({v});" for k, v in exprs.items()]
     probe = gen / "layout.c"
