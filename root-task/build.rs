@@ -15,4 +15,12 @@ fn main() {
         println!("cargo:rustc-link-arg-bins={arg}");
     }
     println!("cargo:rustc-link-arg-bins=-Wl,-T,{dir}/link.ld");
+    // Configuration cfgs (sel4_smp, sel4_debug_build), as the sel4 crate sets them.
+    println!("cargo:rerun-if-env-changed=SEL4_KERNEL_BUILD_DIR");
+    for name in sel4_config::RUST_CFG_NAMES {
+        println!("cargo::rustc-check-cfg=cfg({name})");
+    }
+    for name in sel4_config::rust_cfgs() {
+        println!("cargo:rustc-cfg={name}");
+    }
 }

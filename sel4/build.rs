@@ -175,13 +175,11 @@ fn main() {
     let w = &mut out;
 
     // Configuration flags for conditional compilation.
-    println!("cargo::rustc-check-cfg=cfg(sel4_debug_build)");
-    println!("cargo::rustc-check-cfg=cfg(sel4_smp)");
-    if sel4_config::DEBUG_BUILD {
-        println!("cargo:rustc-cfg=sel4_debug_build");
+    for name in sel4_config::RUST_CFG_NAMES {
+        println!("cargo::rustc-check-cfg=cfg({name})");
     }
-    if sel4_config::MAX_NUM_NODES > 1 {
-        println!("cargo:rustc-cfg=sel4_smp");
+    for name in sel4_config::rust_cfgs() {
+        println!("cargo:rustc-cfg={name}");
     }
 
     // ---- labels, object types, syscalls, layout ----

@@ -15,3 +15,14 @@ pub fn get(name: &str) -> Option<&'static str> {
 
 /// Whether the kernel was built for more than one core.
 pub const SMP: bool = MAX_NUM_NODES > 1;
+
+/// Every `cfg` name a build script may set from this configuration.
+pub const RUST_CFG_NAMES: [&str; 2] = ["sel4_debug_build", "sel4_smp"];
+
+/// The `cfg`s that hold for this configuration: `sel4_debug_build` (debug
+/// system calls exist) and `sel4_smp` (more than one core; `TCB_SetAffinity`
+/// exists). Build scripts print them as `cargo:rustc-cfg=...` so that code
+/// using configuration-dependent invocations compiles only where they exist.
+pub fn rust_cfgs() -> impl Iterator<Item = &'static str> {
+    [(DEBUG_BUILD, RUST_CFG_NAMES[0]), (SMP, RUST_CFG_NAMES[1])].into_iter().filter(|(on, _)| *on).map(|(_, n)| n)
+}

@@ -120,3 +120,11 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 /// with panic=abort; nothing ever calls it.
 #[no_mangle]
 extern "C" fn rust_eh_personality() {}
+
+/// Referenced by the precompiled `alloc` for unwinding, which panic=abort
+/// never does; reaching it is a bug, reported as a failure.
+#[no_mangle]
+extern "C" fn _Unwind_Resume() -> ! {
+    Record::new("panic").str("message", "_Unwind_Resume called").emit();
+    exit(report::EXIT_FAIL)
+}

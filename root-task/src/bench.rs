@@ -1,0 +1,69 @@
+//! Measurement: warm-up, many iterations, min and median of rdtsc deltas with
+//! the rdtsc pair's own cost subtracted. Under QEMU `-icount shift=0` a tick
+//! is one guest instruction, so the figures are exact and repeatable.
+
+use alloc::vec::Vec;
+use sel4::rdtsc;
+use sel4_root_task::Record;
+
+/// Iterations measured (after the warm-up).
+pub const ITERATIONS: usize = 10_000;
+/// Iterations run first and discarded.
+pub const WARMUP: usize = 500;
+
+/// The cost of an empty rdtsc pair (the minimum of many).
+pub fn rdtsc_overhead() -> u64 {
+    (0..1000)
+        .map(|_| {
+            let a = rdtsc();
+            let b = rdtsc();
+            b - a
+        })
+        .min()
+        .unwrap()
+}
+
+/// Minimum and median of samples (sorted in place).
+pub fn summarize(samples: &mut [u64]) -> (u64, u64) {
+    samples.sort_unstable();
+    (samples[0], samples[samples.len() / 2])
+}
+
+/// Collects `iterations` samples of `f` after `WARMUP` discarded runs.
+/// `f` returns the ticks of the part it times (it may do set-up work untimed).
+pub fn sample(iterations: usize, mut f: impl FnMut() -> u64) -> Vec<u64> {
+    for _ in 0..WARMUP {
+        f();
+    }
+    (0..iterations).map(|_| f()).collect()
+}
+
+/// A measurement ready to report.
+pub struct Measurement<'a> {
+    /// Operation name (`yield`, `call_reply_recv`, `cnode_copy`, ...).
+    pub op: &'a str,
+    /// `stock` (raw system calls) or a manager path.
+    pub path: &'a str,
+    /// Pages per operation (0 for operations that are not about pages).
+    pub pages: u64,
+}
+
+impl Measurement<'_> {
+    /// Reports `samples` (raw rdtsc deltas) with `overhead` subtracted.
+    pub fn report(&self, samples: &mut [u64], overhead: u64) {
+        for s in samples.iter_mut() {
+            *s = s.saturating_sub(overhead);
+        }
+        let (min, median) = summarize(samples);
+        Record::new("bench")
+            .str("op", self.op)
+            .str("path", self.path)
+            .str("config", sel4_config::NAME)
+            .num("pages", self.pages)
+            .num("iterations", samples.len() as u64)
+            .num("ticks_min", min)
+            .num("ticks_median", median)
+            .num("rdtsc_overhead", overhead)
+            .emit();
+    }
+}

@@ -1,0 +1,112 @@
+//! A minimal object source for the self-checks and benchmarks of this crate:
+//! slots are taken in order from BootInfo's empty range and objects are
+//! retyped from the largest RAM untyped. Nothing is reclaimed. (The resource
+//! managers proper live in the cspace/vspace crates.)
+
+use sel4::{cap, cap_type, init, object_type, size_bits, AbsoluteCPtr, BootInfo, Cap, CapRights, CapType, Error, VmAttributes, Word};
+
+/// Slots and untyped memory for the checks.
+pub struct Objects {
+    next_slot: Word,
+    end_slot: Word,
+    untyped: cap::Untyped,
+    /// Physical address and size of the untyped objects come from.
+    pub untyped_paddr: u64,
+    /// Size of that untyped in bytes.
+    pub untyped_bytes: u64,
+}
+
+impl Objects {
+    /// Takes the empty slot range and the largest RAM untyped.
+    pub fn new(bi: &BootInfo) -> Self {
+        let (idx, desc) = bi
+            .untyped_descs()
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !u.device())
+            .max_by_key(|(_, u)| u.size_bits)
+            .expect("no RAM untyped");
+        Self {
+            next_slot: bi.empty.start,
+            end_slot: bi.empty.end,
+            untyped: Cap::from_bits(bi.untyped.start + idx as Word),
+            untyped_paddr: desc.paddr,
+            untyped_bytes: desc.size(),
+        }
+    }
+
+    /// A free slot of the root CNode.
+    pub fn slot(&mut self) -> Word {
+        assert!(self.next_slot < self.end_slot, "out of slots");
+        self.next_slot += 1;
+        self.next_slot - 1
+    }
+
+    /// Retypes one object of `ty` (an `object_type` number) into a new slot.
+    pub fn retype_from<T: CapType>(&mut self, untyped: cap::Untyped, ty: Word, bits: usize) -> Result<Cap<T>, Error> {
+        let slot = self.slot();
+        untyped.untyped_retype(ty, bits as Word, init::CNODE, 0, 0, slot, 1)?;
+        Ok(Cap::from_bits(slot))
+    }
+
+    /// Retypes one object from the main untyped.
+    pub fn retype<T: CapType>(&mut self, ty: Word, bits: usize) -> Result<Cap<T>, Error> {
+        self.retype_from(self.untyped, ty, bits)
+    }
+
+    /// A new 4 KiB frame.
+    pub fn frame(&mut self) -> Result<cap::Frame, Error> {
+        self.retype(object_type::X86_4K, 0)
+    }
+
+    /// A new endpoint.
+    pub fn endpoint(&mut self) -> Result<cap::Endpoint, Error> {
+        self.retype(object_type::EndpointObject, 0)
+    }
+
+    /// A new notification.
+    pub fn notification(&mut self) -> Result<cap::Notification, Error> {
+        self.retype(object_type::NotificationObject, 0)
+    }
+
+    /// A new TCB.
+    pub fn tcb(&mut self) -> Result<cap::Tcb, Error> {
+        self.retype(object_type::TCBObject, 0)
+    }
+
+    /// Maps `frame` read-write at `vaddr` in the root task's own VSpace,
+    /// creating the paging structures the kernel reports missing.
+    pub fn map_in_root(&mut self, frame: cap::Frame, vaddr: Word) -> Result<(), Error> {
+        let vroot = init::VSPACE.cptr();
+        for _ in 0..4 {
+            match frame.x86_page_map(vroot, vaddr, CapRights::READ_WRITE, VmAttributes::DEFAULT) {
+                Err(Error::FailedLookup) => {}
+                r => return r,
+            }
+            // Missing a level: try the deepest first; each Map fails with
+            // FailedLookup while the level above it is missing.
+            let pt: Cap<cap_type::X86PageTable> = self.retype(object_type::X86_PageTableObject, 0)?;
+            if pt.x86_page_table_map(vroot, vaddr, VmAttributes::DEFAULT).is_ok() {
+                continue;
+            }
+            let pd: Cap<cap_type::X86PageDirectory> = self.retype(object_type::X86_PageDirectoryObject, 0)?;
+            if pd.x86_page_directory_map(vroot, vaddr, VmAttributes::DEFAULT).is_ok() {
+                pt.x86_page_table_map(vroot, vaddr, VmAttributes::DEFAULT)?;
+                continue;
+            }
+            let pdpt: Cap<cap_type::X86Pdpt> = self.retype(object_type::X86_PDPTObject, 0)?;
+            pdpt.x86_pdpt_map(init::VSPACE, vaddr, VmAttributes::DEFAULT)?;
+            pd.x86_page_directory_map(vroot, vaddr, VmAttributes::DEFAULT)?;
+            pt.x86_page_table_map(vroot, vaddr, VmAttributes::DEFAULT)?;
+        }
+        Err(Error::FailedLookup)
+    }
+}
+
+/// Slot address of a root-CNode slot for CNode invocations.
+pub fn slot(index: Word) -> AbsoluteCPtr {
+    AbsoluteCPtr::root_slot(index)
+}
+
+/// Size of a 4 KiB page.
+pub const PAGE: u64 = 1 << size_bits::PAGE;

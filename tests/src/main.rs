@@ -1,0 +1,172 @@
+//! `sel4-boot`: builds, boots and reports, for `make run` and `make bench`.
+//!
+//! ```text
+//! sel4-boot run   [--config NAME] [--icount] [--log]   # exit 0 iff the root task passed
+//! sel4-boot bench [--config NAME] [--out FILE]         # icount; writes the bench records as JSON
+//! ```
+//! Human-readable output is rendered from the parsed result lines.
+
+use sel4_tests::{build, boot, BootOptions, Record, Run};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn usage() -> ExitCode {
+    eprintln!("usage: sel4-boot run|bench [--config NAME] [--icount] [--log] [--out FILE]");
+    eprintln!("configurations: {}", sel4_tests::configs().join(", "));
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first().cloned() else { return usage() };
+    let mut config = None;
+    let mut icount = cmd == "bench";
+    let mut echo = false;
+    let mut out = None;
+    let mut it = args[1..].iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" => config = it.next().cloned(),
+            "--icount" => icount = true,
+            "--log" => echo = true,
+            "--out" => out = it.next().cloned(),
+            _ => return usage(),
+        }
+    }
+    let config = config.unwrap_or_else(|| if cmd == "bench" { "release-up".into() } else { "debug-up".into() });
+    if !sel4_tests::configs().contains(&config) {
+        eprintln!(
+            "sel4-boot: unknown kernel configuration '{config}'; choose one of: {}",
+            sel4_tests::configs().join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    if cmd != "run" && cmd != "bench" {
+        return usage();
+    }
+    let images = match build(&config, &[]) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("sel4-boot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = BootOptions { icount, echo, timeout: Duration::from_secs(600), ..Default::default() };
+    eprintln!(
+        "booting {} ({} node{}, QEMU TCG{})",
+        config,
+        images.nodes,
+        if images.nodes == 1 { "" } else { "s" },
+        if icount { ", -icount shift=0" } else { "" }
+    );
+    let run = match boot(&images, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sel4-boot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    render(&run, icount);
+    if cmd == "bench" {
+        let path = out.unwrap_or_else(|| sel4_tests::build_dir().join("bench/latest.json").display().to_string());
+        if let Err(e) = write_bench(&run, icount, &path) {
+            eprintln!("sel4-boot: cannot write {path}: {e}");
+            return ExitCode::from(2);
+        }
+        println!("\nwrote {path}");
+    }
+    match run.verdict() {
+        Ok(()) => {
+            println!("\nverdict: PASS");
+            ExitCode::SUCCESS
+        }
+        Err(f) => {
+            if !echo {
+                eprintln!("----- serial log -----\n{}", run.log);
+            }
+            println!("\nverdict: FAIL ({f:?})");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn mib(b: u64) -> String {
+    if b >= 1 << 40 {
+        format!("{:.1} TiB", b as f64 / (1u64 << 40) as f64)
+    } else {
+        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+    }
+}
+
+fn render(run: &Run, icount: bool) {
+    if let Some(b) = run.first("bootinfo") {
+        let g = |k| b.u64(k).unwrap_or(0);
+        println!("seL4 5.0.0 root task, kernel configuration {}", b.str("config").unwrap_or("?"));
+        println!("  nodes:        {}", g("nodes"));
+        println!(
+            "  untypeds:     {} ({} RAM, {} device)",
+            g("untyped_count"),
+            mib(g("ram_bytes")),
+            mib(g("device_bytes"))
+        );
+        println!("  largest RAM untyped: {}", mib(g("ram_largest_bytes")));
+        println!(
+            "  empty slots:  {}..{} ({} free of {} in the root CNode)",
+            g("empty_first"),
+            g("empty_end"),
+            g("empty_end") - g("empty_first"),
+            1u64 << g("cnode_size_bits")
+        );
+        println!("  image frames: {}", g("image_frames"));
+    }
+    let checks: Vec<&Record> = run.of_kind("check").collect();
+    if !checks.is_empty() {
+        println!("\nself-checks on the kernel:");
+        for c in &checks {
+            println!(
+                "  [{}] {:<28} {}",
+                if c.bool("ok") == Some(true) { " ok " } else { "FAIL" },
+                c.str("name").unwrap_or("?"),
+                c.str("detail").unwrap_or("")
+            );
+        }
+    }
+    let bench: Vec<&Record> = run.of_kind("bench").collect();
+    if !bench.is_empty() {
+        println!(
+            "\nbenchmarks ({}; ticks, rdtsc overhead subtracted{}):",
+            run.images.config,
+            if icount { "; -icount: 1 tick = 1 instruction" } else { "; plain TCG: host-time noise, not for figures" }
+        );
+        println!("  {:<22} {:<8} {:>6} {:>10} {:>10} {:>10}", "op", "path", "pages", "iterations", "min", "median");
+        for b in bench {
+            println!(
+                "  {:<22} {:<8} {:>6} {:>10} {:>10} {:>10}",
+                b.str("op").unwrap_or("?"),
+                b.str("path").unwrap_or("?"),
+                b.u64("pages").unwrap_or(0),
+                b.u64("iterations").unwrap_or(0),
+                b.u64("ticks_min").unwrap_or(0),
+                b.u64("ticks_median").unwrap_or(0)
+            );
+        }
+    }
+    if let Some(p) = run.first("panic") {
+        println!("\nPANIC: {}", p.str("message").unwrap_or(""));
+    }
+}
+
+fn write_bench(run: &Run, icount: bool, path: &str) -> std::io::Result<()> {
+    let records: Vec<serde_json::Value> = run
+        .of_kind("bench")
+        .map(|r| {
+            let mut v = r.0.clone();
+            v["icount"] = serde_json::Value::Bool(icount);
+            v
+        })
+        .collect();
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(&records)? + "\n")
+}
