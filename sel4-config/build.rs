@@ -48,64 +48,34 @@ fn main() {
     let get = |k: &str| entries.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let num = |k: &str| -> u64 {
         get(k).and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-            eprintln!(
-                "error: {} does not define CONFIG_{k} as a number",
-                auto.display()
-            );
+            eprintln!("error: {} does not define CONFIG_{k} as a number", auto.display());
             std::process::exit(1);
         })
     };
     let mut out = String::new();
-    writeln!(
-        out,
-        "/// Name of the kernel configuration (kernel/configs/NAME.conf)."
-    )
-    .unwrap();
+    writeln!(out, "/// Name of the kernel configuration (kernel/configs/NAME.conf).").unwrap();
     writeln!(out, "pub const NAME: &str = {name:?};").unwrap();
-    writeln!(
-        out,
-        "/// The kernel build directory this crate was generated from."
-    )
-    .unwrap();
+    writeln!(out, "/// The kernel build directory this crate was generated from.").unwrap();
     writeln!(
         out,
         "pub const KERNEL_BUILD_DIR: &str = {:?};",
         dir.display().to_string()
     )
     .unwrap();
-    writeln!(
-        out,
-        "/// `CONFIG_MAX_NUM_NODES`: cores the kernel supports."
-    )
-    .unwrap();
-    writeln!(
-        out,
-        "pub const MAX_NUM_NODES: usize = {};",
-        num("MAX_NUM_NODES")
-    )
-    .unwrap();
+    writeln!(out, "/// `CONFIG_MAX_NUM_NODES`: cores the kernel supports.").unwrap();
+    writeln!(out, "pub const MAX_NUM_NODES: usize = {};", num("MAX_NUM_NODES")).unwrap();
     writeln!(
         out,
         "/// `CONFIG_DEBUG_BUILD`: debug kernel (debug syscalls, printing)."
     )
     .unwrap();
-    writeln!(
-        out,
-        "pub const DEBUG_BUILD: bool = {};",
-        get("DEBUG_BUILD").is_some()
-    )
-    .unwrap();
+    writeln!(out, "pub const DEBUG_BUILD: bool = {};", get("DEBUG_BUILD").is_some()).unwrap();
     writeln!(
         out,
         "/// `CONFIG_PRINTING`: the kernel prints (and `userError`s cost ~10^5 ticks)."
     )
     .unwrap();
-    writeln!(
-        out,
-        "pub const PRINTING: bool = {};",
-        get("PRINTING").is_some()
-    )
-    .unwrap();
+    writeln!(out, "pub const PRINTING: bool = {};", get("PRINTING").is_some()).unwrap();
     writeln!(
         out,
         "/// `CONFIG_ROOT_CNODE_SIZE_BITS`: the root CNode has 2^this slots."
@@ -136,19 +106,9 @@ fn main() {
     )
     .unwrap();
     writeln!(out, "/// `CONFIG_NUM_PRIORITIES`.").unwrap();
-    writeln!(
-        out,
-        "pub const NUM_PRIORITIES: usize = {};",
-        num("NUM_PRIORITIES")
-    )
-    .unwrap();
+    writeln!(out, "pub const NUM_PRIORITIES: usize = {};", num("NUM_PRIORITIES")).unwrap();
     writeln!(out, "/// `CONFIG_HUGE_PAGE`: 1 GiB frames exist.").unwrap();
-    writeln!(
-        out,
-        "pub const HUGE_PAGE: bool = {};",
-        get("HUGE_PAGE").is_some()
-    )
-    .unwrap();
+    writeln!(out, "pub const HUGE_PAGE: bool = {};", get("HUGE_PAGE").is_some()).unwrap();
     writeln!(
         out,
         "/// Every `CONFIG_` definition, in file order, as (name without prefix, value)."

@@ -64,8 +64,7 @@ fn snake(s: &str) -> String {
     let chars: Vec<char> = s.chars().collect();
     for (i, &c) in chars.iter().enumerate() {
         if c.is_uppercase() {
-            let prev_lower =
-                i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
             let next_lower = i + 1 < chars.len() && chars[i + 1].is_lowercase();
             let prev_upper = i > 0 && chars[i - 1].is_uppercase();
             if i > 0 && (prev_lower || (prev_upper && next_lower)) {
@@ -120,28 +119,13 @@ fn kind_of(ty: &str, structs: &BTreeMap<String, Vec<String>>) -> Kind {
         "seL4_Uint16" => data("u16", 16, "{} as Word", "{} as u16"),
         "seL4_Uint8" => data("u8", 8, "{} as Word", "{} as u8"),
         "seL4_Bool" => data("bool", 1, "{} as Word", "{} != 0"),
-        "seL4_CapRights_t" => data(
-            "CapRights",
-            64,
-            "{}.into_word()",
-            "CapRights::from_word({})",
-        ),
+        "seL4_CapRights_t" => data("CapRights", 64, "{}.into_word()", "CapRights::from_word({})"),
         "seL4_CapData_t" => data("CapData", 64, "{}.into_word()", "CapData::from_word({})"),
-        "seL4_PrioProps_t" => data(
-            "PrioProps",
-            64,
-            "{}.into_word()",
-            "PrioProps::from_word({})",
-        ),
-        "seL4_X86_VMAttributes" => data(
-            "VmAttributes",
-            64,
-            "{}.bits()",
-            "VmAttributes::from_bits_retain({})",
-        ),
+        "seL4_PrioProps_t" => data("PrioProps", 64, "{}.into_word()", "PrioProps::from_word({})"),
+        "seL4_X86_VMAttributes" => data("VmAttributes", 64, "{}.bits()", "VmAttributes::from_bits_retain({})"),
         "seL4_CPtr" => Kind::Cap("CPtr".into()),
         t if structs.contains_key(t) => Kind::Struct {
-            rust: cap_type_name(t).replace("Context", "Context"),
+            rust: cap_type_name(t),
             words: structs[t].len(),
         },
         t if t.starts_with("seL4_") => Kind::Cap(format!("Cap<cap_type::{}>", cap_type_name(t))),
@@ -183,9 +167,7 @@ fn main() {
     }
 
     // ---- labels, object types, syscalls, layout ----
-    let labels: BTreeMap<String, i64> = pairs(&gen.join("invocation_labels.txt"))
-        .into_iter()
-        .collect();
+    let labels: BTreeMap<String, i64> = pairs(&gen.join("invocation_labels.txt")).into_iter().collect();
     writeln!(
         w,
         "/// Invocation labels of this kernel configuration (libsel4's `invocation_label` enums)."
@@ -206,14 +188,13 @@ fn main() {
         "/// Object type numbers of this configuration (libsel4's `seL4_ObjectType`)."
     )
     .unwrap();
-    writeln!(w, "#[allow(non_upper_case_globals, missing_docs)]\npub mod object_type {{\n    use crate::Word;").unwrap();
+    writeln!(
+        w,
+        "#[allow(non_upper_case_globals, missing_docs)]\npub mod object_type {{\n    use crate::Word;"
+    )
+    .unwrap();
     for (k, v) in pairs(&gen.join("object_types.txt")) {
-        writeln!(
-            w,
-            "    pub const {}: Word = {v};",
-            k.trim_start_matches("seL4_")
-        )
-        .unwrap();
+        writeln!(w, "    pub const {}: Word = {v};", k.trim_start_matches("seL4_")).unwrap();
     }
     writeln!(w, "}}").unwrap();
 
@@ -233,8 +214,11 @@ fn main() {
     writeln!(w, "}}").unwrap();
 
     let layout: BTreeMap<String, i64> = pairs(&gen.join("layout.txt")).into_iter().collect();
-    writeln!(w, "/// Sizes, offsets, bit positions and constants from libsel4's headers for this configuration.")
-        .unwrap();
+    writeln!(
+        w,
+        "/// Sizes, offsets, bit positions and constants from libsel4's headers for this configuration."
+    )
+    .unwrap();
     writeln!(
         w,
         "#[allow(non_upper_case_globals, missing_docs, dead_code)]\npub mod layout {{"
@@ -311,9 +295,7 @@ fn main() {
     let docs: Vec<roxmltree::Document> = texts
         .iter()
         .zip(&xmls)
-        .map(|(t, p)| {
-            roxmltree::Document::parse(t).unwrap_or_else(|e| fail(format!("{}: {e}", p.display())))
-        })
+        .map(|(t, p)| roxmltree::Document::parse(t).unwrap_or_else(|e| fail(format!("{}: {e}", p.display()))))
         .collect();
 
     // Structs (seL4_UserContext, seL4_VCPUContext).
@@ -336,15 +318,24 @@ fn main() {
             "/// `{name}` (generated from the interface XML): one word per register."
         )
         .unwrap();
-        writeln!(w, "#[repr(C)]\n#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]\npub struct {rust} {{").unwrap();
+        writeln!(
+            w,
+            "#[repr(C)]\n#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]\npub struct {rust} {{"
+        )
+        .unwrap();
         for m in members {
             writeln!(w, "    #[allow(missing_docs)]\n    pub {m}: Word,").unwrap();
         }
         writeln!(w, "}}").unwrap();
-        writeln!(w, "#[allow(dead_code)]\nimpl {rust} {{\n    /// Number of words.\n    pub const WORDS: usize = {};", members.len()).unwrap();
         writeln!(
             w,
-            "    fn to_words(&self) -> [Word; {}] {{ [{}] }}",
+            "#[allow(dead_code)]\nimpl {rust} {{\n    /// Number of words.\n    pub const WORDS: usize = {};",
+            members.len()
+        )
+        .unwrap();
+        writeln!(
+            w,
+            "    fn to_words(self) -> [Word; {}] {{ [{}] }}",
             members.len(),
             members
                 .iter()
@@ -437,19 +428,17 @@ fn main() {
                             .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" ")),
                     })
                     .collect();
-                gen_method(
-                    &mut body, &ty, &prefix, iname, mname, id, label, brief, &params,
-                );
+                gen_method(&mut body, &ty, &prefix, iname, mname, id, label, brief, &params);
             }
             if !body.is_empty() {
+                // Generated arithmetic keeps its regular shape (`<< 0`, `0 + n`).
+                writeln!(w, "#[allow(clippy::identity_op, clippy::useless_conversion)]").unwrap();
                 writeln!(w, "impl Cap<cap_type::{ty}> {{\n{body}}}").unwrap();
             }
         }
     }
     if used_labels == 0 {
-        fail(
-            "no invocation of the XML matched a label; is gen/invocation_labels.txt stale?".into(),
-        );
+        fail("no invocation of the XML matched a label; is gen/invocation_labels.txt stale?".into());
     }
 
     let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("generated.rs");
@@ -533,30 +522,16 @@ fn gen_method(
     let ret = match outs.len() {
         0 => "()".to_string(),
         1 => out_type(outs[0]),
-        _ => format!(
-            "({})",
-            outs.iter()
-                .map(|p| out_type(p))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => format!("({})", outs.iter().map(|p| out_type(p)).collect::<Vec<_>>().join(", ")),
     };
-    writeln!(
-        w,
-        "    #[inline]\n    #[allow(clippy::too_many_arguments, unused_mut)]"
-    )
-    .unwrap();
+    writeln!(w, "    #[inline]\n    #[allow(clippy::too_many_arguments, unused_mut)]").unwrap();
     writeln!(
         w,
         "    pub fn {fname}(self{}) -> Result<{ret}> {{",
         args.iter().map(|a| format!(", {a}")).collect::<String>()
     )
     .unwrap();
-    writeln!(
-        w,
-        "        let mut mrs: [Word; {in_words}] = [0; {in_words}];"
-    )
-    .unwrap();
+    writeln!(w, "        let mut mrs: [Word; {in_words}] = [0; {in_words}];").unwrap();
     for (p, (word, shift)) in ins.iter().zip(&in_pos) {
         match &p.kind {
             Kind::Data { to_word, bits, .. } => {
@@ -564,11 +539,7 @@ fn gen_method(
                 if *bits == 64 {
                     writeln!(w, "        mrs[{word}] = {e};").unwrap();
                 } else {
-                    writeln!(
-                        w,
-                        "        mrs[{word}] |= (({e}) & ((1 << {bits}) - 1)) << {shift};"
-                    )
-                    .unwrap();
+                    writeln!(w, "        mrs[{word}] |= (({e}) & ((1 << {bits}) - 1)) << {shift};").unwrap();
                 }
             }
             Kind::Struct { words, .. } => {
@@ -592,11 +563,7 @@ fn gen_method(
             .join(", ")
     )
     .unwrap();
-    writeln!(
-        w,
-        "        let mut out: [Word; {out_words}] = [0; {out_words}];"
-    )
-    .unwrap();
+    writeln!(w, "        let mut out: [Word; {out_words}] = [0; {out_words}];").unwrap();
     writeln!(
         w,
         "        crate::invoke(self.cptr(), label::{id}, &mrs, &caps, &mut out)?;"
@@ -605,9 +572,7 @@ fn gen_method(
     let mut vals = Vec::new();
     for (p, (word, shift)) in outs.iter().zip(&out_pos) {
         match &p.kind {
-            Kind::Data {
-                from_word, bits, ..
-            } => {
+            Kind::Data { from_word, bits, .. } => {
                 let raw = if *bits == 64 {
                     format!("out[{word}]")
                 } else {
@@ -615,9 +580,7 @@ fn gen_method(
                 };
                 vals.push(from_word.replace("{}", &raw));
             }
-            Kind::Struct { rust, words } => vals.push(format!(
-                "{rust}::from_words(&out[{word}..{word} + {words}])"
-            )),
+            Kind::Struct { rust, words } => vals.push(format!("{rust}::from_words(&out[{word}..{word} + {words}])")),
             Kind::Cap(_) => unreachable!(),
         }
     }

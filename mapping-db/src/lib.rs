@@ -1,1 +1,85 @@
-#![no_std]
+//! The root task's user-level mapping database.
+//!
+//! seL4 records in each frame capability the one place it is mapped (cap -> PTE) and nothing in the other
+//! direction; to map one frame into several address spaces, user level copies the capability (`CNode_Copy`)
+//! and maps the copy ("copy&map"). This crate keeps, for the root task, one record per frame mapping it makes
+//! ([`Mapping`]), together with the frames and the derivation tree of their capability copies, and answers in
+//! O(1) expected time (hashbrown tables):
+//!
+//! - by capability: [`MappingDb::mapping_of_cap`], [`MappingDb::frame_of_cap`], [`MappingDb::remove_by_cap`];
+//! - by address: [`MappingDb::lookup`] (any address inside a 4 KiB, 2 MiB or 1 GiB page),
+//!   [`MappingDb::remove_by_vaddr`];
+//! - by frame: [`MappingDb::mappings_of_frame`] (who can reach this memory), [`MappingDb::copies_of`];
+//! - by leaf table: [`MappingDb::leaf_used`], [`MappingDb::leaf_entries`], [`MappingDb::mapping_at`];
+//! - by address space: [`MappingDb::mappings_in`], [`MappingDb::remove_space`].
+//!
+//! Every update is validated first: a refused update returns a typed error (one enum per operation) and
+//! changes nothing. A [`Batch`] collects updates to one leaf table and [`MappingDb::commit`] applies them all
+//! or none. Removals hand the record back to the caller, who then owns the unmapped capability.
+//!
+//! The crate knows nothing of seL4 invocations: the caller performs `X86Page_Map`/`Unmap` and `CNode_Copy`/
+//! `Delete`, and records them here. It builds with `no_std` + `alloc` and is tested on the host.
+//!
+//! # Invariants
+//!
+//! Writing `caps[s]` for the node of capability slot `s`, `r` for the record `caps[s]` holds, `f` for a frame:
+//!
+//! Frames and capabilities
+//! - **F1** `f` is known => its original slot `f.slot` is known, refers to `f`, and has no parent.
+//! - **F2** `s` is known => its frame is known and lists `s` among its copies (exactly once: the lists' total
+//!   length is the number of capabilities).
+//! - **F3** `s` has parent `p` => `p` is known and refers to the same frame; `s` has no parent => `s` is its
+//!   frame's original; `children(p)` = the number of slots whose parent is `p`; following parents always
+//!   reaches an original (the derivation is a forest, one tree per frame).
+//!
+//! Records (`caps[s]` holds `r`)
+//! - **R1** `r` is well formed: `r.vaddr` is aligned to `r.size`, the page ends at or below
+//!   [`USER_VADDR_END`], `r.index == r.size.entry_index(r.vaddr)`, `r.leaf` is of `r.asid` and of the level
+//!   mapping `r.size`, and `r.size` is the frame's size. A capability holds at most one record (by
+//!   construction: one `Option` per node), so mapped(s) <=> exactly one record names `s`.
+//! - **R2** (by address) `(r.asid, r.vaddr)` indexes `s`.
+//! - **R3** (by frame) the frame's list of mappings holds `s`.
+//! - **R4** (by address space) `r.asid`'s list of mappings holds `s`.
+//! - **R5** (by leaf) `r.leaf` marks entry `r.index` in use and covers the region of `r.vaddr`
+//!   (`r.size.leaf_region(r.vaddr)`); a leaf table covers one region while it has entries.
+//! - **C** (counts) number of records = entries of the address index = sum over frames = sum over address
+//!   spaces = sum over leaves of entries in use; no empty list or leaf is kept. With R2–R5 each index is in
+//!   bijection with the records; in particular two records never claim one entry `(leaf, index)` (they would
+//!   share one address key).
+//! - **O** (no overlap) two records of one address space never overlap: same-size pages are distinct by R2,
+//!   and a record => no larger page of its space starts at the larger-aligned address below it.
+//! - **S** (span counters) a counter for (space, size `S`, base) exists <=> it is nonzero <=> it equals the
+//!   number of records of that space smaller than `S` inside `[base, base + S)`.
+//!
+//! [`MappingDb::check`] verifies all of them.
+//!
+//! # Memory
+//!
+//! [`mapping_cost`] gives the bytes one record costs across every index, and [`MappingDb::approx_heap_bytes`]
+//! the heap of a whole database; the module `cost` documents how.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+mod batch;
+mod check;
+mod cost;
+mod db;
+mod error;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use batch::{Batch, BatchOp};
+pub use cost::{mapping_cost, MappingCost};
+pub use db::MappingDb;
+pub use error::{
+    AddCopyError, AddFrameError, BatchError, BatchErrorKind, InsertError, InvariantViolation, RemoveCopyError,
+    RemoveError, RemoveFrameError,
+};
+pub use types::{
+    AsId, CapSlot, FrameId, LeafLevel, LeafTable, Mapping, PageSize, Rights, ENTRIES_PER_TABLE, USER_VADDR_END,
+};

@@ -17,6 +17,10 @@ const SHARE_VADDR_B: Word = 0x2000_1000;
 
 /// The helper threads' priority (the root task runs at the maximum).
 const HELPER_PRIO: u8 = 200;
+/// The echo server runs at the root task's own priority (the maximum): the
+/// kernel's IPC fastpath only switches to a receiver of equal or higher
+/// priority, so a lower one would measure the slow path.
+const SERVER_PRIO: u8 = sel4::layout::MaxPrio as u8;
 
 /// State the benchmarks reuse.
 pub struct Fixture {
@@ -31,7 +35,11 @@ pub fn run(bi: &sel4::BootInfo, objs: &mut Objects, v: &mut Verdict) {
     v.check(
         "bootinfo.nodes",
         bi.num_nodes as usize == sel4_config::MAX_NUM_NODES,
-        &format!("numNodes {} (kernel built for {})", { bi.num_nodes }, sel4_config::MAX_NUM_NODES),
+        &format!(
+            "numNodes {} (kernel built for {})",
+            { bi.num_nodes },
+            sel4_config::MAX_NUM_NODES
+        ),
     );
     v.check(
         "bootinfo.layout",
@@ -56,7 +64,11 @@ pub fn run(bi: &sel4::BootInfo, objs: &mut Objects, v: &mut Verdict) {
     // The frame's physical address lies inside the untyped it came from.
     let paddr = frame.x86_page_get_address();
     let inside = matches!(paddr, Ok(p) if p >= objs.untyped_paddr && p + PAGE <= objs.untyped_paddr + objs.untyped_bytes && p % PAGE == 0);
-    v.check("frame.get_address", inside, &format!("{paddr:?} in untyped at {:#x}", objs.untyped_paddr));
+    v.check(
+        "frame.get_address",
+        inside,
+        &format!("{paddr:?} in untyped at {:#x}", objs.untyped_paddr),
+    );
     let Ok(paddr) = paddr else { return };
 
     // CNode_Copy: the copy names the same frame.
@@ -64,15 +76,25 @@ pub fn run(bi: &sel4::BootInfo, objs: &mut Objects, v: &mut Verdict) {
     let copied = cnode_copy(copy_slot, frame.cptr().0, CapRights::READ_WRITE);
     let copy: cap::Frame = cap::Frame::from_bits(copy_slot);
     let same = copied.and_then(|_| copy.x86_page_get_address());
-    v.check("cnode.copy", same == Ok(paddr), &format!("copy's address {same:?}, original {paddr:#x}"));
+    v.check(
+        "cnode.copy",
+        same == Ok(paddr),
+        &format!("copy's address {same:?}, original {paddr:#x}"),
+    );
 
     // Sharing: the frame and its copy mapped at two addresses; a write
     // through one is read through the other.
     let shared = share(objs, frame, copy);
-    v.check("map.shared_frame", shared == Ok(share_pattern()), &format!("{shared:x?}"));
+    v.check(
+        "map.shared_frame",
+        shared == Ok(share_pattern()),
+        &format!("{shared:x?}"),
+    );
 
     // CNode_Delete (after unmapping the copy): the slot is empty afterwards.
-    let deleted = copy.x86_page_unmap().and_then(|_| init::CNODE.cnode_delete(copy_slot, sel4::WORD_BITS));
+    let deleted = copy
+        .x86_page_unmap()
+        .and_then(|_| init::CNODE.cnode_delete(copy_slot, sel4::WORD_BITS));
     let gone = copy.x86_page_get_address();
     v.check(
         "cnode.delete",
@@ -88,15 +110,23 @@ pub fn run(bi: &sel4::BootInfo, objs: &mut Objects, v: &mut Verdict) {
     // An invocation on an empty slot is a typed error, not a crash.
     let empty = objs.slot();
     let err = cap::Frame::from_bits(empty).x86_page_get_address();
-    v.check("error.typed", matches!(err, Err(Error::InvalidCapability) | Err(Error::FailedLookup)), &format!("{err:?}"));
+    v.check(
+        "error.typed",
+        matches!(err, Err(Error::InvalidCapability) | Err(Error::FailedLookup)),
+        &format!("{err:?}"),
+    );
 
     // A second thread, running code of this image, answers a Call.
     let echo = objs.endpoint().and_then(|ep| {
-        threads::spawn(objs, echo_server, ep.bits(), HELPER_PRIO, 0)?;
+        threads::spawn(objs, echo_server, ep.bits(), SERVER_PRIO, 0)?;
         Ok(ep)
     });
     let answer = echo.map(|ep| sel4::call(ep.cptr(), MessageInfo::new(0, 0, 0, 1), [41, 0, 0, 0]).1[0]);
-    v.check("ipc.call_reply_recv", answer == Ok(42), &format!("sent 41, got {answer:?}"));
+    v.check(
+        "ipc.call_reply_recv",
+        answer == Ok(42),
+        &format!("sent 41, got {answer:?}"),
+    );
 
     // One thread per core reports the APIC ID it runs on.
     let cores = per_core(objs);
@@ -138,8 +168,20 @@ fn cnode_copy(dest: Word, src: Word, rights: CapRights) -> Result<(), Error> {
     #[cfg(feature = "inject-wrong-label")]
     {
         // Deliberate mistake: the right message with the wrong label.
-        let mrs = [dest, sel4::WORD_BITS as Word, src, sel4::WORD_BITS as Word, rights.into_word()];
-        return sel4::invoke(init::CNODE.cptr(), sel4::label::CNodeCopy + 1, &mrs, &[init::CNODE.cptr()], &mut []);
+        let mrs = [
+            dest,
+            sel4::WORD_BITS as Word,
+            src,
+            sel4::WORD_BITS as Word,
+            rights.into_word(),
+        ];
+        return sel4::invoke(
+            init::CNODE.cptr(),
+            sel4::label::CNodeCopy + 1,
+            &mrs,
+            &[init::CNODE.cptr()],
+            &mut [],
+        );
     }
     #[allow(unreachable_code)]
     init::CNODE.cnode_copy(dest, sel4::WORD_BITS, init::CNODE, src, sel4::WORD_BITS, rights)
@@ -162,14 +204,31 @@ fn share(objs: &mut Objects, a: cap::Frame, b: cap::Frame) -> Result<u64, Error>
 fn mint_move_revoke(objs: &mut Objects, ep: cap::Endpoint) -> Result<(), Error> {
     let minted = objs.slot();
     let badge = CapData::badge(0x1234).ok_or(Error::InvalidArgument)?;
-    init::CNODE.cnode_mint(minted, sel4::WORD_BITS, init::CNODE, ep.bits(), sel4::WORD_BITS, CapRights::ALL, badge)?;
+    init::CNODE.cnode_mint(
+        minted,
+        sel4::WORD_BITS,
+        init::CNODE,
+        ep.bits(),
+        sel4::WORD_BITS,
+        CapRights::ALL,
+        badge,
+    )?;
     let moved = objs.slot();
     init::CNODE.cnode_move(moved, sel4::WORD_BITS, init::CNODE, minted, sel4::WORD_BITS)?;
     // The moved, badged copy delivers its badge: NBSend through it to a
     // receiver would need a thread; instead check the slots: the source of
     // the move is empty, the destination is not.
     let src_empty = init::CNODE.cnode_delete(minted, sel4::WORD_BITS).is_ok()
-        && init::CNODE.cnode_copy(minted, sel4::WORD_BITS, init::CNODE, moved, sel4::WORD_BITS, CapRights::ALL).is_ok();
+        && init::CNODE
+            .cnode_copy(
+                minted,
+                sel4::WORD_BITS,
+                init::CNODE,
+                moved,
+                sel4::WORD_BITS,
+                CapRights::ALL,
+            )
+            .is_ok();
     if !src_empty {
         return Err(Error::IllegalOperation);
     }
@@ -177,7 +236,14 @@ fn mint_move_revoke(objs: &mut Objects, ep: cap::Endpoint) -> Result<(), Error> 
     // so copying from them fails and their slots can be reused.
     init::CNODE.cnode_revoke(ep.bits(), sel4::WORD_BITS)?;
     let probe = objs.slot();
-    match init::CNODE.cnode_copy(probe, sel4::WORD_BITS, init::CNODE, moved, sel4::WORD_BITS, CapRights::ALL) {
+    match init::CNODE.cnode_copy(
+        probe,
+        sel4::WORD_BITS,
+        init::CNODE,
+        moved,
+        sel4::WORD_BITS,
+        CapRights::ALL,
+    ) {
         Err(Error::FailedLookup) | Err(Error::InvalidCapability) => Ok(()),
         Ok(()) => Err(Error::RevokeFirst),
         Err(e) => Err(e),
@@ -240,7 +306,12 @@ pub fn benchmarks(objs: &mut Objects, v: &mut Verdict) {
         sel4::yield_now();
         sel4::rdtsc() - t0
     });
-    Measurement { op: "yield", path: "stock", pages: 0 }.report(&mut s, overhead);
+    Measurement {
+        op: "yield",
+        path: "stock",
+        pages: 0,
+    }
+    .report(&mut s, overhead);
 
     let ep = fx.echo_ep.cptr();
     let mut s = bench::sample(n, || {
@@ -248,7 +319,12 @@ pub fn benchmarks(objs: &mut Objects, v: &mut Verdict) {
         sel4::call(ep, MessageInfo::new(0, 0, 0, 1), [1, 0, 0, 0]);
         sel4::rdtsc() - t0
     });
-    Measurement { op: "call_reply_recv", path: "stock", pages: 0 }.report(&mut s, overhead);
+    Measurement {
+        op: "call_reply_recv",
+        path: "stock",
+        pages: 0,
+    }
+    .report(&mut s, overhead);
 
     let dest = objs.slot();
     let src = fx.frame.bits();
@@ -267,8 +343,22 @@ pub fn benchmarks(objs: &mut Objects, v: &mut Verdict) {
             deletes.push(t2 - t1);
         }
     }
-    v.check("bench.cnode_ops_succeeded", failures == 0, &format!("{failures} failed copy/delete pairs"));
-    Measurement { op: "cnode_copy", path: "stock", pages: 0 }.report(&mut copies, overhead);
-    Measurement { op: "cnode_delete", path: "stock", pages: 0 }.report(&mut deletes, overhead);
+    v.check(
+        "bench.cnode_ops_succeeded",
+        failures == 0,
+        &format!("{failures} failed copy/delete pairs"),
+    );
+    Measurement {
+        op: "cnode_copy",
+        path: "stock",
+        pages: 0,
+    }
+    .report(&mut copies, overhead);
+    Measurement {
+        op: "cnode_delete",
+        path: "stock",
+        pages: 0,
+    }
+    .report(&mut deletes, overhead);
     let _ = slot(0);
 }

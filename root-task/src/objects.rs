@@ -3,7 +3,10 @@
 //! retyped from the largest RAM untyped. Nothing is reclaimed. (The resource
 //! managers proper live in the cspace/vspace crates.)
 
-use sel4::{cap, cap_type, init, object_type, size_bits, AbsoluteCPtr, BootInfo, Cap, CapRights, CapType, Error, VmAttributes, Word};
+use sel4::{
+    cap, cap_type, init, object_type, size_bits, AbsoluteCPtr, BootInfo, Cap, CapRights, CapType, Error, VmAttributes,
+    Word,
+};
 
 /// Slots and untyped memory for the checks.
 pub struct Objects {

@@ -25,7 +25,13 @@ pub struct Thread {
 
 /// Starts `entry(arg)` in a new thread at priority `prio` (on core `core`
 /// when the kernel is SMP).
-pub fn spawn(objs: &mut Objects, entry: extern "C" fn(Word) -> !, arg: Word, prio: u8, core: usize) -> Result<Thread, Error> {
+pub fn spawn(
+    objs: &mut Objects,
+    entry: extern "C" fn(Word) -> !,
+    arg: Word,
+    prio: u8,
+    core: usize,
+) -> Result<Thread, Error> {
     // SAFETY: only the root task's main thread calls spawn; the index is
     // bounded by MAX_THREADS below.
     let n = unsafe {

@@ -24,5 +24,25 @@ pub const RUST_CFG_NAMES: [&str; 2] = ["sel4_debug_build", "sel4_smp"];
 /// exists). Build scripts print them as `cargo:rustc-cfg=...` so that code
 /// using configuration-dependent invocations compiles only where they exist.
 pub fn rust_cfgs() -> impl Iterator<Item = &'static str> {
-    [(DEBUG_BUILD, RUST_CFG_NAMES[0]), (SMP, RUST_CFG_NAMES[1])].into_iter().filter(|(on, _)| *on).map(|(_, n)| n)
+    [(DEBUG_BUILD, RUST_CFG_NAMES[0]), (SMP, RUST_CFG_NAMES[1])]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_come_from_the_kernel_build() {
+        assert_eq!(
+            super::get("MAX_NUM_NODES").unwrap().parse::<usize>().unwrap(),
+            super::MAX_NUM_NODES
+        );
+        assert_eq!(
+            super::get("ROOT_CNODE_SIZE_BITS").unwrap().parse::<usize>().unwrap(),
+            super::ROOT_CNODE_SIZE_BITS
+        );
+        assert!(super::get("NO_SUCH_OPTION").is_none());
+        assert_eq!(super::rust_cfgs().any(|c| c == "sel4_smp"), super::SMP);
+    }
 }

@@ -10,7 +10,7 @@ struct Area([u8; HEAP_SIZE]);
 
 static mut AREA: Area = Area([0; HEAP_SIZE]);
 
-#[global_allocator]
+#[cfg_attr(not(test), global_allocator)]
 static ALLOCATOR: LockedHeap = LockedHeap::empty();
 
 pub(crate) fn init() {

@@ -20,6 +20,7 @@
 //! the [`report`] module.
 #![no_std]
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![cfg_attr(test, allow(dead_code))]
 
 extern crate alloc;
 
@@ -45,6 +46,8 @@ struct Stack([u8; STACK_SIZE]);
 #[no_mangle]
 static mut __sel4_root_task_stack: Stack = Stack([0; STACK_SIZE]);
 
+// Not in host test builds (which have their own `_start`).
+#[cfg(not(test))]
 core::arch::global_asm!(
     ".globl _start",
     ".type _start, @function",
@@ -107,6 +110,7 @@ macro_rules! root_task {
     };
 }
 
+#[cfg(not(test))]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     use alloc::string::ToString;

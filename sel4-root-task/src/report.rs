@@ -118,10 +118,7 @@ pub struct Verdict {
 impl Verdict {
     /// An empty verdict (no checks yet).
     pub const fn new() -> Self {
-        Self {
-            checks: 0,
-            failed: 0,
-        }
+        Self { checks: 0, failed: 0 }
     }
 
     /// Reports one check: `name`, whether it held, and a detail for the log.
@@ -140,11 +137,7 @@ impl Verdict {
 
     /// Reports a check from a `Result`: `Ok` passes (its value is the detail),
     /// `Err` fails with the error as detail.
-    pub fn check_result<T: core::fmt::Debug, E: core::fmt::Debug>(
-        &mut self,
-        name: &str,
-        r: Result<T, E>,
-    ) -> Option<T> {
+    pub fn check_result<T: core::fmt::Debug, E: core::fmt::Debug>(&mut self, name: &str, r: Result<T, E>) -> Option<T> {
         let mut detail = String::new();
         match r {
             Ok(v) => {

@@ -93,10 +93,7 @@ pub struct BootInfo {
 impl BootInfo {
     /// The descriptors of the untypeds the kernel handed over.
     pub fn untyped_descs(&self) -> &[UntypedDesc] {
-        let n = self
-            .untyped
-            .len()
-            .min(sel4_config::MAX_NUM_BOOTINFO_UNTYPED_CAPS);
+        let n = self.untyped.len().min(sel4_config::MAX_NUM_BOOTINFO_UNTYPED_CAPS);
         // SAFETY: untyped_list is an array of packed (align 1) descriptors;
         // taking a slice of align-1 elements from a packed struct is sound.
         let list = unsafe { &*core::ptr::addr_of!(self.untyped_list) };
@@ -124,11 +121,7 @@ check!(BootInfo, user_image_frames, BootInfo_userImageFrames);
 check!(BootInfo, user_image_paging, BootInfo_userImagePaging);
 check!(BootInfo, io_space_caps, BootInfo_ioSpaceCaps);
 check!(BootInfo, extra_bi_pages, BootInfo_extraBIPages);
-check!(
-    BootInfo,
-    init_thread_cnode_size_bits,
-    BootInfo_initThreadCNodeSizeBits
-);
+check!(BootInfo, init_thread_cnode_size_bits, BootInfo_initThreadCNodeSizeBits);
 check!(BootInfo, init_thread_domain, BootInfo_initThreadDomain);
 check!(BootInfo, arch_info, BootInfo_archInfo);
 check!(BootInfo, untyped, BootInfo_untyped);
@@ -140,5 +133,4 @@ const _: () = assert!(size_of::<BootInfo>() as u64 == layout::BootInfo_size);
 const _: () = assert!(size_of::<UntypedDesc>() as u64 == layout::UntypedDesc_size);
 // The IPC buffer accessors use libsel4's offsets directly; check the shape
 // they rely on (message registers are consecutive words after the tag).
-const _: () =
-    assert!(layout::IPCBuffer_msg + 8 * layout::MsgMaxLength == layout::IPCBuffer_userData);
+const _: () = assert!(layout::IPCBuffer_msg + 8 * layout::MsgMaxLength == layout::IPCBuffer_userData);

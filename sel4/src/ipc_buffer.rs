@@ -15,9 +15,7 @@ fn load(offset: u64) -> Word {
     let v: Word;
     // SAFETY: gs points at this thread's IPC buffer (see the module doc); the
     // callers keep `offset` inside seL4_IPCBuffer.
-    unsafe {
-        core::arch::asm!("mov {}, gs:[{}]", out(reg) v, in(reg) offset, options(nostack, readonly))
-    };
+    unsafe { core::arch::asm!("mov {}, gs:[{}]", out(reg) v, in(reg) offset, options(nostack, readonly)) };
     v
 }
 

@@ -102,10 +102,7 @@ impl<T: CapType> fmt::Debug for Cap<T> {
 impl<T: CapType> Cap<T> {
     /// A capability of type `T` at `cptr`. The caller asserts the type.
     pub const fn from_cptr(cptr: CPtr) -> Self {
-        Self {
-            cptr,
-            _t: PhantomData,
-        }
+        Self { cptr, _t: PhantomData }
     }
     /// A capability of type `T` at slot `index` of the root CNode.
     pub const fn from_bits(index: Word) -> Self {
@@ -308,8 +305,7 @@ impl CapData {
             return None;
         }
         Some(Self(
-            (layout::CapDataTag_Badge << layout::Badge_CapDataType_shift)
-                | (badge << layout::Badge_Badge_shift),
+            (layout::CapDataTag_Badge << layout::Badge_CapDataType_shift) | (badge << layout::Badge_Badge_shift),
         ))
     }
     /// A guard (`seL4_CapData_Guard_new`) of `size` bits with value `bits`.
@@ -344,8 +340,7 @@ pub struct PrioProps {
 impl PrioProps {
     /// The bitfield word.
     pub const fn into_word(self) -> Word {
-        ((self.prio as Word) << layout::PrioProps_prio_shift)
-            | ((self.mcp as Word) << layout::PrioProps_mcp_shift)
+        ((self.prio as Word) << layout::PrioProps_prio_shift) | ((self.mcp as Word) << layout::PrioProps_mcp_shift)
     }
     /// Decodes the bitfield word.
     pub const fn from_word(w: Word) -> Self {
@@ -393,19 +388,14 @@ impl MessageInfo {
         use layout::*;
         Self(
             (field(label, 0, MessageInfo_label_bits) << MessageInfo_label_shift)
-                | (field(caps_unwrapped, 0, MessageInfo_capsUnwrapped_bits)
-                    << MessageInfo_capsUnwrapped_shift)
+                | (field(caps_unwrapped, 0, MessageInfo_capsUnwrapped_bits) << MessageInfo_capsUnwrapped_shift)
                 | (field(extra_caps, 0, MessageInfo_extraCaps_bits) << MessageInfo_extraCaps_shift)
                 | (field(length, 0, MessageInfo_length_bits) << MessageInfo_length_shift),
         )
     }
     /// `seL4_MessageInfo_get_label`
     pub const fn label(self) -> Word {
-        field(
-            self.0,
-            layout::MessageInfo_label_shift,
-            layout::MessageInfo_label_bits,
-        )
+        field(self.0, layout::MessageInfo_label_shift, layout::MessageInfo_label_bits)
     }
     /// `seL4_MessageInfo_get_length`
     pub const fn length(self) -> Word {
@@ -458,13 +448,7 @@ pub const FAST_MRS: usize = 4;
 /// This is what every generated method calls; it corresponds to the body of
 /// each libsel4 stub (`seL4_CNode_Copy` and friends).
 #[inline]
-pub fn invoke(
-    service: CPtr,
-    label: Word,
-    mrs: &[Word],
-    caps: &[CPtr],
-    out: &mut [Word],
-) -> Result<()> {
+pub fn invoke(service: CPtr, label: Word, mrs: &[Word], caps: &[CPtr], out: &mut [Word]) -> Result<()> {
     debug_assert!(mrs.len() <= MSG_MAX_LENGTH && caps.len() <= MSG_MAX_EXTRA_CAPS);
     for (i, c) in caps.iter().enumerate() {
         IpcBuffer::set_cap(i, c.0);
@@ -486,11 +470,7 @@ pub fn invoke(
         return Err(Error::IllegalOperation);
     }
     for (i, o) in out.iter_mut().enumerate() {
-        *o = if i < FAST_MRS {
-            regs[i]
-        } else {
-            IpcBuffer::mr(i)
-        };
+        *o = if i < FAST_MRS { regs[i] } else { IpcBuffer::mr(i) };
     }
     Ok(())
 }
@@ -548,4 +528,77 @@ pub mod fault {
     pub const VM_FAULT_PREFETCH: usize = layout::VMFault_PrefetchFault as usize;
     /// Word index of the fault status (x86 error code) in a VM fault.
     pub const VM_FAULT_FSR: usize = layout::VMFault_FSR as usize;
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    #[test]
+    fn message_info_round_trips_every_field() {
+        let m = MessageInfo::new(label::CNodeCopy, 5, 2, 77);
+        assert_eq!(
+            (m.label(), m.caps_unwrapped(), m.extra_caps(), m.length()),
+            (label::CNodeCopy, 5, 2, 77)
+        );
+        // Fields are truncated to their bitfield width, never spill into neighbours.
+        let t = MessageInfo::new(0, 0, 0, 1 << layout::MessageInfo_length_bits);
+        assert_eq!(t.0, 0);
+    }
+
+    #[test]
+    fn cap_rights_round_trip() {
+        for r in [
+            CapRights::ALL,
+            CapRights::READ,
+            CapRights::WRITE,
+            CapRights::NONE,
+            CapRights::READ_WRITE,
+        ] {
+            assert_eq!(CapRights::from_word(r.into_word()), r);
+        }
+        assert_eq!(CapRights::ALL.into_word().count_ones(), 3);
+    }
+
+    #[test]
+    fn badges_beyond_the_field_are_refused() {
+        assert!(CapData::badge(CapData::MAX_BADGE).is_some());
+        assert!(CapData::badge(CapData::MAX_BADGE + 1).is_none());
+        assert_eq!(
+            CapData::badge(0).unwrap().into_word(),
+            0,
+            "a zero badge is seL4_NilData"
+        );
+    }
+
+    #[test]
+    fn errors_map_both_ways() {
+        for v in 1..layout::NumErrors {
+            let e = Error::from_word(v).expect("every seL4_Error value has a variant");
+            assert_eq!(e as u64, v);
+        }
+        assert_eq!(Error::from_word(0), None);
+        assert_eq!(Error::from_word(layout::NumErrors), None);
+    }
+
+    #[test]
+    fn labels_are_numbered_in_xml_order() {
+        // The kernel numbers invocations in order of appearance; the x86_64
+        // (sel4_arch) labels follow the generic ones, the x86 (arch) labels
+        // follow those.
+        assert_eq!(label::InvalidInvocation, 0);
+        assert_eq!(label::UntypedRetype, 1);
+        assert!(label::X86PDPTMap >= label::nInvocationLabels);
+        assert!(label::X86PageMap > label::X86PDPTMap);
+        assert_eq!(label::CNodeMint, label::CNodeCopy + 1);
+    }
+
+    #[test]
+    fn typed_caps_keep_their_pointer() {
+        let c: cap::Frame = Cap::from_bits(42);
+        assert_eq!(c.cptr(), CPtr(42));
+        assert_eq!(CPtr::from(c.cast::<cap_type::Untyped>()), CPtr(42));
+        assert_eq!(std::format!("{c:?}"), "Cap<X86Page>(0x2a)");
+    }
 }

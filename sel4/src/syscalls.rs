@@ -42,11 +42,7 @@ fn raw(sys: i64, dest: Word, info: Word, mrs: [Word; FAST_MRS]) -> (Word, Word, 
 /// for the reply. Returns the reply's info, its first four message registers
 /// and the badge.
 #[inline]
-pub fn call(
-    dest: CPtr,
-    info: MessageInfo,
-    mrs: [Word; FAST_MRS],
-) -> (MessageInfo, [Word; FAST_MRS], Word) {
+pub fn call(dest: CPtr, info: MessageInfo, mrs: [Word; FAST_MRS]) -> (MessageInfo, [Word; FAST_MRS], Word) {
     let (badge, info, mrs) = raw(syscall_id::SysCall, dest.0, info.0, mrs);
     (MessageInfo(info), mrs, badge)
 }
@@ -85,11 +81,7 @@ pub fn reply(info: MessageInfo, mrs: [Word; FAST_MRS]) {
 
 /// `seL4_ReplyRecv`: reply, then wait on `src`.
 #[inline]
-pub fn reply_recv(
-    src: CPtr,
-    info: MessageInfo,
-    mrs: [Word; FAST_MRS],
-) -> (MessageInfo, [Word; FAST_MRS], Word) {
+pub fn reply_recv(src: CPtr, info: MessageInfo, mrs: [Word; FAST_MRS]) -> (MessageInfo, [Word; FAST_MRS], Word) {
     let (badge, info, mrs) = raw(syscall_id::SysReplyRecv, src.0, info.0, mrs);
     (MessageInfo(info), mrs, badge)
 }

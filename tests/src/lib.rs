@@ -52,7 +52,10 @@ pub fn config_nodes(config: &str) -> usize {
     let auto = build_dir().join("kernel").join(config).join("autoconf.h");
     let text = std::fs::read_to_string(&auto).unwrap_or_default();
     text.lines()
-        .find_map(|l| l.strip_prefix("#define CONFIG_MAX_NUM_NODES ").and_then(|v| v.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("#define CONFIG_MAX_NUM_NODES ")
+                .and_then(|v| v.trim().parse().ok())
+        })
         .unwrap_or(1)
 }
 
@@ -83,7 +86,9 @@ impl std::error::Error for HarnessError {}
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
 fn run_step(cmd: &mut Command, what: &str) -> Result<(), HarnessError> {
-    let out = cmd.output().map_err(|e| HarnessError(format!("{what}: cannot start {:?}: {e}", cmd.get_program())))?;
+    let out = cmd
+        .output()
+        .map_err(|e| HarnessError(format!("{what}: cannot start {:?}: {e}", cmd.get_program())))?;
     if !out.status.success() {
         return Err(HarnessError(format!(
             "{what} failed ({}):\n{}{}",
@@ -101,13 +106,18 @@ pub fn build(config: &str, features: &[&str]) -> Result<Images, HarnessError> {
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let root = repo_root();
     run_step(
-        Command::new("python3").arg(root.join("kernel/build.py")).arg(config).current_dir(&root),
+        Command::new("python3")
+            .arg(root.join("kernel/build.py"))
+            .arg(config)
+            .current_dir(&root),
         &format!("kernel build ({config})"),
     )?;
     let kdir = build_dir().join("kernel").join(config);
     let mut tdir = build_dir().join("target").join(config);
     if !features.is_empty() {
-        tdir = build_dir().join("target").join(format!("{config}+{}", features.join("+")));
+        tdir = build_dir()
+            .join("target")
+            .join(format!("{config}+{}", features.join("+")));
     }
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&root)
@@ -142,11 +152,19 @@ pub struct BootOptions {
     pub memory_mib: u32,
     /// Echo the serial output to stderr as it arrives.
     pub echo: bool,
+    /// The QEMU executable.
+    pub qemu: String,
 }
 
 impl Default for BootOptions {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(120), icount: false, memory_mib: 512, echo: false }
+        Self {
+            timeout: Duration::from_secs(120),
+            icount: false,
+            memory_mib: 512,
+            echo: false,
+            qemu: "qemu-system-x86_64".into(),
+        }
     }
 }
 
@@ -223,7 +241,9 @@ impl Run {
     }
     /// The check record of that name.
     pub fn check(&self, name: &str) -> Option<&Record> {
-        self.records.iter().find(|r| r.kind() == "check" && r.str("name") == Some(name))
+        self.records
+            .iter()
+            .find(|r| r.kind() == "check" && r.str("name") == Some(name))
     }
     /// Pass, or why not. A pass needs: no hang, no panic, no malformed line, a
     /// verdict line with `pass: true`, and QEMU's exit status 1 (the root
@@ -256,14 +276,17 @@ impl Run {
     /// Panics with the serial log if the run did not pass.
     pub fn assert_passed(&self) {
         if let Err(f) = self.verdict() {
-            panic!("{} run failed: {f:?}\n----- serial log -----\n{}", self.images.config, self.log);
+            panic!(
+                "{} run failed: {f:?}\n----- serial log -----\n{}",
+                self.images.config, self.log
+            );
         }
     }
 }
 
 /// The QEMU command line for `images`.
 pub fn qemu_command(images: &Images, opts: &BootOptions) -> Command {
-    let mut cmd = Command::new("qemu-system-x86_64");
+    let mut cmd = Command::new(&opts.qemu);
     cmd.args(["-cpu", "max", "-m", &format!("{}M", opts.memory_mib)])
         .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
@@ -288,8 +311,9 @@ pub fn boot(images: &Images, opts: &BootOptions) -> Result<Run, HarnessError> {
         .spawn()
         .map_err(|e| {
             HarnessError(format!(
-                "cannot start qemu-system-x86_64 ({e}); install it with `apt-get install qemu-system-x86` \
-                 (or run `make deps` as root)"
+                "cannot start {} ({e}); install it with `apt-get install qemu-system-x86` \
+                 (or run `make deps` as root)",
+                opts.qemu
             ))
         })?;
     let log = Arc::new(Mutex::new(String::new()));
@@ -321,7 +345,10 @@ pub fn boot(images: &Images, opts: &BootOptions) -> Result<Run, HarnessError> {
     });
     let mut timed_out = false;
     let status = loop {
-        if let Some(st) = child.try_wait().map_err(|e| HarnessError(format!("waiting for QEMU: {e}")))? {
+        if let Some(st) = child
+            .try_wait()
+            .map_err(|e| HarnessError(format!("waiting for QEMU: {e}")))?
+        {
             break Some(st);
         }
         if start.elapsed() > opts.timeout {

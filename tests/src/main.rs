@@ -6,7 +6,7 @@
 //! ```
 //! Human-readable output is rendered from the parsed result lines.
 
-use sel4_tests::{build, boot, BootOptions, Record, Run};
+use sel4_tests::{boot, build, BootOptions, Record, Run};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -18,7 +18,9 @@ fn usage() -> ExitCode {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first().cloned() else { return usage() };
+    let Some(cmd) = args.first().cloned() else {
+        return usage();
+    };
     let mut config = None;
     let mut icount = cmd == "bench";
     let mut echo = false;
@@ -33,7 +35,13 @@ fn main() -> ExitCode {
             _ => return usage(),
         }
     }
-    let config = config.unwrap_or_else(|| if cmd == "bench" { "release-up".into() } else { "debug-up".into() });
+    let config = config.unwrap_or_else(|| {
+        if cmd == "bench" {
+            "release-up".into()
+        } else {
+            "debug-up".into()
+        }
+    });
     if !sel4_tests::configs().contains(&config) {
         eprintln!(
             "sel4-boot: unknown kernel configuration '{config}'; choose one of: {}",
@@ -51,7 +59,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let opts = BootOptions { icount, echo, timeout: Duration::from_secs(600), ..Default::default() };
+    let opts = BootOptions {
+        icount,
+        echo,
+        timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
     eprintln!(
         "booting {} ({} node{}, QEMU TCG{})",
         config,
@@ -101,7 +114,10 @@ fn mib(b: u64) -> String {
 fn render(run: &Run, icount: bool) {
     if let Some(b) = run.first("bootinfo") {
         let g = |k| b.u64(k).unwrap_or(0);
-        println!("seL4 5.0.0 root task, kernel configuration {}", b.str("config").unwrap_or("?"));
+        println!(
+            "seL4 5.0.0 root task, kernel configuration {}",
+            b.str("config").unwrap_or("?")
+        );
         println!("  nodes:        {}", g("nodes"));
         println!(
             "  untypeds:     {} ({} RAM, {} device)",
@@ -136,9 +152,16 @@ fn render(run: &Run, icount: bool) {
         println!(
             "\nbenchmarks ({}; ticks, rdtsc overhead subtracted{}):",
             run.images.config,
-            if icount { "; -icount: 1 tick = 1 instruction" } else { "; plain TCG: host-time noise, not for figures" }
+            if icount {
+                "; -icount: 1 tick = 1 instruction"
+            } else {
+                "; plain TCG: host-time noise, not for figures"
+            }
         );
-        println!("  {:<22} {:<8} {:>6} {:>10} {:>10} {:>10}", "op", "path", "pages", "iterations", "min", "median");
+        println!(
+            "  {:<22} {:<8} {:>6} {:>10} {:>10} {:>10}",
+            "op", "path", "pages", "iterations", "min", "median"
+        );
         for b in bench {
             println!(
                 "  {:<22} {:<8} {:>6} {:>10} {:>10} {:>10}",

@@ -1,0 +1,52 @@
+# seL4 memory-management root task. The two commands a newcomer needs:
+#   make run    build the kernel and the root task, boot QEMU, print the results
+#   make test   every test: formatting, clippy, host unit/property tests, QEMU tests
+# Others:
+#   make bench  benchmarks on the release kernel under -icount (build/bench/latest.json)
+#   make kernel / make kernels   build one (CONFIG=...) / every kernel configuration
+#   make deps   check (and, as root, install) what the build needs
+# CONFIG selects the kernel configuration (kernel/configs/*.conf) for run and kernel.
+
+CONFIG ?= debug-up
+CARGO ?= cargo
+ROOT := $(abspath .)
+CONFIGS := $(basename $(notdir $(wildcard kernel/configs/*.conf)))
+# Workspace-level cargo commands (clippy, host unit tests) need a kernel
+# build to generate the bindings from: the debug UP kernel.
+LINT_KERNEL := $(ROOT)/build/kernel/debug-up
+
+.PHONY: run test bench deps kernel kernels lint unit qemu-tests clean
+
+deps:
+	@tools/deps.sh
+
+kernel: deps
+	@python3 kernel/build.py $(CONFIG)
+
+kernels: deps
+	@for c in $(CONFIGS); do python3 kernel/build.py $$c || exit 1; done
+
+run: deps
+	@$(CARGO) run --quiet -p sel4-tests --bin sel4-boot -- run --config $(CONFIG)
+
+bench: deps
+	@$(CARGO) run --quiet -p sel4-tests --bin sel4-boot -- bench --config release-up
+
+test: deps lint unit qemu-tests
+
+lint:
+	@python3 kernel/build.py debug-up
+	$(CARGO) fmt --all --check
+	SEL4_KERNEL_BUILD_DIR=$(LINT_KERNEL) $(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Host tests of every crate except the harness (whose tests boot QEMU).
+unit:
+	@python3 kernel/build.py debug-up
+	SEL4_KERNEL_BUILD_DIR=$(LINT_KERNEL) $(CARGO) test --workspace --exclude root-task --exclude sel4-tests
+
+# Tests that build images and boot them in QEMU.
+qemu-tests:
+	$(CARGO) test -p sel4-tests -- --test-threads=2
+
+clean:
+	rm -rf build target

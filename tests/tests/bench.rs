@@ -1,0 +1,28 @@
+//! The benchmark runs on the release kernel under -icount and produces sane
+//! records. (Benchmarks are not tests: this checks the records, not the figures.)
+
+use sel4_tests::{build_and_boot, BootOptions};
+
+#[test]
+fn benchmark_records_are_sane() {
+    let opts = BootOptions {
+        icount: true,
+        ..Default::default()
+    };
+    let run = build_and_boot("release-up", &[], &opts).expect("build and boot");
+    run.assert_passed();
+    for op in ["yield", "call_reply_recv", "cnode_copy", "cnode_delete"] {
+        let r = run
+            .of_kind("bench")
+            .find(|r| r.str("op") == Some(op) && r.str("path") == Some("stock"))
+            .unwrap_or_else(|| panic!("no bench record for {op}\n{}", run.log));
+        assert_eq!(r.str("config"), Some("release-up"));
+        let (min, median) = (r.u64("ticks_min").unwrap(), r.u64("ticks_median").unwrap());
+        assert!(r.u64("iterations").unwrap() >= 1000, "{op}: too few iterations");
+        assert!(min > 0 && min <= median, "{op}: min {min} median {median}");
+        // Under icount a tick is an instruction: an empty rdtsc pair costs a
+        // handful, and every kernel entry at least a hundred.
+        assert!(r.u64("rdtsc_overhead").unwrap() < 20, "{op}: rdtsc overhead");
+        assert!(min > 100, "{op}: {min} ticks is less than a kernel entry");
+    }
+}

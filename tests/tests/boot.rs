@@ -1,0 +1,95 @@
+//! Boots every kernel configuration with the root task and checks what it
+//! reports: BootInfo as the kernel configured it, and every self-check.
+
+use sel4_tests::{build_and_boot, configs, BootOptions};
+
+/// Checks the root task must report, and pass, on every configuration.
+const EXPECTED_CHECKS: &[&str] = &[
+    "bootinfo.nodes",
+    "bootinfo.layout",
+    "retype.objects",
+    "frame.get_address",
+    "cnode.copy",
+    "map.shared_frame",
+    "cnode.delete",
+    "cnode.mint_move_revoke",
+    "error.typed",
+    "ipc.call_reply_recv",
+    "threads.per_core",
+];
+
+fn boot_config(config: &str) {
+    let run = build_and_boot(config, &[], &BootOptions::default()).expect("build and boot");
+    run.assert_passed();
+    let log = || format!("\n----- serial log -----\n{}", run.log);
+    let bi = run
+        .first("bootinfo")
+        .unwrap_or_else(|| panic!("no bootinfo record{}", log()));
+    let nodes = run.images.nodes as u64;
+    assert_eq!(bi.str("config"), Some(config), "{}", log());
+    assert_eq!(bi.u64("nodes"), Some(nodes), "BootInfo numNodes{}", log());
+    assert!(bi.u64("untyped_count").unwrap() > 0, "no untypeds{}", log());
+    // QEMU gets 512 MiB; the kernel keeps some for itself and the image.
+    let ram = bi.u64("ram_bytes").unwrap();
+    assert!(ram > 400 << 20 && ram < 512 << 20, "RAM untyped bytes {ram}{}", log());
+    assert!(
+        bi.u64("empty_first").unwrap() < bi.u64("empty_end").unwrap(),
+        "no empty slots{}",
+        log()
+    );
+    assert_eq!(
+        bi.u64("empty_end"),
+        Some(1 << bi.u64("cnode_size_bits").unwrap()),
+        "{}",
+        log()
+    );
+    for name in EXPECTED_CHECKS {
+        let c = run
+            .check(name)
+            .unwrap_or_else(|| panic!("check {name} not reported{}", log()));
+        assert_eq!(c.bool("ok"), Some(true), "check {name}: {:?}{}", c.str("detail"), log());
+    }
+    let per_core = run
+        .check("threads.per_core")
+        .unwrap()
+        .str("detail")
+        .unwrap()
+        .to_string();
+    let ids: Vec<&str> = per_core
+        .trim_start_matches("distinct APIC IDs seen: Ok([")
+        .trim_end_matches("])")
+        .split(", ")
+        .collect();
+    assert_eq!(ids.len() as u64, nodes, "one distinct core per node: {per_core}");
+}
+
+#[test]
+fn every_configuration_boots_and_passes() {
+    let all = configs();
+    for required in ["debug-up", "release-up", "debug-smp", "release-smp"] {
+        assert!(
+            all.iter().any(|c| c == required),
+            "configuration {required} missing from kernel/configs"
+        );
+    }
+}
+
+#[test]
+fn debug_up() {
+    boot_config("debug-up");
+}
+
+#[test]
+fn release_up() {
+    boot_config("release-up");
+}
+
+#[test]
+fn debug_smp_reports_four_nodes() {
+    boot_config("debug-smp");
+}
+
+#[test]
+fn release_smp_reports_four_nodes() {
+    boot_config("release-smp");
+}
