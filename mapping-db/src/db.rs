@@ -7,9 +7,10 @@ use hashbrown::HashMap;
 use crate::error::{AddCopyError, AddFrameError, InsertError, RemoveCopyError, RemoveError, RemoveFrameError};
 use crate::types::{AsId, CapSlot, FrameId, LeafTable, Mapping, PageSize, Rights, USER_VADDR_END};
 
-/// Per frame: its size and the slots of every capability to it, and of those holding mappings.
+/// Per frame (keyed by its original slot): its address, size and the slots of every capability to it, and of those holding mappings.
 #[derive(Clone, Debug)]
 pub(crate) struct FrameNode {
+    pub(crate) paddr: u64,
     pub(crate) size: PageSize,
     /// Every capability to the frame, original included; `caps[s].copy_pos` is `s`'s position.
     pub(crate) copies: Vec<CapSlot>,
@@ -20,9 +21,10 @@ pub(crate) struct FrameNode {
 /// Per capability slot: which frame, where it was derived from, and the mapping it holds.
 #[derive(Clone, Debug)]
 pub(crate) struct CapNode {
-    pub(crate) frame: FrameId,
-    /// The slot this copy was derived from; `None` for the original.
-    pub(crate) parent: Option<CapSlot>,
+    /// The frame's original slot (the key of `frames`).
+    pub(crate) frame: CapSlot,
+    /// The slot this copy was derived from; the slot itself for the original.
+    pub(crate) parent: CapSlot,
     /// How many copies name this slot as their parent.
     pub(crate) children: u32,
     /// Position in `frames[frame].copies`.
@@ -100,7 +102,8 @@ impl LeafNode {
 /// The root task's mapping database. See the crate documentation for the model and the invariants.
 #[derive(Clone, Debug, Default)]
 pub struct MappingDb {
-    pub(crate) frames: HashMap<FrameId, FrameNode>,
+    /// Original slot -> the frame.
+    pub(crate) frames: HashMap<CapSlot, FrameNode>,
     /// Every capability the database knows, with the mapping record it holds (the by-cap index).
     pub(crate) caps: HashMap<CapSlot, CapNode>,
     /// (address space, page start) -> the capability whose mapping starts there.
@@ -149,26 +152,28 @@ impl MappingDb {
         if !size.is_aligned(frame.paddr) {
             return Err(AddFrameError::Misaligned);
         }
-        self.caps.insert(frame.slot, CapNode { frame, parent: None, children: 0, copy_pos: 0, map: None });
-        self.frames.insert(frame, FrameNode { size, copies: alloc::vec![frame.slot], mapped: Vec::new() });
+        let slot = frame.slot;
+        self.caps.insert(slot, CapNode { frame: slot, parent: slot, children: 0, copy_pos: 0, map: None });
+        let node = FrameNode { paddr: frame.paddr, size, copies: alloc::vec![slot], mapped: Vec::new() };
+        self.frames.insert(slot, node);
         Ok(())
     }
 
     /// Records that `copy` holds a copy of a capability to `frame`, derived from the one in `parent`
     /// (`CNode_Copy`/`CNode_Mint` from `parent` to `copy`).
     pub fn add_copy(&mut self, frame: FrameId, copy: CapSlot, parent: CapSlot) -> Result<(), AddCopyError> {
-        let node = self.frames.get_mut(&frame).ok_or(AddCopyError::UnknownFrame)?;
+        let node = self.frames.get_mut(&frame.slot).filter(|n| n.paddr == frame.paddr).ok_or(AddCopyError::UnknownFrame)?;
         if self.caps.contains_key(&copy) {
             return Err(AddCopyError::SlotInUse);
         }
         let p = self.caps.get_mut(&parent).ok_or(AddCopyError::UnknownParent)?;
-        if p.frame != frame {
+        if p.frame != frame.slot {
             return Err(AddCopyError::ParentOfOtherFrame);
         }
         p.children += 1;
         let copy_pos = pos32(node.copies.len());
         node.copies.push(copy);
-        self.caps.insert(copy, CapNode { frame, parent: Some(parent), children: 0, copy_pos, map: None });
+        self.caps.insert(copy, CapNode { frame: frame.slot, parent, children: 0, copy_pos, map: None });
         Ok(())
     }
 
@@ -179,9 +184,10 @@ impl MappingDb {
     /// only ever loses leaves, and every recorded parent exists.
     pub fn remove_copy(&mut self, slot: CapSlot) -> Result<(), RemoveCopyError> {
         let node = self.caps.get(&slot).ok_or(RemoveCopyError::UnknownCap)?;
-        let Some(parent) = node.parent else {
+        let parent = node.parent;
+        if parent == slot {
             return Err(RemoveCopyError::IsOriginal);
-        };
+        }
         if node.map.is_some() {
             return Err(RemoveCopyError::Mapped);
         }
@@ -200,31 +206,31 @@ impl MappingDb {
 
     /// Forgets a frame and its original capability. Refused while copies exist or the original is mapped.
     pub fn remove_frame(&mut self, frame: FrameId) -> Result<(), RemoveFrameError> {
-        let node = self.frames.get(&frame).ok_or(RemoveFrameError::UnknownFrame)?;
+        let node = self.frame_node(frame).ok_or(RemoveFrameError::UnknownFrame)?;
         if node.copies.len() > 1 {
             return Err(RemoveFrameError::HasCopies);
         }
         if !node.mapped.is_empty() {
             return Err(RemoveFrameError::Mapped);
         }
-        self.frames.remove(&frame);
+        self.frames.remove(&frame.slot);
         self.caps.remove(&frame.slot);
         Ok(())
     }
 
     /// The slots of every capability to `frame`, original included (none if the frame is unknown).
     pub fn copies_of(&self, frame: FrameId) -> impl Iterator<Item = CapSlot> + '_ {
-        self.frames.get(&frame).into_iter().flat_map(|n| n.copies.iter().copied())
+        self.frame_node(frame).into_iter().flat_map(|n| n.copies.iter().copied())
     }
 
     /// The frame the capability in `slot` refers to.
     pub fn frame_of_cap(&self, slot: CapSlot) -> Option<FrameId> {
-        self.caps.get(&slot).map(|n| n.frame)
+        self.caps.get(&slot).map(|n| self.frame_id(n.frame))
     }
 
     /// The slot the copy in `slot` was derived from (`None` for an original or an unknown slot).
     pub fn parent_of(&self, slot: CapSlot) -> Option<CapSlot> {
-        self.caps.get(&slot).and_then(|n| n.parent)
+        self.caps.get(&slot).map(|n| n.parent).filter(|&p| p != slot)
     }
 
     /// How many present copies were derived directly from the capability in `slot`.
@@ -234,7 +240,7 @@ impl MappingDb {
 
     /// The size of `frame`, if it is known.
     pub fn frame_size(&self, frame: FrameId) -> Option<PageSize> {
-        self.frames.get(&frame).map(|n| n.size)
+        self.frame_node(frame).map(|n| n.size)
     }
 
     /// Number of frames.
@@ -263,13 +269,13 @@ impl MappingDb {
     pub(crate) fn record(&self, cap: CapSlot) -> Mapping {
         let node = &self.caps[&cap];
         let p = node.map.as_ref().expect("record of an unmapped cap");
-        to_mapping(cap, node.frame, p)
+        to_mapping(cap, self.frame_id(node.frame), p)
     }
 
     /// The mapping the capability in `slot` holds.
     pub fn mapping_of_cap(&self, slot: CapSlot) -> Option<Mapping> {
         let node = self.caps.get(&slot)?;
-        node.map.as_ref().map(|p| to_mapping(slot, node.frame, p))
+        node.map.as_ref().map(|p| to_mapping(slot, self.frame_id(node.frame), p))
     }
 
     /// The mapping of address space `asid` whose page contains `vaddr` (any address in the page).
@@ -289,7 +295,7 @@ impl MappingDb {
 
     /// Every mapping of `frame`, in every address space: who can reach this memory.
     pub fn mappings_of_frame(&self, frame: FrameId) -> impl Iterator<Item = Mapping> + '_ {
-        self.frames.get(&frame).into_iter().flat_map(move |n| n.mapped.iter().map(move |&cap| self.record(cap)))
+        self.frame_node(frame).into_iter().flat_map(move |n| n.mapped.iter().map(move |&cap| self.record(cap)))
     }
 
     /// Every mapping of address space `asid` (in no particular order).
@@ -370,6 +376,16 @@ impl MappingDb {
 
     // ----- internals ---------------------------------------------------------------------------------------
 
+    /// The node of `frame`, if both its original slot and its address match.
+    pub(crate) fn frame_node(&self, frame: FrameId) -> Option<&FrameNode> {
+        self.frames.get(&frame.slot).filter(|n| n.paddr == frame.paddr)
+    }
+
+    /// The id of the frame whose original is in `orig` (known).
+    pub(crate) fn frame_id(&self, orig: CapSlot) -> FrameId {
+        FrameId::new(orig, self.frames[&orig].paddr)
+    }
+
     /// Whether the capability in `cap` (known) is mapped, after the overlay's changes.
     fn cap_mapped(&self, ov: Option<&Overlay>, cap: CapSlot, node: &CapNode) -> bool {
         ov.and_then(|o| o.mapped.get(&cap).copied()).unwrap_or(node.map.is_some())
@@ -426,12 +442,12 @@ impl MappingDb {
         if m.index != size.entry_index(m.vaddr) {
             return Err(InsertError::IndexMismatch);
         }
-        let frame = self.frames.get(&m.frame).ok_or(InsertError::UnknownFrame)?;
+        let frame = self.frame_node(m.frame).ok_or(InsertError::UnknownFrame)?;
         if frame.size != size {
             return Err(InsertError::SizeMismatch);
         }
         let cap = self.caps.get(&m.cap).ok_or(InsertError::UnknownCap)?;
-        if cap.frame != m.frame {
+        if cap.frame != m.frame.slot {
             return Err(InsertError::NotACopy);
         }
         if self.cap_mapped(ov, m.cap, cap) {
@@ -471,7 +487,7 @@ impl MappingDb {
 
     /// Adds a validated record to every index.
     pub(crate) fn apply_insert(&mut self, m: Mapping) {
-        let frame = self.frames.get_mut(&m.frame).expect("validated");
+        let frame = self.frames.get_mut(&m.frame.slot).expect("validated");
         let frame_pos = pos32(frame.mapped.len());
         frame.mapped.push(m.cap);
         let space = self.spaces.entry(m.asid).or_default();
@@ -502,9 +518,10 @@ impl MappingDb {
     fn unmap(&mut self, cap: CapSlot) -> Mapping {
         let node = self.caps.get_mut(&cap).expect("known cap");
         let p = node.map.take().expect("mapped cap");
-        let m = to_mapping(cap, node.frame, &p);
+        let frame = self.frames.get_mut(&node.frame).expect("frame of a cap");
+        let m = to_mapping(cap, FrameId::new(node.frame, frame.paddr), &p);
 
-        let mapped = &mut self.frames.get_mut(&m.frame).expect("frame of a cap").mapped;
+        let mapped = &mut frame.mapped;
         mapped.swap_remove(pos(p.frame_pos));
         if let Some(&moved) = mapped.get(pos(p.frame_pos)) {
             self.caps.get_mut(&moved).and_then(|n| n.map.as_mut()).expect("listed mapping").frame_pos = p.frame_pos;

@@ -589,8 +589,8 @@ mod tests {
         // follow those.
         assert_eq!(label::InvalidInvocation, 0);
         assert_eq!(label::UntypedRetype, 1);
-        assert!(label::X86PDPTMap >= label::nInvocationLabels);
-        assert!(label::X86PageMap > label::X86PDPTMap);
+        const { assert!(label::X86PDPTMap >= label::nInvocationLabels) };
+        const { assert!(label::X86PageMap > label::X86PDPTMap) };
         assert_eq!(label::CNodeMint, label::CNodeCopy + 1);
     }
 
