@@ -11,6 +11,7 @@ extern crate alloc;
 mod bench;
 mod checks;
 mod objects;
+mod probe;
 mod threads;
 
 use sel4::BootInfo;

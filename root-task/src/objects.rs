@@ -72,6 +72,13 @@ impl Objects {
         self.retype(object_type::NotificationObject, 0)
     }
 
+    /// A new, empty address space (PML4) assigned to the root task's ASID pool.
+    pub fn vspace(&mut self) -> Result<cap::VSpace, Error> {
+        let pml4: cap::VSpace = self.retype(object_type::X64_PML4Object, 0)?;
+        init::ASID_POOL.x86_asid_pool_assign(pml4.cptr())?;
+        Ok(pml4)
+    }
+
     /// A new TCB.
     pub fn tcb(&mut self) -> Result<cap::Tcb, Error> {
         self.retype(object_type::TCBObject, 0)
@@ -80,9 +87,21 @@ impl Objects {
     /// Maps `frame` read-write at `vaddr` in the root task's own VSpace,
     /// creating the paging structures the kernel reports missing.
     pub fn map_in_root(&mut self, frame: cap::Frame, vaddr: Word) -> Result<(), Error> {
-        let vroot = init::VSPACE.cptr();
+        self.map_in(init::VSPACE, frame, vaddr, CapRights::READ_WRITE)
+    }
+
+    /// Maps `frame` at `vaddr` in `vspace` with `rights`, creating the paging
+    /// structures the kernel reports missing.
+    pub fn map_in(
+        &mut self,
+        vspace: cap::VSpace,
+        frame: cap::Frame,
+        vaddr: Word,
+        rights: CapRights,
+    ) -> Result<(), Error> {
+        let vroot = vspace.cptr();
         for _ in 0..4 {
-            match frame.x86_page_map(vroot, vaddr, CapRights::READ_WRITE, VmAttributes::DEFAULT) {
+            match frame.x86_page_map(vroot, vaddr, rights, VmAttributes::DEFAULT) {
                 Err(Error::FailedLookup) => {}
                 r => return r,
             }
@@ -98,7 +117,7 @@ impl Objects {
                 continue;
             }
             let pdpt: Cap<cap_type::X86Pdpt> = self.retype(object_type::X86_PDPTObject, 0)?;
-            pdpt.x86_pdpt_map(init::VSPACE, vaddr, VmAttributes::DEFAULT)?;
+            pdpt.x86_pdpt_map(vspace, vaddr, VmAttributes::DEFAULT)?;
             pd.x86_page_directory_map(vroot, vaddr, VmAttributes::DEFAULT)?;
             pt.x86_page_table_map(vroot, vaddr, VmAttributes::DEFAULT)?;
         }
