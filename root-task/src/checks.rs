@@ -153,7 +153,7 @@ const fn share_pattern() -> u64 {
     0x5e14_0000_c0ff_ee00
 }
 
-fn probe_smoke(objs: &mut Objects, frame: cap::Frame) -> Result<(Access, Access), Error> {
+fn probe_smoke(objs: &mut Objects, frame: cap::Frame) -> Result<(usize, Access, Access), Error> {
     let p = Probe::new(objs, HELPER_PRIO)?;
     let copy = objs.slot();
     init::CNODE.cnode_copy(

@@ -166,7 +166,7 @@ impl Probe {
     /// (Re)starts the probe at its entry point with an empty stack.
     pub fn restart(&self) -> Result<(), Error> {
         let regs = UserContext {
-            rip: probe_main as usize as Word,
+            rip: probe_main as extern "C" fn(Word, Word) -> ! as usize as Word,
             rsp: self.stack_top - 8,
             rdi: self.cmd.bits(),
             rsi: self.result_badged,
