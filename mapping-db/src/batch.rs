@@ -84,7 +84,10 @@ impl MappingDb {
     fn validate_batch(&self, batch: &Batch) -> Result<(), BatchError> {
         let leaf = batch.leaf;
         let region = self.leaves.get(&leaf).map(|n| n.region);
-        let mut ov = Overlay { leaf: Some((leaf, region, self.leaf_used(leaf))), ..Overlay::default() };
+        let mut ov = Overlay {
+            leaf: Some((leaf, region, self.leaf_used(leaf))),
+            ..Overlay::default()
+        };
         for (op, o) in batch.ops.iter().enumerate() {
             let err = |kind| BatchError { op, kind };
             match *o {
@@ -92,7 +95,8 @@ impl MappingDb {
                     if m.leaf != leaf {
                         return Err(err(BatchErrorKind::WrongLeaf));
                     }
-                    self.validate_insert(&m, Some(&ov)).map_err(|e| err(BatchErrorKind::Insert(e)))?;
+                    self.validate_insert(&m, Some(&ov))
+                        .map_err(|e| err(BatchErrorKind::Insert(e)))?;
                     let (_, region, count) = ov.leaf.as_mut().expect("set above");
                     *region = Some(m.size.leaf_region(m.vaddr));
                     *count += 1;

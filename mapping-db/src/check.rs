@@ -4,7 +4,7 @@ use hashbrown::HashMap;
 
 use crate::db::{MappingDb, SpanKey, VKey};
 use crate::error::InvariantViolation as V;
-use crate::types::{PageSize, USER_VADDR_END};
+use crate::types::{FrameId, PageSize, USER_VADDR_END};
 
 impl MappingDb {
     /// Verifies every invariant of the crate documentation; `Err` names the first one found broken.
@@ -13,13 +13,11 @@ impl MappingDb {
     /// invariants, so this fails only on a bug in this crate.
     pub fn check(&self) -> Result<(), V> {
         // F1: each frame's original.
-        for (&f, node) in &self.frames {
-            match self.caps.get(&f.slot) {
-                Some(c) if c.frame == f && c.parent.is_none() => {}
+        for (&orig, node) in &self.frames {
+            let f = FrameId::new(orig, node.paddr);
+            match self.caps.get(&orig) {
+                Some(c) if c.frame == orig && c.parent == orig && node.size.is_aligned(node.paddr) => {}
                 _ => return Err(V::Original(f)),
-            }
-            if node.copies.is_empty() {
-                return Err(V::Original(f));
             }
         }
         let mut children: HashMap<_, u32> = HashMap::with_capacity(self.caps.len());
@@ -30,29 +28,28 @@ impl MappingDb {
             if frame.copies.get(c.copy_pos as usize) != Some(&s) {
                 return Err(V::CopyList(s));
             }
-            // F3: parent of the same frame; no parent only for the original; no cycle.
-            match c.parent {
-                None if s != c.frame.slot => return Err(V::Derivation(s)),
-                None => {}
-                Some(p) => {
-                    if self.caps.get(&p).is_none_or(|pc| pc.frame != c.frame) {
+            // F3: parent of the same frame; only the original is its own parent; no cycle.
+            if c.parent == s {
+                if s != c.frame {
+                    return Err(V::Derivation(s));
+                }
+            } else {
+                if self.caps.get(&c.parent).is_none_or(|pc| pc.frame != c.frame) {
+                    return Err(V::Derivation(s));
+                }
+                *children.entry(c.parent).or_insert(0) += 1;
+                let (mut at, mut steps) = (c.parent, 0);
+                while self.caps[&at].parent != at {
+                    steps += 1;
+                    at = self.caps[&at].parent;
+                    if steps > self.caps.len() || !self.caps.contains_key(&at) {
                         return Err(V::Derivation(s));
-                    }
-                    *children.entry(p).or_insert(0) += 1;
-                    let mut at = p;
-                    let mut steps = 0;
-                    while let Some(up) = self.caps[&at].parent {
-                        steps += 1;
-                        if steps > self.caps.len() || !self.caps.contains_key(&up) {
-                            return Err(V::Derivation(s));
-                        }
-                        at = up;
                     }
                 }
             }
             let Some(p) = c.map.as_ref() else { continue };
             mapped += 1;
-            let m = crate::db::to_mapping(s, c.frame, p);
+            let m = crate::db::to_mapping(s, FrameId::new(c.frame, frame.paddr), p);
             // R1: well formed.
             let size = m.size;
             if !size.is_aligned(m.vaddr)
@@ -64,7 +61,11 @@ impl MappingDb {
                 return Err(V::Record(s));
             }
             // R2-R5: every index has the record where it says.
-            if self.by_vaddr.get(&VKey { asid: m.asid, vaddr: m.vaddr }) != Some(&s) {
+            if self.by_vaddr.get(&VKey {
+                asid: m.asid,
+                vaddr: m.vaddr,
+            }) != Some(&s)
+            {
                 return Err(V::VaddrIndex(s));
             }
             if frame.mapped.get(p.frame_pos as usize) != Some(&s) {
@@ -79,8 +80,16 @@ impl MappingDb {
             }
             // O1: no larger page of the space contains this one.
             for big in PageSize::ALL.into_iter().filter(|&b| b > size) {
-                if let Some(&other) = self.by_vaddr.get(&VKey { asid: m.asid, vaddr: big.align_down(m.vaddr) }) {
-                    if self.caps.get(&other).and_then(|c| c.map.as_ref()).is_some_and(|o| o.size == big) {
+                if let Some(&other) = self.by_vaddr.get(&VKey {
+                    asid: m.asid,
+                    vaddr: big.align_down(m.vaddr),
+                }) {
+                    if self
+                        .caps
+                        .get(&other)
+                        .and_then(|c| c.map.as_ref())
+                        .is_some_and(|o| o.size == big)
+                    {
                         return Err(V::Overlap(s));
                     }
                 }
@@ -112,7 +121,13 @@ impl MappingDb {
         for c in self.caps.values() {
             let Some(p) = c.map.as_ref() else { continue };
             for big in PageSize::ALL.into_iter().filter(|&b| b > p.size) {
-                *spans.entry(SpanKey { asid: p.asid, size: big, base: big.align_down(p.vaddr) }).or_insert(0) += 1;
+                *spans
+                    .entry(SpanKey {
+                        asid: p.asid,
+                        size: big,
+                        base: big.align_down(p.vaddr),
+                    })
+                    .or_insert(0) += 1;
             }
         }
         if spans != self.spans {

@@ -9,21 +9,30 @@ use core::mem::{align_of, size_of};
 
 use hashbrown::HashMap;
 
-use crate::db::{CapNode, FrameNode, LeafNode, MappingDb, SpanKey, VKey};
-use crate::types::{AsId, CapSlot, FrameId, LeafTable, ENTRIES_PER_TABLE};
+use crate::db::{CapNode, FrameNode, LeafNode, MappingDb, Placed, SpanKey, VKey};
+use crate::types::{AsId, CapSlot, LeafTable, ENTRIES_PER_TABLE};
 
 /// Bytes of one hashbrown entry of `T = (K, V)` at the maximum load factor 7/8, rounded up.
 const fn bucket_bytes<T>() -> usize {
     ((size_of::<T>() + 1) * 8).div_ceil(7)
 }
 
-/// What one mapping record costs, entry by entry, at the tables' maximum load (see the module doc).
+/// What one mapping record costs, entry by entry, at the tables' maximum load.
+///
+/// How it is computed: a hashbrown table of `(K, V)` stores each entry in a bucket of `size_of::<(K, V)>()`
+/// bytes plus one control byte, and grows (doubling) when more than 7/8 of the buckets are full; so an entry
+/// costs at least `(size_of::<(K, V)>() + 1) * 8 / 7` bytes (just before growth) and about twice that just
+/// after. A `Vec` element costs its size (up to twice after growth). Each field below is one such entry; the
+/// leaf and span entries are shared by the pages of one table or region, hence [`dense`](Self::dense) and
+/// [`sparse`](Self::sparse).
 ///
 /// Under copy&map every mapping needs its own capability copy, so the copy's entries are counted too.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct MappingCost {
     /// The by-cap table bucket: the copy's node, which holds the record.
     pub cap_entry: usize,
+    /// Of `cap_entry`, the record's own part (the rest is the copy's node, paid for by an unmapped copy too).
+    pub record_part: usize,
     /// The copy's slot in its frame's list of copies.
     pub copy_list: usize,
     /// The (address space, vaddr) -> cap bucket.
@@ -45,6 +54,11 @@ impl MappingCost {
         self.cap_entry + self.copy_list + self.vaddr_entry + self.frame_list + self.space_list
     }
 
+    /// Bytes per record when leaf tables are full and the capability copy is counted as already paid for.
+    pub const fn dense_without_copy(&self) -> usize {
+        self.dense() - (self.cap_entry - self.record_part) - self.copy_list
+    }
+
     /// Bytes per record when leaf tables are full (512 records share one leaf bucket and one 2 MiB span).
     pub const fn dense(&self) -> usize {
         self.own() + (self.leaf_entry + 2 * self.span_entry).div_ceil(ENTRIES_PER_TABLE as usize)
@@ -60,6 +74,7 @@ impl MappingCost {
 pub const fn mapping_cost() -> MappingCost {
     MappingCost {
         cap_entry: bucket_bytes::<(CapSlot, CapNode)>(),
+        record_part: (size_of::<Option<Placed>>() * 8).div_ceil(7),
         copy_list: size_of::<CapSlot>(),
         vaddr_entry: bucket_bytes::<(VKey, CapSlot)>(),
         frame_list: size_of::<CapSlot>(),
@@ -90,8 +105,12 @@ impl MappingDb {
             .values()
             .map(|n| (n.copies.capacity() + n.mapped.capacity()) * size_of::<CapSlot>())
             .sum::<usize>()
-            + self.spaces.values().map(|v| v.capacity() * size_of::<CapSlot>()).sum::<usize>();
-        table_bytes::<FrameId, FrameNode>(&self.frames)
+            + self
+                .spaces
+                .values()
+                .map(|v| v.capacity() * size_of::<CapSlot>())
+                .sum::<usize>();
+        table_bytes::<CapSlot, FrameNode>(&self.frames)
             + table_bytes(&self.caps)
             + table_bytes(&self.by_vaddr)
             + table_bytes::<AsId, _>(&self.spaces)

@@ -153,8 +153,22 @@ impl MappingDb {
             return Err(AddFrameError::Misaligned);
         }
         let slot = frame.slot;
-        self.caps.insert(slot, CapNode { frame: slot, parent: slot, children: 0, copy_pos: 0, map: None });
-        let node = FrameNode { paddr: frame.paddr, size, copies: alloc::vec![slot], mapped: Vec::new() };
+        self.caps.insert(
+            slot,
+            CapNode {
+                frame: slot,
+                parent: slot,
+                children: 0,
+                copy_pos: 0,
+                map: None,
+            },
+        );
+        let node = FrameNode {
+            paddr: frame.paddr,
+            size,
+            copies: alloc::vec![slot],
+            mapped: Vec::new(),
+        };
         self.frames.insert(slot, node);
         Ok(())
     }
@@ -162,7 +176,11 @@ impl MappingDb {
     /// Records that `copy` holds a copy of a capability to `frame`, derived from the one in `parent`
     /// (`CNode_Copy`/`CNode_Mint` from `parent` to `copy`).
     pub fn add_copy(&mut self, frame: FrameId, copy: CapSlot, parent: CapSlot) -> Result<(), AddCopyError> {
-        let node = self.frames.get_mut(&frame.slot).filter(|n| n.paddr == frame.paddr).ok_or(AddCopyError::UnknownFrame)?;
+        let node = self
+            .frames
+            .get_mut(&frame.slot)
+            .filter(|n| n.paddr == frame.paddr)
+            .ok_or(AddCopyError::UnknownFrame)?;
         if self.caps.contains_key(&copy) {
             return Err(AddCopyError::SlotInUse);
         }
@@ -173,7 +191,16 @@ impl MappingDb {
         p.children += 1;
         let copy_pos = pos32(node.copies.len());
         node.copies.push(copy);
-        self.caps.insert(copy, CapNode { frame: frame.slot, parent, children: 0, copy_pos, map: None });
+        self.caps.insert(
+            copy,
+            CapNode {
+                frame: frame.slot,
+                parent,
+                children: 0,
+                copy_pos,
+                map: None,
+            },
+        );
         Ok(())
     }
 
@@ -196,7 +223,11 @@ impl MappingDb {
         }
         let node = self.caps.remove(&slot).expect("present");
         self.caps.get_mut(&parent).expect("parent of a present copy").children -= 1;
-        let copies = &mut self.frames.get_mut(&node.frame).expect("frame of a present copy").copies;
+        let copies = &mut self
+            .frames
+            .get_mut(&node.frame)
+            .expect("frame of a present copy")
+            .copies;
         copies.swap_remove(pos(node.copy_pos));
         if let Some(&moved) = copies.get(pos(node.copy_pos)) {
             self.caps.get_mut(&moved).expect("listed copy").copy_pos = node.copy_pos;
@@ -220,7 +251,9 @@ impl MappingDb {
 
     /// The slots of every capability to `frame`, original included (none if the frame is unknown).
     pub fn copies_of(&self, frame: FrameId) -> impl Iterator<Item = CapSlot> + '_ {
-        self.frame_node(frame).into_iter().flat_map(|n| n.copies.iter().copied())
+        self.frame_node(frame)
+            .into_iter()
+            .flat_map(|n| n.copies.iter().copied())
     }
 
     /// The frame the capability in `slot` refers to.
@@ -275,7 +308,9 @@ impl MappingDb {
     /// The mapping the capability in `slot` holds.
     pub fn mapping_of_cap(&self, slot: CapSlot) -> Option<Mapping> {
         let node = self.caps.get(&slot)?;
-        node.map.as_ref().map(|p| to_mapping(slot, self.frame_id(node.frame), p))
+        node.map
+            .as_ref()
+            .map(|p| to_mapping(slot, self.frame_id(node.frame), p))
     }
 
     /// The mapping of address space `asid` whose page contains `vaddr` (any address in the page).
@@ -287,7 +322,10 @@ impl MappingDb {
 
     pub(crate) fn lookup_cap(&self, asid: AsId, vaddr: u64) -> Option<CapSlot> {
         PageSize::ALL.into_iter().find_map(|size| {
-            let cap = *self.by_vaddr.get(&VKey { asid, vaddr: size.align_down(vaddr) })?;
+            let cap = *self.by_vaddr.get(&VKey {
+                asid,
+                vaddr: size.align_down(vaddr),
+            })?;
             let p = self.caps[&cap].map.as_ref().expect("indexed cap is mapped");
             (vaddr - p.vaddr < p.size.bytes()).then_some(cap)
         })
@@ -295,12 +333,17 @@ impl MappingDb {
 
     /// Every mapping of `frame`, in every address space: who can reach this memory.
     pub fn mappings_of_frame(&self, frame: FrameId) -> impl Iterator<Item = Mapping> + '_ {
-        self.frame_node(frame).into_iter().flat_map(move |n| n.mapped.iter().map(move |&cap| self.record(cap)))
+        self.frame_node(frame)
+            .into_iter()
+            .flat_map(move |n| n.mapped.iter().map(move |&cap| self.record(cap)))
     }
 
     /// Every mapping of address space `asid` (in no particular order).
     pub fn mappings_in(&self, asid: AsId) -> impl Iterator<Item = Mapping> + '_ {
-        self.spaces.get(&asid).into_iter().flat_map(move |v| v.iter().map(move |&cap| self.record(cap)))
+        self.spaces
+            .get(&asid)
+            .into_iter()
+            .flat_map(move |v| v.iter().map(move |&cap| self.record(cap)))
     }
 
     /// Number of mappings of address space `asid`.
@@ -388,14 +431,18 @@ impl MappingDb {
 
     /// Whether the capability in `cap` (known) is mapped, after the overlay's changes.
     fn cap_mapped(&self, ov: Option<&Overlay>, cap: CapSlot, node: &CapNode) -> bool {
-        ov.and_then(|o| o.mapped.get(&cap).copied()).unwrap_or(node.map.is_some())
+        ov.and_then(|o| o.mapped.get(&cap).copied())
+            .unwrap_or(node.map.is_some())
     }
 
     /// The region `leaf` covers and its number of entries in use, after the overlay's changes.
     fn leaf_state(&self, ov: Option<&Overlay>, leaf: LeafTable) -> (Option<u64>, usize) {
         match ov.and_then(|o| o.leaf) {
             Some((l, region, count)) if l == leaf => (region, count),
-            _ => self.leaves.get(&leaf).map_or((None, 0), |n| (Some(n.region), n.count())),
+            _ => self
+                .leaves
+                .get(&leaf)
+                .map_or((None, 0), |n| (Some(n.region), n.count())),
         }
     }
 
@@ -421,7 +468,10 @@ impl MappingDb {
         let Some(o) = ov else { return false };
         let Some((leaf, _, _)) = o.leaf else { return false };
         let p = self.caps[&cap].map.as_ref().expect("indexed cap is mapped");
-        leaf.table == p.table && leaf.asid == p.asid && leaf.level == p.size.leaf_level() && o.ptes.contains_key(&p.index)
+        leaf.table == p.table
+            && leaf.asid == p.asid
+            && leaf.level == p.size.leaf_level()
+            && o.ptes.contains_key(&p.index)
     }
 
     /// Runs every check of [`InsertError`], in order, against the database with the overlay's changes.
@@ -471,18 +521,26 @@ impl MappingDb {
     ///
     /// Aligned power-of-two ranges meet only if one contains the other. A page of size `s >= size` containing
     /// `vaddr` starts at `s.align_down(vaddr)`; a smaller page inside is counted by the span counter of the
-    /// range. Batch inserts are all of one size and region, so among themselves they can only meet at the
-    /// same entry, which `PteClaimed` already refuses.
+    /// range. A batch can only have removed pages of its own leaf (same size); batch inserts are all of one size
+    /// and region, so among themselves they can only meet at the same entry, which `PteClaimed` refuses first.
     fn overlaps(&self, ov: Option<&Overlay>, asid: AsId, vaddr: u64, size: PageSize) -> bool {
         for s in PageSize::ALL.into_iter().filter(|&s| s >= size) {
-            if let Some(&cap) = self.by_vaddr.get(&VKey { asid, vaddr: s.align_down(vaddr) }) {
+            if let Some(&cap) = self.by_vaddr.get(&VKey {
+                asid,
+                vaddr: s.align_down(vaddr),
+            }) {
                 let p_size = self.caps[&cap].map.as_ref().expect("indexed cap is mapped").size;
-                if (p_size == s || s == size) && !self.removed_by(ov, cap) {
+                if p_size == s && !self.removed_by(ov, cap) {
                     return true;
                 }
             }
         }
-        size != PageSize::Small && self.spans.contains_key(&SpanKey { asid, size, base: vaddr })
+        size != PageSize::Small
+            && self.spans.contains_key(&SpanKey {
+                asid,
+                size,
+                base: vaddr,
+            })
     }
 
     /// Adds a validated record to every index.
@@ -493,13 +551,29 @@ impl MappingDb {
         let space = self.spaces.entry(m.asid).or_default();
         let space_pos = pos32(space.len());
         space.push(m.cap);
-        self.by_vaddr.insert(VKey { asid: m.asid, vaddr: m.vaddr }, m.cap);
+        self.by_vaddr.insert(
+            VKey {
+                asid: m.asid,
+                vaddr: m.vaddr,
+            },
+            m.cap,
+        );
         self.leaves
             .entry(m.leaf)
-            .or_insert(LeafNode { region: m.size.leaf_region(m.vaddr), used: [0; 8] })
+            .or_insert(LeafNode {
+                region: m.size.leaf_region(m.vaddr),
+                used: [0; 8],
+            })
             .set(m.index);
         for s in PageSize::ALL.into_iter().filter(|&s| s > m.size) {
-            *self.spans.entry(SpanKey { asid: m.asid, size: s, base: s.align_down(m.vaddr) }).or_insert(0) += 1;
+            *self
+                .spans
+                .entry(SpanKey {
+                    asid: m.asid,
+                    size: s,
+                    base: s.align_down(m.vaddr),
+                })
+                .or_insert(0) += 1;
         }
         self.caps.get_mut(&m.cap).expect("validated").map = Some(Placed {
             vaddr: m.vaddr,
@@ -524,19 +598,30 @@ impl MappingDb {
         let mapped = &mut frame.mapped;
         mapped.swap_remove(pos(p.frame_pos));
         if let Some(&moved) = mapped.get(pos(p.frame_pos)) {
-            self.caps.get_mut(&moved).and_then(|n| n.map.as_mut()).expect("listed mapping").frame_pos = p.frame_pos;
+            self.caps
+                .get_mut(&moved)
+                .and_then(|n| n.map.as_mut())
+                .expect("listed mapping")
+                .frame_pos = p.frame_pos;
         }
 
         let space = self.spaces.get_mut(&m.asid).expect("space of a mapping");
         space.swap_remove(pos(p.space_pos));
         if let Some(&moved) = space.get(pos(p.space_pos)) {
-            self.caps.get_mut(&moved).and_then(|n| n.map.as_mut()).expect("listed mapping").space_pos = p.space_pos;
+            self.caps
+                .get_mut(&moved)
+                .and_then(|n| n.map.as_mut())
+                .expect("listed mapping")
+                .space_pos = p.space_pos;
         }
         if space.is_empty() {
             self.spaces.remove(&m.asid);
         }
 
-        self.by_vaddr.remove(&VKey { asid: m.asid, vaddr: m.vaddr });
+        self.by_vaddr.remove(&VKey {
+            asid: m.asid,
+            vaddr: m.vaddr,
+        });
 
         let leaf = self.leaves.get_mut(&m.leaf).expect("leaf of a mapping");
         leaf.clear(m.index);
@@ -545,7 +630,11 @@ impl MappingDb {
         }
 
         for s in PageSize::ALL.into_iter().filter(|&s| s > m.size) {
-            let key = SpanKey { asid: m.asid, size: s, base: s.align_down(m.vaddr) };
+            let key = SpanKey {
+                asid: m.asid,
+                size: s,
+                base: s.align_down(m.vaddr),
+            };
             let count = self.spans.get_mut(&key).expect("span of a mapping");
             *count -= 1;
             if *count == 0 {
@@ -565,7 +654,11 @@ pub(crate) fn to_mapping(cap: CapSlot, frame: FrameId, p: &Placed) -> Mapping {
         vaddr: p.vaddr,
         size: p.size,
         rights: p.rights,
-        leaf: LeafTable { asid: p.asid, table: p.table, level: p.size.leaf_level() },
+        leaf: LeafTable {
+            asid: p.asid,
+            table: p.table,
+            level: p.size.leaf_level(),
+        },
         index: p.index,
     }
 }

@@ -20,12 +20,42 @@
 //! The crate knows nothing of seL4 invocations: the caller performs `X86Page_Map`/`Unmap` and `CNode_Copy`/
 //! `Delete`, and records them here. It builds with `no_std` + `alloc` and is tested on the host.
 //!
+//! # Example
+//!
+//! ```
+//! use mapping_db::*;
+//!
+//! let mut db = MappingDb::new();
+//! let frame = FrameId::new(CapSlot(0x40), 0x8000_0000);
+//! db.add_frame(frame, PageSize::Small).unwrap();
+//! // copy&map into two address spaces: each mapping through its own copy of the cap.
+//! db.add_copy(frame, CapSlot(0x41), frame.slot).unwrap();
+//! db.add_copy(frame, CapSlot(0x42), frame.slot).unwrap();
+//! let rw = Rights::READ | Rights::WRITE;
+//! let a = Mapping::new(frame, CapSlot(0x41), AsId(1), 0x40_0000, PageSize::Small, rw, CapSlot(0x100));
+//! let b = Mapping::new(frame, CapSlot(0x42), AsId(2), 0x7000, PageSize::Small, Rights::READ, CapSlot(0x200));
+//! db.insert(a).unwrap();
+//! db.insert(b).unwrap();
+//! assert_eq!(db.insert(a), Err(InsertError::CapMapped));
+//!
+//! assert_eq!(db.lookup(AsId(1), 0x40_0123).map(|m| m.frame), Some(frame));
+//! assert_eq!(db.mappings_of_frame(frame).count(), 2);
+//! assert_eq!(db.leaf_used(a.leaf), 1);
+//!
+//! // Unmapping hands the record back; then the copy can go.
+//! let gone = db.remove_by_vaddr(AsId(2), 0x7fff).unwrap();
+//! assert_eq!(gone, b);
+//! db.remove_copy(gone.cap).unwrap();
+//! db.check().unwrap();
+//! ```
+//!
 //! # Invariants
 //!
 //! Writing `caps[s]` for the node of capability slot `s`, `r` for the record `caps[s]` holds, `f` for a frame:
 //!
 //! Frames and capabilities
-//! - **F1** `f` is known => its original slot `f.slot` is known, refers to `f`, and has no parent.
+//! - **F1** `f` is known => its original slot `f.slot` is known, refers to `f`, and has no parent; `f.paddr`
+//!   is aligned to its size. (Frames are keyed by original slot, so no two frames share one.)
 //! - **F2** `s` is known => its frame is known and lists `s` among its copies (exactly once: the lists' total
 //!   length is the number of capabilities).
 //! - **F3** `s` has parent `p` => `p` is known and refers to the same frame; `s` has no parent => `s` is its
@@ -56,7 +86,7 @@
 //! # Memory
 //!
 //! [`mapping_cost`] gives the bytes one record costs across every index, and [`MappingDb::approx_heap_bytes`]
-//! the heap of a whole database; the module `cost` documents how.
+//! the heap of a whole database; [`MappingCost`] documents how.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

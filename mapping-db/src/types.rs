@@ -196,7 +196,11 @@ impl Mapping {
             vaddr,
             size,
             rights,
-            leaf: LeafTable { asid, table, level: size.leaf_level() },
+            leaf: LeafTable {
+                asid,
+                table,
+                level: size.leaf_level(),
+            },
             index: size.entry_index(vaddr),
         }
     }

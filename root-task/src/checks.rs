@@ -171,17 +171,15 @@ fn probe_smoke(objs: &mut Objects, frame: cap::Frame) -> Result<(usize, Access, 
         CapRights::READ_WRITE,
     )?;
     let read = p.read(0x5000_0000 + 3 * 8)?;
-    let fault = p.read(0x6000_0000)?;
-    if read != Access::Done(share_pattern())
-        || fault
-            != (Access::Fault {
-                addr: 0x6000_0000,
-                write: false,
-            })
-    {
+    let fault = p.write(0x6000_0000, 1)?;
+    let expected_fault = Access::Fault {
+        addr: 0x6000_0000,
+        write: true,
+    };
+    if read != Access::Done(share_pattern()) || fault != expected_fault {
         return Err(Error::IllegalOperation);
     }
-    Ok((read, fault))
+    Ok((p.code_frames, read, fault))
 }
 
 type Retyped = (cap::Endpoint, cap::Notification, cap::Frame);

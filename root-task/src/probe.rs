@@ -93,13 +93,9 @@ impl Probe {
     /// As [`Probe::new`], in an existing address space.
     pub fn in_vspace(objs: &mut Objects, vspace: cap::VSpace, prio: u8) -> Result<Self, Error> {
         let bi = sel4_root_task::bootinfo();
-        // SAFETY: linker-defined symbols; only their addresses are used.
-        let (start, end) = unsafe {
-            (
-                core::ptr::addr_of!(__image_code_start) as Word,
-                core::ptr::addr_of!(__image_code_end) as Word,
-            )
-        };
+        // Linker-defined symbols: only their addresses are used.
+        let start = core::ptr::addr_of!(__image_code_start) as Word;
+        let end = core::ptr::addr_of!(__image_code_end) as Word;
         let first = (start - IMAGE_BASE) / PAGE;
         let count = (end - start).div_ceil(PAGE);
         for i in first..first + count {
