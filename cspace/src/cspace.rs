@@ -1,0 +1,1339 @@
+//! The combined manager: slots, untyped memory and capability operations,
+//! driving the kernel through [`KernelOps`] and keeping the books exact.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ops::Range;
+use hashbrown::{HashMap, HashSet};
+
+use crate::kernel::{KernelOp, KernelOps};
+use crate::layout::{CNodeRef, CapPath, Layout, LayoutError, Slot, SlotRange};
+use crate::slots::{SlotAllocator, SlotError};
+use crate::types::{pow2, CPtr, CapData, KernelError, ObjectType, Rights, RETYPE_FAN_OUT_LIMIT, WORD_BITS};
+use crate::untyped::{BootUntyped, MemStats, NodeId, NodeState, Request, UntypedAllocator, UntypedConfigError};
+
+/// How many times a rollback step is tried before the manager gives up and
+/// poisons itself.
+const UNDO_TRIES: usize = 3;
+
+/// What the manager starts from: the boot CNode, its free range, the boot
+/// untypeds, and the layout and policy parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Radix of the boot CNode (`BootInfo.initThreadCNodeSizeBits`).
+    pub root_bits: u8,
+    /// Boot CNode slot of the boot CNode's own cap (`seL4_CapInitThreadCNode`).
+    pub root_cnode_slot: u64,
+    /// Free slots of the boot CNode (`BootInfo.empty`).
+    pub empty: Range<u64>,
+    /// The boot untypeds (`BootInfo.untyped` and `untypedList`).
+    pub untypeds: Vec<BootUntyped>,
+    /// Radix of the level-1 CNode (default 8: 255 level-2 CNodes).
+    pub l1_bits: u8,
+    /// Radix of each level-2 CNode (default 12: 4096 slots, 128 KiB).
+    pub l2_bits: u8,
+    /// Objects up to `2^chunk_bits` bytes are served from untypeds of at most
+    /// that size (default 21, 2 MiB).
+    pub chunk_bits: u8,
+    /// A split makes at most `2^split_bits` children (default 1: halves, so
+    /// that big free pieces survive next to chunks in use).
+    pub split_bits: u8,
+}
+
+impl Config {
+    /// A configuration with the default layout and policy parameters.
+    pub fn new(root_bits: u8, root_cnode_slot: u64, empty: Range<u64>, untypeds: Vec<BootUntyped>) -> Self {
+        Config {
+            root_bits,
+            root_cnode_slot,
+            empty,
+            untypeds,
+            l1_bits: 8,
+            l2_bits: 12,
+            chunk_bits: 21,
+            split_bits: 1,
+        }
+    }
+}
+
+/// Where allocated objects must lie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Anywhere in RAM (device memory is never used).
+    Anywhere,
+    /// Entirely inside physical `[lo, hi)`; RAM or device memory, whichever
+    /// covers it (device memory only for frames and untypeds).
+    Range {
+        /// First byte allowed.
+        lo: u64,
+        /// First byte after the range.
+        hi: u64,
+    },
+}
+
+/// Identifies a live object made by [`CSpace::alloc`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId(u64);
+
+impl ObjectId {
+    /// The raw number (unique for the manager's lifetime).
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+}
+
+/// A live object: where its original cap is and where its memory is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocation {
+    /// Handle for [`CSpace::free`].
+    pub id: ObjectId,
+    /// Object type.
+    pub ty: ObjectType,
+    /// Object size in bits.
+    pub obj_bits: u8,
+    /// Slot of the original cap (changes only with [`CSpace::mv`]).
+    pub slot: Slot,
+    /// Pointer that invokes the original cap.
+    pub cptr: CPtr,
+    /// Physical address.
+    pub paddr: u64,
+    /// Made from device memory.
+    pub device: bool,
+    /// The untyped (chunk or piece) it was made from.
+    pub untyped: NodeId,
+}
+
+/// Figures of the manager. All of them are unchanged by a refused request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// RAM bytes (`total == free + live + padding`).
+    pub ram: MemStats,
+    /// Device-memory bytes (same identity).
+    pub device: MemStats,
+    /// Live objects made by [`CSpace::alloc`] (internal CNodes excluded).
+    pub objects_live: u64,
+    /// Live caps made by copy/mint.
+    pub copies_live: u64,
+    /// Level-2 CNodes, the boot CNode included.
+    pub cnodes: u64,
+    /// Bytes of the CNodes the manager made (L1 and level-2), part of
+    /// `ram.live`.
+    pub cnode_bytes: u64,
+    /// Slots of the boot CNode's free range plus all level-2 CNodes added.
+    pub slots_capacity: u64,
+    /// Free slots.
+    pub slots_free: u64,
+    /// Empty slots handed out by [`CSpace::alloc_slots`].
+    pub slots_reserved: u64,
+    /// Untyped caps the manager holds (boot untypeds and split pieces).
+    pub untyped_nodes: u64,
+    /// Revokes of idle untypeds that failed (the memory stays usable; see
+    /// [`CSpace::reclaim_idle`]).
+    pub reclaim_failures: u64,
+}
+
+/// Why [`CSpace::new`] failed. Whatever it had done is undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitError {
+    /// The layout parameters cannot work.
+    Layout(LayoutError),
+    /// The untyped parameters or a boot untyped are invalid.
+    Untyped(UntypedConfigError),
+    /// A boot untyped's slot lies in the empty range, or the empty range has
+    /// no slot for the L1 cap.
+    Slots,
+    /// No fresh RAM untyped can hold the L1 CNode.
+    OutOfMemory,
+    /// The kernel refused a start-up step.
+    Kernel {
+        /// The operation.
+        op: KernelOp,
+        /// The kernel's error.
+        error: KernelError,
+    },
+}
+
+/// Why an allocation was refused. Every figure is as it was before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocError {
+    /// The size argument is not valid for the type
+    /// ([`ObjectType::object_bits`]).
+    BadSize {
+        /// Type asked for.
+        ty: ObjectType,
+        /// Size argument given.
+        size_bits: u8,
+    },
+    /// The count is 0 or above the kernel's retype fan-out limit (256).
+    BadCount {
+        /// Count given.
+        count: u64,
+    },
+    /// A batch of objects no larger than a chunk would span more than a chunk.
+    BatchTooLarge {
+        /// Count given.
+        count: u64,
+        /// Size of each object in bits.
+        obj_bits: u8,
+    },
+    /// The physical range is empty or smaller than the objects.
+    BadRange {
+        /// Start of the range.
+        lo: u64,
+        /// End of the range.
+        hi: u64,
+    },
+    /// Device memory covers the range but the type cannot be made from it
+    /// (only frames and untypeds can), and no RAM covers it.
+    DeviceMemory {
+        /// Type asked for.
+        ty: ObjectType,
+    },
+    /// No untyped of an allowed kind has room (alignment and range
+    /// included).
+    OutOfMemory {
+        /// Bytes the objects need.
+        bytes: u64,
+    },
+    /// No CNode has the consecutive free slots needed and the CSpace cannot
+    /// grow (all level-1 slots used, or no fresh RAM for a CNode).
+    OutOfSlots {
+        /// Length of the run that could not be found.
+        needed: u64,
+    },
+    /// The kernel refused an operation; everything done before it was undone.
+    Kernel {
+        /// The operation.
+        op: KernelOp,
+        /// The kernel's error.
+        error: KernelError,
+    },
+    /// An earlier rollback failed; the books may no longer match the kernel.
+    Poisoned,
+}
+
+/// Why [`CSpace::free`] was refused. Every figure is as it was before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeError {
+    /// No live object has this id.
+    UnknownObject(ObjectId),
+    /// Copies of the object's cap are live: delete or revoke them first.
+    HasCopies {
+        /// The object.
+        id: ObjectId,
+        /// Live copies.
+        copies: u64,
+    },
+    /// The kernel refused to revoke or delete the cap.
+    Kernel {
+        /// The operation.
+        op: KernelOp,
+        /// The kernel's error.
+        error: KernelError,
+    },
+    /// An earlier rollback failed.
+    Poisoned,
+}
+
+/// Why a capability or slot operation was refused. Every figure is as it was
+/// before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapError {
+    /// The slot holds no cap the manager made (or is not a slot of it).
+    NotManaged(Slot),
+    /// The destination is not an empty slot handed out by
+    /// [`CSpace::alloc_slots`].
+    NotReserved(Slot),
+    /// The slot holds an object's original cap: use [`CSpace::free`].
+    IsOriginal(Slot),
+    /// Mint of a badge onto a cap that already has one (the kernel would
+    /// refuse: `IllegalOperation`).
+    AlreadyBadged(Slot),
+    /// Mint of a non-zero badge onto a cap that takes none.
+    NotBadgeable(Slot),
+    /// No free slot for the new cap and the CSpace cannot grow.
+    OutOfSlots {
+        /// Slots needed.
+        needed: u64,
+    },
+    /// The kernel refused an operation; everything done before it was undone.
+    Kernel {
+        /// The operation.
+        op: KernelOp,
+        /// The kernel's error.
+        error: KernelError,
+    },
+    /// An earlier rollback failed.
+    Poisoned,
+}
+
+/// Internal failure of a step, mapped to the public error of the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fail {
+    NoMemory,
+    NoSlots(u64),
+    Kernel(KernelOp, KernelError),
+}
+
+impl From<Fail> for AllocError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::NoMemory => AllocError::OutOfMemory { bytes: 0 },
+            Fail::NoSlots(needed) => AllocError::OutOfSlots { needed },
+            Fail::Kernel(op, error) => AllocError::Kernel { op, error },
+        }
+    }
+}
+
+impl From<Fail> for CapError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::NoMemory | Fail::NoSlots(_) => CapError::OutOfSlots { needed: 1 },
+            Fail::Kernel(op, error) => CapError::Kernel { op, error },
+        }
+    }
+}
+
+/// One step of a rollback.
+#[derive(Debug)]
+enum Undo {
+    /// Give back slots taken from the slot allocator.
+    FreeRun(SlotRange),
+    /// Delete caps the kernel made (last first).
+    DeleteCaps(Vec<CapPath>),
+    /// Forget a split (its children are fresh again).
+    Merge(NodeId),
+    /// Put a node's state back.
+    Restore(NodeId, NodeState),
+    /// Forget an added level-2 CNode.
+    RemoveLevel2(u32),
+}
+
+#[derive(Debug, Default)]
+struct Tx {
+    log: Vec<Undo>,
+}
+
+/// A CNode the manager made (L1 or level-2), and the untyped it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InternalCNode {
+    node: NodeId,
+    obj_bits: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ObjectRecord {
+    ty: ObjectType,
+    obj_bits: u8,
+    slot: Slot,
+    paddr: u64,
+    device: bool,
+    node: NodeId,
+    copies: u64,
+}
+
+/// A managed cap: an object's original (`parent == None`) or a copy. The
+/// parent links mirror the kernel's derivation tree (5.0 `cteInsert` and
+/// `isMDBParentOf`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CapRecord {
+    object: ObjectId,
+    parent: Option<Slot>,
+    children: Vec<Slot>,
+    revocable: bool,
+    badge: u64,
+    /// The slot was handed out by `alloc_slots`; it goes back to the caller
+    /// (reserved) when the cap leaves it.
+    user_slot: bool,
+}
+
+/// The CSpace manager.
+///
+/// # Invariants
+/// - a slot is in exactly one of: free (slot allocator), reserved (handed
+///   out empty), holding a managed cap (`caps`), holding an untyped node's or
+///   internal CNode's cap;
+/// - `caps[s]` exists <=> the kernel's slot `s` holds that cap;
+/// - for each object, `copies` == number of `caps` entries naming it, less
+///   its original;
+/// - the untyped books match the kernel's watermarks (see
+///   [`UntypedAllocator`]).
+pub struct CSpace<K: KernelOps> {
+    kernel: K,
+    layout: Layout,
+    slots: SlotAllocator,
+    ut: UntypedAllocator,
+    caps: HashMap<Slot, CapRecord>,
+    reserved: HashSet<Slot>,
+    objects: HashMap<ObjectId, ObjectRecord>,
+    next_object: u64,
+    counts: [u64; ObjectType::ALL.len()],
+    copies: u64,
+    l1: InternalCNode,
+    l2: HashMap<u32, InternalCNode>,
+    /// Free slots kept for growth (splits before a new CNode exists).
+    reserve: u64,
+    reclaim_failures: u64,
+    poisoned: bool,
+}
+
+impl<K: KernelOps> CSpace<K> {
+    /// Sets up the two-level CSpace (see the crate doc): makes the L1 CNode
+    /// from RAM into a slot of the boot CNode's empty range, mints the boot
+    /// CNode into L1 slot 0 and makes L1 the root task's CSpace root.
+    ///
+    /// On failure the kernel operations are handed back, with everything
+    /// done to the kernel undone.
+    pub fn new(kernel: K, config: Config) -> Result<Self, (InitError, K)> {
+        match Self::layout_for(&config) {
+            Ok(()) => Self::start(kernel, config),
+            Err(e) => Err((e, kernel)),
+        }
+    }
+
+    fn layout_for(config: &Config) -> Result<(), InitError> {
+        Layout {
+            root_bits: config.root_bits,
+            l1_bits: config.l1_bits,
+            l2_bits: config.l2_bits,
+            root_cnode_slot: config.root_cnode_slot,
+            l1_slot: if config.root_cnode_slot == 0 { 1 } else { 0 },
+        }
+        .validate()
+        .map_err(InitError::Layout)?;
+        UntypedAllocator::new(&config.untypeds, config.chunk_bits, config.split_bits).map_err(InitError::Untyped)?;
+        if config.untypeds.iter().any(|u| config.empty.contains(&u.slot))
+            || config.empty.contains(&config.root_cnode_slot)
+        {
+            return Err(InitError::Slots);
+        }
+        Ok(())
+    }
+
+    fn start(kernel: K, config: Config) -> Result<Self, (InitError, K)> {
+        let mut layout = Layout {
+            root_bits: config.root_bits,
+            l1_bits: config.l1_bits,
+            l2_bits: config.l2_bits,
+            root_cnode_slot: config.root_cnode_slot,
+            l1_slot: 0,
+        };
+        let ut = UntypedAllocator::new(&config.untypeds, config.chunk_bits, config.split_bits).expect("checked");
+        let mut slots = SlotAllocator::new(config.root_bits, config.empty.clone(), config.l2_bits);
+        let Ok(l1_slot) = slots.alloc() else {
+            return Err((InitError::Slots, kernel));
+        };
+        layout.l1_slot = l1_slot.index;
+        if let Err(e) = layout.validate() {
+            return Err((InitError::Layout(e), kernel));
+        }
+        // Growth splits a fresh untyped down to the CNode's size.
+        let growth_end = config.l2_bits + crate::types::SLOT_BITS;
+        let levels = ut
+            .largest_ram_bits()
+            .saturating_sub(growth_end)
+            .div_ceil(config.split_bits) as u64;
+        let reserve = levels * pow2(config.split_bits);
+        let mut cs = CSpace {
+            kernel,
+            layout,
+            slots,
+            ut,
+            caps: HashMap::new(),
+            reserved: HashSet::new(),
+            objects: HashMap::new(),
+            next_object: 0,
+            counts: [0; ObjectType::ALL.len()],
+            copies: 0,
+            l1: InternalCNode { node: 0, obj_bits: 0 },
+            l2: HashMap::new(),
+            reserve,
+            reclaim_failures: 0,
+            poisoned: false,
+        };
+        let mut tx = Tx::default();
+        match cs.bootstrap(l1_slot, &mut tx) {
+            Ok(()) => Ok(cs),
+            Err(f) => {
+                cs.rollback(tx);
+                let e = match f {
+                    Fail::NoMemory | Fail::NoSlots(_) => InitError::OutOfMemory,
+                    Fail::Kernel(op, error) => InitError::Kernel { op, error },
+                };
+                Err((e, cs.kernel))
+            }
+        }
+    }
+
+    fn bootstrap(&mut self, l1_slot: Slot, tx: &mut Tx) -> Result<(), Fail> {
+        let obj_bits = self.layout.l1_bits + crate::types::SLOT_BITS;
+        let req = fresh_ram(obj_bits);
+        let slots = self.try_plan_slots(&req).ok_or(Fail::NoMemory)?;
+        tx.log.extend(slots.iter().map(|s| Undo::FreeRun(one(*s))));
+        let plan = self.ut.plan(&req).expect("planned");
+        let host = self.exec_splits(&plan, &slots, tx)?;
+        let dest = self.layout.retype_dest(SlotRange {
+            cnode: CNodeRef::ROOT,
+            start: l1_slot.index,
+            len: 1,
+        });
+        let old = self.ut.node(host).expect("host").state.clone();
+        self.kernel
+            .untyped_retype(
+                self.node_cptr(host),
+                ObjectType::CNode,
+                self.layout.l1_bits,
+                dest.expect("valid"),
+            )
+            .map_err(|e| Fail::Kernel(KernelOp::Retype, e))?;
+        self.ut.apply_alloc(host, obj_bits, 1);
+        tx.log.push(Undo::Restore(host, old));
+        tx.log.push(Undo::DeleteCaps(vec![self.path(l1_slot)]));
+        self.l1 = InternalCNode { node: host, obj_bits };
+        let l1_slot0 = self
+            .layout
+            .path(Slot {
+                cnode: CNodeRef::Level1,
+                index: 0,
+            })
+            .expect("valid");
+        let root = self.path(Slot::root(self.layout.root_cnode_slot));
+        let guard = CapData::Guard {
+            value: 0,
+            size: self.layout.root_copy_guard_bits(),
+        };
+        self.kernel
+            .cnode_mint(l1_slot0, root, Rights::all(), guard)
+            .map_err(|e| Fail::Kernel(KernelOp::Mint, e))?;
+        tx.log.push(Undo::DeleteCaps(vec![l1_slot0]));
+        self.kernel
+            .set_cspace_root(self.layout.l1_cptr(), self.layout.tcb_root_guard_bits())
+            .map_err(|e| Fail::Kernel(KernelOp::SetCSpaceRoot, e))?;
+        Ok(())
+    }
+
+    /// The layout (for computing pointers and paths).
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The kernel operations.
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    /// The kernel operations, mutably (for invocations outside the manager's
+    /// books, e.g. mapping a frame).
+    pub fn kernel_mut(&mut self) -> &mut K {
+        &mut self.kernel
+    }
+
+    /// The untyped books.
+    pub fn untypeds(&self) -> &UntypedAllocator {
+        &self.ut
+    }
+
+    /// The slot books.
+    pub fn slot_books(&self) -> &SlotAllocator {
+        &self.slots
+    }
+
+    /// Pointer that invokes the cap in `slot`.
+    pub fn cptr(&self, slot: Slot) -> CPtr {
+        self.layout.cptr(slot).expect("a level-2 slot of the layout")
+    }
+
+    /// Path that CNode invocations use for `slot`.
+    pub fn path(&self, slot: Slot) -> CapPath {
+        self.layout.path(slot).expect("a slot of the layout")
+    }
+
+    fn node_cptr(&self, id: NodeId) -> CPtr {
+        self.cptr(self.ut.node(id).expect("node").slot)
+    }
+
+    // ---------------------------------------------------------------- figures
+
+    /// All figures.
+    pub fn stats(&self) -> Stats {
+        let (ram, device) = self.ut.mem_stats();
+        let cnode_bytes = pow2(self.l1.obj_bits) + self.l2.values().map(|c| pow2(c.obj_bits)).sum::<u64>();
+        Stats {
+            ram,
+            device,
+            objects_live: self.objects.len() as u64,
+            copies_live: self.copies,
+            cnodes: self.slots.cnode_count() as u64,
+            cnode_bytes,
+            slots_capacity: self.slots.capacity(),
+            slots_free: self.slots.free_count(),
+            slots_reserved: self.reserved.len() as u64,
+            untyped_nodes: self.ut.node_count() as u64,
+            reclaim_failures: self.reclaim_failures,
+        }
+    }
+
+    /// Free RAM bytes (above watermarks).
+    pub fn free_bytes(&self) -> u64 {
+        self.ut.mem_stats().0.free
+    }
+
+    /// Free device-memory bytes.
+    pub fn device_free_bytes(&self) -> u64 {
+        self.ut.mem_stats().1.free
+    }
+
+    /// Live objects (internal CNodes excluded).
+    pub fn objects_live(&self) -> u64 {
+        self.objects.len() as u64
+    }
+
+    /// Live objects of one type.
+    pub fn count(&self, ty: ObjectType) -> u64 {
+        self.counts[ty.index()]
+    }
+
+    /// Free slots.
+    pub fn slots_free(&self) -> u64 {
+        self.slots.free_count()
+    }
+
+    /// A live object.
+    pub fn object(&self, id: ObjectId) -> Option<Allocation> {
+        self.objects.get(&id).map(|o| self.allocation(id, o))
+    }
+
+    /// All live objects.
+    pub fn objects(&self) -> impl Iterator<Item = Allocation> + '_ {
+        self.objects.iter().map(|(id, o)| self.allocation(*id, o))
+    }
+
+    fn allocation(&self, id: ObjectId, o: &ObjectRecord) -> Allocation {
+        Allocation {
+            id,
+            ty: o.ty,
+            obj_bits: o.obj_bits,
+            slot: o.slot,
+            cptr: self.cptr(o.slot),
+            paddr: o.paddr,
+            device: o.device,
+            untyped: o.node,
+        }
+    }
+
+    /// Whether `slot` holds a cap the manager made (original or copy).
+    pub fn is_managed(&self, slot: Slot) -> bool {
+        self.caps.contains_key(&slot)
+    }
+
+    /// The object whose cap (original or copy) is in `slot`.
+    pub fn object_at(&self, slot: Slot) -> Option<ObjectId> {
+        self.caps.get(&slot).map(|c| c.object)
+    }
+
+    /// The badge of the managed cap in `slot`.
+    pub fn badge(&self, slot: Slot) -> Option<u64> {
+        self.caps.get(&slot).map(|c| c.badge)
+    }
+
+    /// Every managed cap: its slot, its object, and whether it is the
+    /// object's original.
+    pub fn managed_caps(&self) -> impl Iterator<Item = (Slot, ObjectId, bool)> + '_ {
+        self.caps.iter().map(|(s, c)| (*s, c.object, c.parent.is_none()))
+    }
+
+    /// The empty slots handed out by [`alloc_slots`](Self::alloc_slots).
+    pub fn reserved_slots(&self) -> impl Iterator<Item = Slot> + '_ {
+        self.reserved.iter().copied()
+    }
+
+    /// Whether a rollback failed (every mutating operation then refuses).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    // ------------------------------------------------------------- allocation
+
+    /// Allocates one object anywhere in RAM. `size_bits`: see
+    /// [`ObjectType::object_bits`].
+    pub fn alloc(&mut self, ty: ObjectType, size_bits: u8) -> Result<Allocation, AllocError> {
+        self.alloc_at(ty, size_bits, Placement::Anywhere)
+    }
+
+    /// Allocates one object with a placement constraint.
+    pub fn alloc_at(&mut self, ty: ObjectType, size_bits: u8, placement: Placement) -> Result<Allocation, AllocError> {
+        self.alloc_many(ty, size_bits, 1, placement).map(|v| v[0])
+    }
+
+    /// Allocates `count` objects with one retype: consecutive in memory and
+    /// their caps in consecutive slots of one CNode.
+    pub fn alloc_many(
+        &mut self,
+        ty: ObjectType,
+        size_bits: u8,
+        count: u64,
+        placement: Placement,
+    ) -> Result<Vec<Allocation>, AllocError> {
+        if self.poisoned {
+            return Err(AllocError::Poisoned);
+        }
+        let obj_bits = ty.object_bits(size_bits).ok_or(AllocError::BadSize { ty, size_bits })?;
+        if count == 0 || count > RETYPE_FAN_OUT_LIMIT {
+            return Err(AllocError::BadCount { count });
+        }
+        let span = count << obj_bits;
+        if obj_bits <= self.ut.chunk_bits() && span > pow2(self.ut.chunk_bits()) {
+            return Err(AllocError::BatchTooLarge { count, obj_bits });
+        }
+        let req = match placement {
+            Placement::Anywhere => Request {
+                obj_bits,
+                count,
+                lo: 0,
+                hi: u64::MAX,
+                ram: true,
+                device: false,
+                fresh_only: false,
+            },
+            Placement::Range { lo, hi } => {
+                if lo >= hi || hi - lo < span {
+                    return Err(AllocError::BadRange { lo, hi });
+                }
+                Request {
+                    obj_bits,
+                    count,
+                    lo,
+                    hi,
+                    ram: true,
+                    device: ty.device_ok(),
+                    fresh_only: false,
+                }
+            }
+        };
+        let mut tx = Tx::default();
+        match self.alloc_inner(ty, obj_bits, &req, &mut tx) {
+            Ok(v) => Ok(v),
+            Err(f) => {
+                self.rollback(tx);
+                if self.poisoned {
+                    return Err(AllocError::Poisoned);
+                }
+                Err(match f {
+                    Fail::NoMemory => {
+                        let dev_would = Request { device: true, ..req };
+                        if !req.device
+                            && matches!(placement, Placement::Range { .. })
+                            && self.ut.plan(&dev_would).is_some()
+                        {
+                            AllocError::DeviceMemory { ty }
+                        } else {
+                            AllocError::OutOfMemory { bytes: span }
+                        }
+                    }
+                    f => f.into(),
+                })
+            }
+        }
+    }
+
+    fn alloc_inner(
+        &mut self,
+        ty: ObjectType,
+        obj_bits: u8,
+        req: &Request,
+        tx: &mut Tx,
+    ) -> Result<Vec<Allocation>, Fail> {
+        let count = req.count;
+        let runs = self.acquire(tx, &|ut| {
+            let p = ut.plan(req)?;
+            let mut lens = split_slots(ut, &p);
+            lens.push(count);
+            Some(lens)
+        })?;
+        let plan = self.ut.plan(req).expect("planned with the same books");
+        let (split_runs, obj_run) = runs.split_at(runs.len() - 1);
+        let host = self.exec_splits(&plan, &singles(split_runs), tx)?;
+        let run = obj_run[0];
+        let dest = self.layout.retype_dest(run).expect("valid run");
+        self.kernel
+            .untyped_retype(self.node_cptr(host), ty, ty.retype_size_arg(obj_bits), dest)
+            .map_err(|e| Fail::Kernel(KernelOp::Retype, e))?;
+        let host_node = self.ut.node(host).expect("host");
+        let device = host_node.device;
+        let paddr = self.ut.apply_alloc(host, obj_bits, count);
+        debug_assert_eq!(paddr, plan.paddr);
+        let mut out = Vec::with_capacity(count as usize);
+        for i in 0..count {
+            let id = ObjectId(self.next_object);
+            self.next_object += 1;
+            let slot = run.slot(i);
+            let rec = ObjectRecord {
+                ty,
+                obj_bits,
+                slot,
+                paddr: paddr + i * pow2(obj_bits),
+                device,
+                node: host,
+                copies: 0,
+            };
+            out.push(self.allocation(id, &rec));
+            self.objects.insert(id, rec);
+            self.caps.insert(
+                slot,
+                CapRecord {
+                    object: id,
+                    parent: None,
+                    children: Vec::new(),
+                    revocable: true,
+                    badge: 0,
+                    user_slot: false,
+                },
+            );
+        }
+        self.counts[ty.index()] += count;
+        Ok(out)
+    }
+
+    /// Frees an object: deletes its original cap (revoking it first if it is
+    /// an untyped, so that nothing made from it survives). When the untyped it
+    /// came from has no objects left, the kernel resets it; when all pieces of
+    /// a split untyped are empty, the split is undone with a revoke.
+    pub fn free(&mut self, id: ObjectId) -> Result<(), FreeError> {
+        if self.poisoned {
+            return Err(FreeError::Poisoned);
+        }
+        let o = self.objects.get(&id).ok_or(FreeError::UnknownObject(id))?;
+        if o.copies > 0 {
+            return Err(FreeError::HasCopies { id, copies: o.copies });
+        }
+        let (slot, ty, obj_bits, node) = (o.slot, o.ty, o.obj_bits, o.node);
+        let path = self.path(slot);
+        if ty == ObjectType::Untyped {
+            self.kernel.cnode_revoke(path).map_err(|error| FreeError::Kernel {
+                op: KernelOp::Revoke,
+                error,
+            })?;
+        }
+        self.kernel.cnode_delete(path).map_err(|error| FreeError::Kernel {
+            op: KernelOp::Delete,
+            error,
+        })?;
+        let rec = self.caps.remove(&slot).expect("original recorded");
+        self.vacate(slot, rec.user_slot);
+        self.objects.remove(&id);
+        self.counts[ty.index()] -= 1;
+        if self.ut.release(node, obj_bits) {
+            self.coalesce(node);
+        }
+        Ok(())
+    }
+
+    /// Undoes splits whose pieces are all empty, from `id` upwards.
+    fn coalesce(&mut self, mut id: NodeId) {
+        while let Some(p) = self.ut.node(id).and_then(|n| n.parent) {
+            if !self.ut.mergeable(p) {
+                break;
+            }
+            let path = self.path(self.ut.node(p).expect("parent").slot);
+            match self.kernel.cnode_revoke(path) {
+                Ok(()) => {
+                    for s in self.ut.merge(p) {
+                        self.slots.free(s).expect("piece slot was allocated");
+                    }
+                    id = p;
+                }
+                Err(_) => {
+                    self.reclaim_failures += 1;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Retries the merges of idle split untypeds (after revokes failed).
+    /// Returns how many splits were undone, or the first kernel error.
+    pub fn reclaim_idle(&mut self) -> Result<u64, KernelError> {
+        let mut merged = 0;
+        loop {
+            let mut ids: Vec<NodeId> = self
+                .ut
+                .nodes()
+                .filter(|(_, n)| matches!(n.state, NodeState::Split { .. }))
+                .map(|(id, _)| id)
+                .collect();
+            ids.sort_unstable();
+            let Some(p) = ids.into_iter().find(|&id| self.ut.mergeable(id)) else {
+                return Ok(merged);
+            };
+            let path = self.path(self.ut.node(p).expect("node").slot);
+            self.kernel.cnode_revoke(path)?;
+            for s in self.ut.merge(p) {
+                self.slots.free(s).expect("piece slot was allocated");
+            }
+            merged += 1;
+        }
+    }
+
+    // ------------------------------------------------------------------ slots
+
+    /// Hands out `n` consecutive empty slots of one CNode (growing the CSpace
+    /// if needed). They stay the caller's until
+    /// [`release_slots`](Self::release_slots); caps can be put there with
+    /// [`copy_to`](Self::copy_to), [`mint_to`](Self::mint_to) and
+    /// [`mv`](Self::mv).
+    pub fn alloc_slots(&mut self, n: u64) -> Result<SlotRange, AllocError> {
+        if self.poisoned {
+            return Err(AllocError::Poisoned);
+        }
+        if n == 0 || n > pow2(self.layout.l2_bits) {
+            return Err(AllocError::BadCount { count: n });
+        }
+        let mut tx = Tx::default();
+        match self.acquire(&mut tx, &|_| Some(vec![n])) {
+            Ok(runs) => {
+                self.reserved.extend(runs[0].iter());
+                Ok(runs[0])
+            }
+            Err(f) => {
+                self.rollback(tx);
+                if self.poisoned {
+                    return Err(AllocError::Poisoned);
+                }
+                Err(f.into())
+            }
+        }
+    }
+
+    /// One empty slot (see [`alloc_slots`](Self::alloc_slots)).
+    pub fn alloc_slot(&mut self) -> Result<Slot, AllocError> {
+        self.alloc_slots(1).map(|r| r.slot(0))
+    }
+
+    /// Gives back slots from [`alloc_slots`](Self::alloc_slots); each must be
+    /// reserved and empty (the manager cannot see caps put there by other
+    /// means: delete them first).
+    pub fn release_slots(&mut self, range: SlotRange) -> Result<(), CapError> {
+        if let Some(s) = range.iter().find(|s| !self.reserved.contains(s)) {
+            return Err(CapError::NotReserved(s));
+        }
+        for s in range.iter() {
+            self.reserved.remove(&s);
+        }
+        self.slots.free_run(range).expect("reserved slots are allocated");
+        Ok(())
+    }
+
+    /// Gives back one slot.
+    pub fn release_slot(&mut self, slot: Slot) -> Result<(), CapError> {
+        self.release_slots(SlotRange {
+            cnode: slot.cnode,
+            start: slot.index,
+            len: 1,
+        })
+    }
+
+    // ------------------------------------------------------------------- caps
+
+    /// Copies the managed cap in `src` (with `rights` masked in) into a new
+    /// slot.
+    pub fn copy(&mut self, src: Slot, rights: Rights) -> Result<Slot, CapError> {
+        self.derive(src, None, rights, None)
+    }
+
+    /// Copies the managed cap in `src` into the reserved slot `dest`.
+    pub fn copy_to(&mut self, src: Slot, dest: Slot, rights: Rights) -> Result<(), CapError> {
+        self.derive(src, Some(dest), rights, None).map(|_| ())
+    }
+
+    /// Mints a copy with `badge` (endpoints and notifications; for other
+    /// caps only badge 0 is accepted) into a new slot.
+    pub fn mint(&mut self, src: Slot, rights: Rights, badge: u64) -> Result<Slot, CapError> {
+        self.derive(src, None, rights, Some(badge))
+    }
+
+    /// Mints into the reserved slot `dest`.
+    pub fn mint_to(&mut self, src: Slot, dest: Slot, rights: Rights, badge: u64) -> Result<(), CapError> {
+        self.derive(src, Some(dest), rights, Some(badge)).map(|_| ())
+    }
+
+    fn derive(&mut self, src: Slot, dest: Option<Slot>, rights: Rights, badge: Option<u64>) -> Result<Slot, CapError> {
+        if self.poisoned {
+            return Err(CapError::Poisoned);
+        }
+        let s = self.caps.get(&src).ok_or(CapError::NotManaged(src))?;
+        let ty = self.objects[&s.object].ty;
+        let new_badge = match badge {
+            Some(b) if ty.badgeable() => {
+                if s.badge != 0 {
+                    return Err(CapError::AlreadyBadged(src));
+                }
+                b
+            }
+            Some(b) if b != 0 => return Err(CapError::NotBadgeable(src)),
+            _ => s.badge,
+        };
+        if let Some(d) = dest {
+            if !self.reserved.contains(&d) {
+                return Err(CapError::NotReserved(d));
+            }
+        }
+        let mut tx = Tx::default();
+        let d = match dest {
+            Some(d) => d,
+            None => match self.acquire(&mut tx, &|_| Some(vec![1])) {
+                Ok(runs) => runs[0].slot(0),
+                Err(f) => return Err(self.fail_cap(tx, f)),
+            },
+        };
+        let (dp, sp) = (self.path(d), self.path(src));
+        let r = match badge {
+            None => self
+                .kernel
+                .cnode_copy(dp, sp, rights)
+                .map_err(|e| Fail::Kernel(KernelOp::Copy, e)),
+            Some(b) => self
+                .kernel
+                .cnode_mint(dp, sp, rights, CapData::Badge(b))
+                .map_err(|e| Fail::Kernel(KernelOp::Mint, e)),
+        };
+        if let Err(f) = r {
+            return Err(self.fail_cap(tx, f));
+        }
+        let s = &self.caps[&src];
+        let object = s.object;
+        let parent = if s.revocable {
+            src
+        } else {
+            s.parent.expect("a derived cap has a parent")
+        };
+        // `cteInsert`: a derived cap is revocable if it is an untyped, or an
+        // endpoint/notification whose badge differs from its source's.
+        let revocable = ty == ObjectType::Untyped || (ty.badgeable() && new_badge != s.badge);
+        self.caps.get_mut(&parent).expect("parent recorded").children.push(d);
+        self.caps.insert(
+            d,
+            CapRecord {
+                object,
+                parent: Some(parent),
+                children: Vec::new(),
+                revocable,
+                badge: new_badge,
+                user_slot: dest.is_some(),
+            },
+        );
+        if dest.is_some() {
+            self.reserved.remove(&d);
+        }
+        self.objects.get_mut(&object).expect("object").copies += 1;
+        self.copies += 1;
+        Ok(d)
+    }
+
+    fn fail_cap(&mut self, tx: Tx, f: Fail) -> CapError {
+        self.rollback(tx);
+        if self.poisoned {
+            CapError::Poisoned
+        } else {
+            f.into()
+        }
+    }
+
+    /// Moves the managed cap in `src` to the reserved slot `dest`
+    /// (`CNode_Move`; derivation links follow it). `src` becomes free, or
+    /// reserved again if it was a reserved slot.
+    pub fn mv(&mut self, src: Slot, dest: Slot) -> Result<(), CapError> {
+        if self.poisoned {
+            return Err(CapError::Poisoned);
+        }
+        if !self.caps.contains_key(&src) {
+            return Err(CapError::NotManaged(src));
+        }
+        if !self.reserved.contains(&dest) {
+            return Err(CapError::NotReserved(dest));
+        }
+        self.kernel
+            .cnode_move(self.path(dest), self.path(src))
+            .map_err(|error| CapError::Kernel {
+                op: KernelOp::Move,
+                error,
+            })?;
+        let mut rec = self.caps.remove(&src).expect("checked");
+        for c in &rec.children {
+            self.caps.get_mut(c).expect("child").parent = Some(dest);
+        }
+        if let Some(p) = rec.parent {
+            let ch = &mut self.caps.get_mut(&p).expect("parent").children;
+            let i = ch.iter().position(|c| *c == src).expect("listed");
+            ch[i] = dest;
+        }
+        let o = self.objects.get_mut(&rec.object).expect("object");
+        if o.slot == src {
+            o.slot = dest;
+        }
+        self.reserved.remove(&dest);
+        self.vacate(src, rec.user_slot);
+        rec.user_slot = true;
+        self.caps.insert(dest, rec);
+        Ok(())
+    }
+
+    /// Deletes a copy (`CNode_Delete`); its own copies stay, re-attached to
+    /// its parent as in the kernel. Originals are refused: use
+    /// [`free`](Self::free).
+    pub fn delete(&mut self, slot: Slot) -> Result<(), CapError> {
+        if self.poisoned {
+            return Err(CapError::Poisoned);
+        }
+        let rec = self.caps.get(&slot).ok_or(CapError::NotManaged(slot))?;
+        let Some(parent) = rec.parent else {
+            return Err(CapError::IsOriginal(slot));
+        };
+        self.kernel
+            .cnode_delete(self.path(slot))
+            .map_err(|error| CapError::Kernel {
+                op: KernelOp::Delete,
+                error,
+            })?;
+        let rec = self.caps.remove(&slot).expect("checked");
+        let p = self.caps.get_mut(&parent).expect("parent");
+        p.children.retain(|c| *c != slot);
+        p.children.extend(rec.children.iter().copied());
+        for c in &rec.children {
+            self.caps.get_mut(c).expect("child").parent = Some(parent);
+        }
+        self.drop_copy(slot, rec);
+        Ok(())
+    }
+
+    /// Revokes the managed cap in `slot` (`CNode_Revoke`): every cap derived
+    /// from it is deleted; the cap itself stays.
+    pub fn revoke(&mut self, slot: Slot) -> Result<(), CapError> {
+        if self.poisoned {
+            return Err(CapError::Poisoned);
+        }
+        if !self.caps.contains_key(&slot) {
+            return Err(CapError::NotManaged(slot));
+        }
+        self.kernel
+            .cnode_revoke(self.path(slot))
+            .map_err(|error| CapError::Kernel {
+                op: KernelOp::Revoke,
+                error,
+            })?;
+        let mut stack = core::mem::take(&mut self.caps.get_mut(&slot).expect("checked").children);
+        while let Some(s) = stack.pop() {
+            let rec = self.caps.remove(&s).expect("descendant");
+            stack.extend(rec.children.iter().copied());
+            self.drop_copy(s, rec);
+        }
+        Ok(())
+    }
+
+    fn drop_copy(&mut self, slot: Slot, rec: CapRecord) {
+        self.objects.get_mut(&rec.object).expect("object").copies -= 1;
+        self.copies -= 1;
+        self.vacate(slot, rec.user_slot);
+    }
+
+    /// A slot whose cap is gone: back to the caller if it was theirs, else free.
+    fn vacate(&mut self, slot: Slot, user_slot: bool) {
+        if user_slot {
+            self.reserved.insert(slot);
+        } else {
+            self.slots.free(slot).expect("slot was allocated");
+        }
+    }
+
+    // -------------------------------------------------------------- machinery
+
+    /// Takes runs of free slots of the lengths `lens_of` gives (`None`: no
+    /// memory), growing the CSpace first when fewer than the growth reserve
+    /// would remain or no run fits.
+    fn acquire(
+        &mut self,
+        tx: &mut Tx,
+        lens_of: &dyn Fn(&UntypedAllocator) -> Option<Vec<u64>>,
+    ) -> Result<Vec<SlotRange>, Fail> {
+        let mut grown = 0;
+        loop {
+            let lens = lens_of(&self.ut).ok_or(Fail::NoMemory)?;
+            let need: u64 = lens.iter().sum();
+            let longest = lens.iter().copied().max().unwrap_or(0);
+            if self.slots.free_count() >= need + self.reserve || grown > 0 {
+                if let Some(runs) = self.try_runs(&lens) {
+                    tx.log.extend(runs.iter().map(|r| Undo::FreeRun(*r)));
+                    return Ok(runs);
+                }
+            }
+            if grown >= 2 {
+                return Err(Fail::NoSlots(longest));
+            }
+            match self.grow(tx) {
+                Ok(()) => grown += 1,
+                Err(Fail::Kernel(op, e)) => return Err(Fail::Kernel(op, e)),
+                Err(_) => {
+                    // Cannot grow: use the reserve.
+                    let lens = lens_of(&self.ut).ok_or(Fail::NoMemory)?;
+                    return match self.try_runs(&lens) {
+                        Some(runs) => {
+                            tx.log.extend(runs.iter().map(|r| Undo::FreeRun(*r)));
+                            Ok(runs)
+                        }
+                        None => Err(Fail::NoSlots(longest)),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Takes all the runs, or none.
+    fn try_runs(&mut self, lens: &[u64]) -> Option<Vec<SlotRange>> {
+        let mut got = Vec::with_capacity(lens.len());
+        for &n in lens {
+            match self.slots.alloc_run(n) {
+                Ok(r) => got.push(r),
+                Err(SlotError::Exhausted { .. }) | Err(_) => {
+                    for r in got {
+                        self.slots.free_run(r).expect("just taken");
+                    }
+                    return None;
+                }
+            }
+        }
+        Some(got)
+    }
+
+    /// Plans a fresh-RAM request and takes the slots its splits need (no
+    /// growth).
+    fn try_plan_slots(&mut self, req: &Request) -> Option<Vec<Slot>> {
+        let plan = self.ut.plan(req)?;
+        let lens = split_slots(&self.ut, &plan);
+        self.try_runs(&lens).map(|r| singles(&r))
+    }
+
+    /// Adds a level-2 CNode: made from a fresh RAM piece (so that undoing it
+    /// restores the untyped exactly) into the first free L1 slot.
+    fn grow(&mut self, tx: &mut Tx) -> Result<(), Fail> {
+        let k = self.slots.first_unused_index();
+        if k as u64 >= self.layout.max_level2() {
+            return Err(Fail::NoSlots(1));
+        }
+        let obj_bits = self.layout.l2_bits + crate::types::SLOT_BITS;
+        let req = fresh_ram(obj_bits);
+        let slots = self.try_plan_slots(&req).ok_or(Fail::NoSlots(1))?;
+        tx.log.extend(slots.iter().map(|s| Undo::FreeRun(one(*s))));
+        let plan = self.ut.plan(&req).expect("planned");
+        let host = self.exec_splits(&plan, &slots, tx)?;
+        let l1_slot = Slot {
+            cnode: CNodeRef::Level1,
+            index: k as u64,
+        };
+        let dest = self.layout.retype_dest(SlotRange {
+            cnode: CNodeRef::Level1,
+            start: k as u64,
+            len: 1,
+        });
+        let old = self.ut.node(host).expect("host").state.clone();
+        self.kernel
+            .untyped_retype(
+                self.node_cptr(host),
+                ObjectType::CNode,
+                self.layout.l2_bits,
+                dest.expect("valid"),
+            )
+            .map_err(|e| Fail::Kernel(KernelOp::Retype, e))?;
+        self.ut.apply_alloc(host, obj_bits, 1);
+        tx.log.push(Undo::Restore(host, old));
+        tx.log.push(Undo::DeleteCaps(vec![self.path(l1_slot)]));
+        self.slots.add_cnode(k).expect("unused index");
+        self.l2.insert(k, InternalCNode { node: host, obj_bits });
+        tx.log.push(Undo::RemoveLevel2(k));
+        Ok(())
+    }
+
+    /// Performs a plan's splits, one retype per child (so that the children
+    /// need single free slots, not runs), into `slots` in order; returns the
+    /// host.
+    fn exec_splits(&mut self, plan: &crate::untyped::Plan, slots: &[Slot], tx: &mut Tx) -> Result<NodeId, Fail> {
+        let mut id = plan.start;
+        let mut next = 0;
+        for &kid_bits in &plan.splits {
+            let n = UntypedAllocator::kids_of(self.ut.node(id).expect("node").size_bits, kid_bits) as usize;
+            let kid_slots = &slots[next..next + n];
+            next += n;
+            for &s in kid_slots {
+                let dest = self.layout.retype_dest(one(s)).expect("valid slot");
+                self.kernel
+                    .untyped_retype(self.node_cptr(id), ObjectType::Untyped, kid_bits, dest)
+                    .map_err(|e| Fail::Kernel(KernelOp::Retype, e))?;
+                tx.log.push(Undo::DeleteCaps(vec![self.path(s)]));
+            }
+            let kid = self.ut.apply_split(id, kid_bits, kid_slots, plan.paddr);
+            tx.log.push(Undo::Merge(id));
+            id = kid;
+        }
+        Ok(id)
+    }
+
+    /// Undoes a failed operation, last step first. A kernel delete that keeps
+    /// failing poisons the manager.
+    fn rollback(&mut self, tx: Tx) {
+        for u in tx.log.into_iter().rev() {
+            match u {
+                Undo::FreeRun(r) => self.slots.free_run(r).expect("run was taken"),
+                Undo::DeleteCaps(paths) => {
+                    for p in paths.into_iter().rev() {
+                        if !(0..UNDO_TRIES).any(|_| self.kernel.cnode_delete(p).is_ok()) {
+                            self.poisoned = true;
+                        }
+                    }
+                }
+                Undo::Merge(id) => {
+                    self.ut.merge(id);
+                }
+                Undo::Restore(id, st) => self.ut.restore(id, st),
+                Undo::RemoveLevel2(k) => {
+                    self.slots.remove_cnode(k).expect("new CNode is empty");
+                    self.l2.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+/// The slot needs of a plan's splits: one single slot per child.
+fn split_slots(ut: &UntypedAllocator, plan: &crate::untyped::Plan) -> Vec<u64> {
+    ut.split_kids(plan)
+        .iter()
+        .flat_map(|&n| core::iter::repeat_n(1, n as usize))
+        .collect()
+}
+
+/// The first slot of each run.
+fn singles(runs: &[SlotRange]) -> Vec<Slot> {
+    runs.iter().map(|r| r.slot(0)).collect()
+}
+
+/// A run of one slot.
+fn one(s: Slot) -> SlotRange {
+    SlotRange {
+        cnode: s.cnode,
+        start: s.index,
+        len: 1,
+    }
+}
+
+/// A request for one object of `obj_bits` from fresh RAM.
+fn fresh_ram(obj_bits: u8) -> Request {
+    Request {
+        obj_bits,
+        count: 1,
+        lo: 0,
+        hi: u64::MAX,
+        ram: true,
+        device: false,
+        fresh_only: true,
+    }
+}
+
+const _: () = assert!(WORD_BITS == 64);
