@@ -5,7 +5,6 @@
 
 use crate::bench::{self, Measurement};
 use crate::objects::{slot, Objects, PAGE};
-use crate::probe::{Access, Probe};
 use crate::threads;
 use alloc::format;
 use alloc::vec::Vec;
@@ -137,11 +136,6 @@ pub fn run(bi: &sel4::BootInfo, objs: &mut Objects, v: &mut Verdict) {
         &format!("distinct APIC IDs seen: {cores:?}"),
     );
 
-    // A thread in another address space sees a shared frame, and faults on
-    // an address with no mapping.
-    let seen = probe_smoke(objs, frame);
-    v.check("probe.other_vspace", seen.is_ok(), &format!("{seen:x?}"));
-
     if let Ok(echo_ep) = echo {
         // SAFETY: single-threaded use by the root task's main thread.
         unsafe { FIXTURE = Some(Fixture { echo_ep, frame }) };
@@ -151,35 +145,6 @@ pub fn run(bi: &sel4::BootInfo, objs: &mut Objects, v: &mut Verdict) {
 #[allow(non_snake_case)]
 const fn share_pattern() -> u64 {
     0x5e14_0000_c0ff_ee00
-}
-
-fn probe_smoke(objs: &mut Objects, frame: cap::Frame) -> Result<(usize, Access, Access), Error> {
-    let p = Probe::new(objs, HELPER_PRIO)?;
-    let copy = objs.slot();
-    init::CNODE.cnode_copy(
-        copy,
-        sel4::WORD_BITS,
-        init::CNODE,
-        frame.bits(),
-        sel4::WORD_BITS,
-        CapRights::READ_WRITE,
-    )?;
-    objs.map_in(
-        p.vspace,
-        cap::Frame::from_bits(copy),
-        0x5000_0000,
-        CapRights::READ_WRITE,
-    )?;
-    let read = p.read(0x5000_0000 + 3 * 8)?;
-    let fault = p.write(0x6000_0000, 1)?;
-    let expected_fault = Access::Fault {
-        addr: 0x6000_0000,
-        write: true,
-    };
-    if read != Access::Done(share_pattern()) || fault != expected_fault {
-        return Err(Error::IllegalOperation);
-    }
-    Ok((p.code_frames, read, fault))
 }
 
 type Retyped = (cap::Endpoint, cap::Notification, cap::Frame);

@@ -8,11 +8,14 @@
 
 extern crate alloc;
 
+mod backend;
 mod bench;
 mod checks;
+mod manager;
 mod objects;
 mod probe;
 mod threads;
+mod vspace_checks;
 
 use sel4::BootInfo;
 use sel4_root_task::{Record, Verdict};
@@ -33,6 +36,19 @@ fn main(bi: &'static BootInfo) -> Verdict {
     if v.passed() {
         checks::benchmarks(&mut objs, &mut v);
     }
+    // The resource manager takes over every slot and untyped not used above.
+    let (empty, used_untyped) = objs.hand_over();
+    let mut m = match manager::Manager::new(bi, empty, &[used_untyped]) {
+        Ok(m) => {
+            v.check("manager.init", true, &alloc::format!("{:?}", m.cs.stats()));
+            m
+        }
+        Err(e) => {
+            v.check("manager.init", false, &alloc::format!("{e:?}"));
+            return v;
+        }
+    };
+    vspace_checks::run(&mut m, &mut v);
     v
 }
 

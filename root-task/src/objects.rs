@@ -20,15 +20,16 @@ pub struct Objects {
 }
 
 impl Objects {
-    /// Takes the empty slot range and the largest RAM untyped.
+    /// Takes the empty slot range and the smallest RAM untyped of at least
+    /// 4 MiB (the resource manager gets the rest).
     pub fn new(bi: &BootInfo) -> Self {
         let (idx, desc) = bi
             .untyped_descs()
             .iter()
             .enumerate()
-            .filter(|(_, u)| !u.device())
-            .max_by_key(|(_, u)| u.size_bits)
-            .expect("no RAM untyped");
+            .filter(|(_, u)| !u.device() && u.size_bits >= 22)
+            .min_by_key(|(_, u)| u.size_bits)
+            .expect("no RAM untyped of 4 MiB");
         Self {
             next_slot: bi.empty.start,
             end_slot: bi.empty.end,
@@ -72,11 +73,10 @@ impl Objects {
         self.retype(object_type::NotificationObject, 0)
     }
 
-    /// A new, empty address space (PML4) assigned to the root task's ASID pool.
-    pub fn vspace(&mut self) -> Result<cap::VSpace, Error> {
-        let pml4: cap::VSpace = self.retype(object_type::X64_PML4Object, 0)?;
-        init::ASID_POOL.x86_asid_pool_assign(pml4.cptr())?;
-        Ok(pml4)
+    /// The slots not used so far, and the boot CNode slot of the untyped in use:
+    /// what the resource manager takes over afterwards.
+    pub fn hand_over(&self) -> (core::ops::Range<Word>, Word) {
+        (self.next_slot..self.end_slot, self.untyped.bits())
     }
 
     /// A new TCB.

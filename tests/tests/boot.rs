@@ -16,6 +16,16 @@ const EXPECTED_CHECKS: &[&str] = &[
     "error.typed",
     "ipc.call_reply_recv",
     "threads.per_core",
+    "manager.init",
+    "vspace.probes",
+    "vspace.shared_frame",
+    "vspace.unmap_faults",
+    "vspace.protect_read_only",
+    "vspace.large_pages",
+    "vspace.sparse_47bit",
+    "vspace.refusals_change_nothing",
+    "vspace.teardown_exact",
+    "cspace.exhaustion",
 ];
 
 fn boot_config(config: &str) {

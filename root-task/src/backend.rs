@@ -1,0 +1,324 @@
+//! The seL4-facing layer: the kernel traits of `cspace` and `vspace`
+//! implemented with one invocation each through the generated `sel4` crate.
+//!
+//! The seL4-free crates name object types, rights and errors with their own
+//! enums; here they become the kernel build's numbers (`sel4::object_type`,
+//! `sel4::CapRights`, `sel4::Error`). The crates' size tables are checked
+//! against the kernel tree's at compile time.
+
+use cspace::{CPtr as CsCPtr, CapData as CsCapData, CapPath, KernelError, KernelOps, ObjectType, RetypeDest};
+use sel4::{cap, cap_type, init, object_type, size_bits, Cap, CapData, CapRights, Error, VmAttributes, Word};
+use vspace::{CacheAttr, CapRef, FrameSize, KernelFailure, TableLevel, VirtAddr};
+
+// The seL4-free crates carry object sizes of their own; they must be the
+// kernel tree's (libsel4's seL4_*Bits, read by the kernel build).
+const fn b(t: ObjectType) -> usize {
+    match t.fixed_bits() {
+        Some(b) => b as usize,
+        None => 0,
+    }
+}
+const _: () = {
+    assert!(b(ObjectType::Tcb) == size_bits::TCB);
+    assert!(b(ObjectType::Endpoint) == size_bits::ENDPOINT);
+    assert!(b(ObjectType::Notification) == size_bits::NOTIFICATION);
+    assert!(b(ObjectType::Frame4K) == size_bits::PAGE);
+    assert!(b(ObjectType::Frame2M) == size_bits::LARGE_PAGE);
+    assert!(b(ObjectType::Frame1G) == size_bits::HUGE_PAGE);
+    assert!(b(ObjectType::PageTable) == size_bits::PAGE_TABLE);
+    assert!(b(ObjectType::PageDirectory) == size_bits::PAGE_DIRECTORY);
+    assert!(b(ObjectType::Pdpt) == size_bits::PDPT);
+    assert!(b(ObjectType::Pml4) == size_bits::PML4);
+    assert!(cspace::types::SLOT_BITS as usize == size_bits::SLOT);
+    assert!(cspace::types::WORD_BITS == sel4::WORD_BITS);
+    assert!(cspace::types::MIN_UNTYPED_BITS as usize == size_bits::MIN_UNTYPED);
+    assert!(cspace::types::MAX_UNTYPED_BITS as usize == size_bits::MAX_UNTYPED);
+    assert!(cspace::types::RETYPE_FAN_OUT_LIMIT as usize == sel4_config::RETYPE_FAN_OUT_LIMIT);
+    assert!(FrameSize::Small.bits() as usize == size_bits::PAGE);
+    assert!(FrameSize::Large.bits() as usize == size_bits::LARGE_PAGE);
+    assert!(FrameSize::Huge.bits() as usize == size_bits::HUGE_PAGE);
+};
+
+/// The kernel's number for an object type.
+pub const fn object_type_number(t: ObjectType) -> Word {
+    match t {
+        ObjectType::Untyped => object_type::UntypedObject,
+        ObjectType::Tcb => object_type::TCBObject,
+        ObjectType::Endpoint => object_type::EndpointObject,
+        ObjectType::Notification => object_type::NotificationObject,
+        ObjectType::CNode => object_type::CapTableObject,
+        ObjectType::Frame4K => object_type::X86_4K,
+        ObjectType::Frame2M => object_type::X86_LargePageObject,
+        ObjectType::Frame1G => object_type::X64_HugePageObject,
+        ObjectType::PageTable => object_type::X86_PageTableObject,
+        ObjectType::PageDirectory => object_type::X86_PageDirectoryObject,
+        ObjectType::Pdpt => object_type::X86_PDPTObject,
+        ObjectType::Pml4 => object_type::X64_PML4Object,
+    }
+}
+
+/// `sel4::Error` as the cspace crate names it.
+pub fn cs_err(e: Error) -> KernelError {
+    match e {
+        Error::InvalidArgument => KernelError::InvalidArgument,
+        Error::InvalidCapability => KernelError::InvalidCapability,
+        Error::IllegalOperation => KernelError::IllegalOperation,
+        Error::RangeError => KernelError::RangeError,
+        Error::AlignmentError => KernelError::AlignmentError,
+        Error::FailedLookup => KernelError::FailedLookup,
+        Error::TruncatedMessage => KernelError::TruncatedMessage,
+        Error::DeleteFirst => KernelError::DeleteFirst,
+        Error::RevokeFirst => KernelError::RevokeFirst,
+        Error::NotEnoughMemory => KernelError::NotEnoughMemory,
+    }
+}
+
+/// `sel4::Error` as the vspace crate names it.
+pub fn vs_err(e: Error) -> KernelFailure {
+    match e {
+        Error::InvalidArgument => KernelFailure::InvalidArgument,
+        Error::InvalidCapability => KernelFailure::InvalidCapability,
+        Error::IllegalOperation => KernelFailure::IllegalOperation,
+        Error::RangeError => KernelFailure::RangeError,
+        Error::AlignmentError => KernelFailure::AlignmentError,
+        Error::FailedLookup => KernelFailure::FailedLookup,
+        Error::TruncatedMessage => KernelFailure::TruncatedMessage,
+        Error::DeleteFirst => KernelFailure::DeleteFirst,
+        Error::RevokeFirst => KernelFailure::RevokeFirst,
+        Error::NotEnoughMemory => KernelFailure::NotEnoughMemory,
+    }
+}
+
+fn cnode(c: CsCPtr) -> cap::CNode {
+    Cap::from_bits(c.0)
+}
+
+/// cspace rights as seL4 rights.
+pub fn cs_rights(r: cspace::Rights) -> CapRights {
+    CapRights {
+        read: r.contains(cspace::Rights::READ),
+        write: r.contains(cspace::Rights::WRITE),
+        grant: r.contains(cspace::Rights::GRANT),
+    }
+}
+
+/// vspace rights as seL4 rights (mappings never carry grant).
+pub fn vs_rights(r: vspace::Rights) -> CapRights {
+    CapRights {
+        read: r.contains(vspace::Rights::READ),
+        write: r.contains(vspace::Rights::WRITE),
+        grant: false,
+    }
+}
+
+/// vspace cache attributes as seL4 VM attributes.
+pub fn vs_attr(a: CacheAttr) -> VmAttributes {
+    match a {
+        CacheAttr::WriteBack => VmAttributes::DEFAULT,
+        CacheAttr::WriteThrough => VmAttributes::WRITE_THROUGH,
+        CacheAttr::CacheDisabled => VmAttributes::CACHE_DISABLED,
+        CacheAttr::Uncacheable => VmAttributes::UNCACHEABLE,
+        CacheAttr::WriteCombining => VmAttributes::WRITE_COMBINING,
+    }
+}
+
+/// `cspace::KernelOps` on the real kernel.
+pub struct Sel4Ops;
+
+impl KernelOps for Sel4Ops {
+    fn untyped_retype(
+        &mut self,
+        untyped: CsCPtr,
+        ty: ObjectType,
+        size_bits: u8,
+        d: RetypeDest,
+    ) -> Result<(), KernelError> {
+        Cap::<cap_type::Untyped>::from_bits(untyped.0)
+            .untyped_retype(
+                object_type_number(ty),
+                size_bits as Word,
+                cnode(d.root),
+                d.node_index,
+                d.node_depth as Word,
+                d.offset,
+                d.count,
+            )
+            .map_err(cs_err)
+    }
+
+    fn cnode_copy(&mut self, dest: CapPath, src: CapPath, rights: cspace::Rights) -> Result<(), KernelError> {
+        cnode(dest.root)
+            .cnode_copy(
+                dest.index,
+                dest.depth,
+                cnode(src.root),
+                src.index,
+                src.depth,
+                cs_rights(rights),
+            )
+            .map_err(cs_err)
+    }
+
+    fn cnode_mint(
+        &mut self,
+        dest: CapPath,
+        src: CapPath,
+        rights: cspace::Rights,
+        data: CsCapData,
+    ) -> Result<(), KernelError> {
+        let data = match data {
+            CsCapData::Badge(b) => CapData::badge(b).ok_or(KernelError::InvalidArgument)?,
+            CsCapData::Guard { value, size } => CapData::guard(value, size),
+        };
+        cnode(dest.root)
+            .cnode_mint(
+                dest.index,
+                dest.depth,
+                cnode(src.root),
+                src.index,
+                src.depth,
+                cs_rights(rights),
+                data,
+            )
+            .map_err(cs_err)
+    }
+
+    fn cnode_move(&mut self, dest: CapPath, src: CapPath) -> Result<(), KernelError> {
+        cnode(dest.root)
+            .cnode_move(dest.index, dest.depth, cnode(src.root), src.index, src.depth)
+            .map_err(cs_err)
+    }
+
+    fn cnode_delete(&mut self, slot: CapPath) -> Result<(), KernelError> {
+        cnode(slot.root).cnode_delete(slot.index, slot.depth).map_err(cs_err)
+    }
+
+    fn cnode_revoke(&mut self, slot: CapPath) -> Result<(), KernelError> {
+        cnode(slot.root).cnode_revoke(slot.index, slot.depth).map_err(cs_err)
+    }
+
+    fn set_cspace_root(&mut self, root: CsCPtr, guard_bits: u8) -> Result<(), KernelError> {
+        init::TCB
+            .tcb_set_space(
+                0,
+                cnode(root),
+                CapData::guard(0, guard_bits),
+                init::VSPACE.cast(),
+                CapData::NONE,
+            )
+            .map_err(cs_err)
+    }
+}
+
+/// The vspace crate's kernel operations: paging-structure objects come from
+/// (and go back to) the CSpace manager; maps are one invocation each.
+pub struct VsKernel<'a> {
+    /// Where tables and roots come from.
+    pub cs: &'a mut cspace::CSpace<Sel4Ops>,
+    /// Which CSpace object each table/root cap is.
+    pub objects: &'a mut hashbrown::HashMap<u64, cspace::ObjectId>,
+}
+
+impl VsKernel<'_> {
+    fn alloc(&mut self, ty: ObjectType) -> Result<CapRef, KernelFailure> {
+        let a = self.cs.alloc(ty, 0).map_err(|_| KernelFailure::NotEnoughMemory)?;
+        self.objects.insert(a.cptr.0, a.id);
+        Ok(CapRef(a.cptr.0))
+    }
+
+    fn free(&mut self, c: CapRef) {
+        if let Some(id) = self.objects.remove(&c.0) {
+            // A failure leaves the object accounted as live, visible in the figures.
+            let _ = self.cs.free(id);
+        }
+    }
+}
+
+fn level_type(level: TableLevel) -> ObjectType {
+    match level {
+        TableLevel::Pdpt => ObjectType::Pdpt,
+        TableLevel::Pd => ObjectType::PageDirectory,
+        TableLevel::Pt => ObjectType::PageTable,
+    }
+}
+
+impl vspace::VSpaceKernel for VsKernel<'_> {
+    fn alloc_root(&mut self) -> Result<CapRef, KernelFailure> {
+        self.alloc(ObjectType::Pml4)
+    }
+
+    fn assign_asid(&mut self, root: CapRef) -> Result<(), KernelFailure> {
+        init::ASID_POOL.x86_asid_pool_assign(sel4::CPtr(root.0)).map_err(vs_err)
+    }
+
+    fn free_root(&mut self, root: CapRef) {
+        self.free(root)
+    }
+
+    fn alloc_table(&mut self, level: TableLevel) -> Result<CapRef, KernelFailure> {
+        self.alloc(level_type(level))
+    }
+
+    fn free_table(&mut self, _level: TableLevel, table: CapRef) {
+        self.free(table)
+    }
+
+    fn map_table(
+        &mut self,
+        level: TableLevel,
+        table: CapRef,
+        root: CapRef,
+        vaddr: VirtAddr,
+    ) -> Result<(), KernelFailure> {
+        let (root, va, attr) = (sel4::CPtr(root.0), vaddr.as_u64(), VmAttributes::DEFAULT);
+        match level {
+            TableLevel::Pdpt => {
+                Cap::<cap_type::X86Pdpt>::from_bits(table.0).x86_pdpt_map(Cap::from_cptr(root), va, attr)
+            }
+            TableLevel::Pd => {
+                Cap::<cap_type::X86PageDirectory>::from_bits(table.0).x86_page_directory_map(root, va, attr)
+            }
+            TableLevel::Pt => Cap::<cap_type::X86PageTable>::from_bits(table.0).x86_page_table_map(root, va, attr),
+        }
+        .map_err(vs_err)
+    }
+
+    fn unmap_table(&mut self, level: TableLevel, table: CapRef) -> Result<(), KernelFailure> {
+        match level {
+            TableLevel::Pdpt => Cap::<cap_type::X86Pdpt>::from_bits(table.0).x86_pdpt_unmap(),
+            TableLevel::Pd => Cap::<cap_type::X86PageDirectory>::from_bits(table.0).x86_page_directory_unmap(),
+            TableLevel::Pt => Cap::<cap_type::X86PageTable>::from_bits(table.0).x86_page_table_unmap(),
+        }
+        .map_err(vs_err)
+    }
+
+    fn map_frame(
+        &mut self,
+        frame: CapRef,
+        root: CapRef,
+        vaddr: VirtAddr,
+        _size: FrameSize,
+        rights: vspace::Rights,
+        attr: CacheAttr,
+    ) -> Result<(), KernelFailure> {
+        cap::Frame::from_bits(frame.0)
+            .x86_page_map(sel4::CPtr(root.0), vaddr.as_u64(), vs_rights(rights), vs_attr(attr))
+            .map_err(vs_err)
+    }
+
+    fn remap_frame(
+        &mut self,
+        frame: CapRef,
+        root: CapRef,
+        rights: vspace::Rights,
+        attr: CacheAttr,
+    ) -> Result<(), KernelFailure> {
+        cap::Frame::from_bits(frame.0)
+            .x86_page_remap(sel4::CPtr(root.0), vs_rights(rights), vs_attr(attr))
+            .map_err(vs_err)
+    }
+
+    fn unmap_frame(&mut self, frame: CapRef) -> Result<(), KernelFailure> {
+        cap::Frame::from_bits(frame.0).x86_page_unmap().map_err(vs_err)
+    }
+}
