@@ -74,7 +74,7 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
         m.cs.copy(frame.slot, CsRights::READ | CsRights::WRITE)
             .map(|s| CapRef(m.cptr(s)));
     let shared = (|| -> Outcome {
-        let copy = copy.clone().map_err(e("copy"))?;
+        let copy = copy.map_err(e("copy"))?;
         a.space
             .map(
                 &mut m.vk(),
