@@ -104,4 +104,4 @@ pub use batch::MapBatch;
 pub use error::{CreateError, DestroyError, MapError, ProtectError, ReclaimError, Rollback, UnmapError};
 pub use kernel::{CapRef, KernelFailure, KernelOp, LeafRun, RunFailure, VSpaceKernel};
 pub use shadow::InvariantViolation;
-pub use space::{AddressSpace, Mapping, SpaceStats, TableInfo, Teardown};
+pub use space::{AddressSpace, Mapping, SpaceStats, TableInfo, TablePolicy, Teardown};

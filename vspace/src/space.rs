@@ -86,6 +86,19 @@ pub struct Teardown {
 pub struct AddressSpace {
     root: CapRef,
     pub(crate) shadow: Shadow,
+    policy: TablePolicy,
+}
+
+/// What happens to a paging structure that an unmap leaves empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TablePolicy {
+    /// Unmap and free it at once (the default): the space holds only tables in use.
+    #[default]
+    Reclaim,
+    /// Keep it mapped, empty and *pending reclaim*: a later map into its region needs no table
+    /// operations. [`AddressSpace::reclaim`] or [`AddressSpace::destroy`] frees it. While it stays, it
+    /// occupies its parent's entry: a larger page over its region is refused as an overlap.
+    Retain,
 }
 
 impl AddressSpace {
@@ -105,7 +118,18 @@ impl AddressSpace {
         Ok(Self {
             root,
             shadow: Shadow::default(),
+            policy: TablePolicy::Reclaim,
         })
+    }
+
+    /// Sets what happens to tables that unmaps leave empty (from now on).
+    pub fn set_table_policy(&mut self, policy: TablePolicy) {
+        self.policy = policy;
+    }
+
+    /// The current [`TablePolicy`].
+    pub fn table_policy(&self) -> TablePolicy {
+        self.policy
     }
 
     /// The PML4's cap (to set as a thread's VSpace).
@@ -205,7 +229,11 @@ impl AddressSpace {
             return Err(UnmapError::SplitsMapping { vaddr, size });
         }
         let out = self.unmap_pages(k, &pages);
-        self.reclaim_pass(k, out.emptied, None);
+        match self.policy {
+            TablePolicy::Reclaim => self.reclaim_pass(k, out.emptied, None),
+            // Reclaim nothing: every emptied table is marked pending.
+            TablePolicy::Retain => self.reclaim_pass(k, out.emptied, Some(&HashSet::new())),
+        };
         match out.failures.first() {
             None => Ok(out.released),
             Some(&(vaddr, failure)) => Err(UnmapError::Kernel {
@@ -331,6 +359,7 @@ impl AddressSpace {
         Self {
             root: self.root,
             shadow: self.shadow.clone(),
+            policy: self.policy,
         }
     }
 

@@ -1183,3 +1183,40 @@ fn tables_iterator_and_errors_display() {
     assert_eq!(e.to_string(), "page 0x1000 overlaps an existing mapping");
     assert_eq!(KernelFailure::DeleteFirst.to_string(), "seL4_DeleteFirst");
 }
+
+// ----- table policy -----
+
+#[test]
+fn retain_policy_keeps_emptied_tables_until_reclaim() {
+    let (mut k, mut s) = setup();
+    let f = frames(&mut k, FrameSize::Small, 512);
+    s.set_table_policy(TablePolicy::Retain);
+    assert_eq!(s.table_policy(), TablePolicy::Retain);
+    s.map(&mut k, range::<Size4K>(GIB, 512), &f, RW, WB).unwrap();
+    let _ = s.unmap(&mut k, range::<Size4K>(GIB, 512)).unwrap();
+    // The tables stay; the emptied leaf is pending; the kernel still has them all.
+    assert_eq!(s.stats().tables, [1, 1, 1]);
+    assert_eq!(s.stats().pending_reclaim, 1);
+    assert_eq!(k.live_tables(), [1, 1, 1]);
+    assert_consistent(&k, &s, true);
+    // Mapping again needs no table operation: one call per page.
+    let before = k.stats();
+    s.map(&mut k, range::<Size4K>(GIB, 512), &f, RW, WB).unwrap();
+    assert_eq!(k.stats().calls - before.calls, 512);
+    assert_eq!(s.stats().pending_reclaim, 0);
+    // A large page over a retained (empty) table is an overlap until reclaimed.
+    let _ = s.unmap(&mut k, range::<Size4K>(GIB, 512)).unwrap();
+    let big = frames(&mut k, FrameSize::Large, 1);
+    assert!(matches!(
+        s.map(&mut k, range::<Size2M>(GIB, 1), &big, RW, WB),
+        Err(MapError::Overlap { .. })
+    ));
+    // Reclaim frees the leaf, then its parents as they become empty.
+    assert_eq!(s.reclaim(&mut k).unwrap(), 3);
+    assert_eq!(k.live_tables(), [0, 0, 0]);
+    s.map(&mut k, range::<Size2M>(GIB, 1), &big, RW, WB).unwrap();
+    assert_consistent(&k, &s, true);
+    let t = s.destroy(&mut k).unwrap();
+    assert_eq!(t.frames.len(), 1);
+    assert_eq!(k.live_tables(), [0, 0, 0]);
+}
