@@ -6,6 +6,12 @@ use alloc::vec::Vec;
 use sel4::rdtsc;
 use sel4_root_task::Record;
 
+/// Iterations for an operation on `pages` pages: fewer for larger runs, so
+/// that every size costs about the same time (at least 5).
+pub fn iterations_for(pages: u64) -> usize {
+    (2048 / pages.max(1) as usize).clamp(5, 200)
+}
+
 /// Iterations measured (after the warm-up).
 pub const ITERATIONS: usize = 10_000;
 /// Iterations run first and discarded.
@@ -55,6 +61,7 @@ impl Measurement<'_> {
             *s = s.saturating_sub(overhead);
         }
         let (min, median) = summarize(samples);
+        let per_page = |t: u64| t.checked_div(self.pages).unwrap_or(t);
         Record::new("bench")
             .str("op", self.op)
             .str("path", self.path)
@@ -63,6 +70,8 @@ impl Measurement<'_> {
             .num("iterations", samples.len() as u64)
             .num("ticks_min", min)
             .num("ticks_median", median)
+            .num("ticks_per_page_min", per_page(min))
+            .num("ticks_per_page_median", per_page(median))
             .num("rdtsc_overhead", overhead)
             .emit();
     }

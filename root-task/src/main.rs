@@ -15,6 +15,7 @@ mod manager;
 mod objects;
 mod probe;
 mod threads;
+mod vspace_bench;
 mod vspace_checks;
 
 use sel4::BootInfo;
@@ -38,7 +39,9 @@ fn main(bi: &'static BootInfo) -> Verdict {
     }
     // The resource manager takes over every slot and untyped not used above.
     let (empty, used_untyped) = objs.hand_over();
-    let mut m = match manager::Manager::new(bi, empty, &[used_untyped]) {
+    let mut taken = alloc::vec![used_untyped];
+    taken.extend(sel4_root_task::heap::boot_resources().untyped);
+    let mut m = match manager::Manager::new(bi, empty, &taken) {
         Ok(m) => {
             v.check("manager.init", true, &alloc::format!("{:?}", m.cs.stats()));
             m
@@ -49,6 +52,9 @@ fn main(bi: &'static BootInfo) -> Verdict {
         }
     };
     vspace_checks::run(&mut m, &mut v);
+    if v.passed() {
+        vspace_bench::run(&mut m, &mut v);
+    }
     v
 }
 
@@ -75,5 +81,6 @@ fn report_bootinfo(bi: &BootInfo) {
         .num("cnode_size_bits", bi.init_thread_cnode_size_bits as u64)
         .num("image_frames", bi.user_image_frames.len() as u64)
         .num("ipc_buffer", bi.ipc_buffer)
+        .num("heap_bytes", sel4_root_task::heap::boot_resources().heap_bytes)
         .emit();
 }

@@ -23,15 +23,17 @@ impl Objects {
     /// Takes the empty slot range and the smallest RAM untyped of at least
     /// 4 MiB (the resource manager gets the rest).
     pub fn new(bi: &BootInfo) -> Self {
+        let heap = sel4_root_task::heap::boot_resources();
         let (idx, desc) = bi
             .untyped_descs()
             .iter()
             .enumerate()
-            .filter(|(_, u)| !u.device() && u.size_bits >= 22)
+            .filter(|(i, u)| !u.device() && u.size_bits >= 22 && heap.untyped != Some(bi.untyped.start + *i as Word))
             .min_by_key(|(_, u)| u.size_bits)
             .expect("no RAM untyped of 4 MiB");
         Self {
-            next_slot: bi.empty.start,
+            // The runtime's heap took the first slots.
+            next_slot: heap.slots.end.max(bi.empty.start),
             end_slot: bi.empty.end,
             untyped: Cap::from_bits(bi.untyped.start + idx as Word),
             untyped_paddr: desc.paddr,

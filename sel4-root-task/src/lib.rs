@@ -77,7 +77,8 @@ pub fn bootinfo() -> &'static BootInfo {
 extern "C" fn entry(bootinfo: *const BootInfo) -> ! {
     // SAFETY: single-threaded at this point; the pointer comes from the kernel.
     unsafe { BOOTINFO = bootinfo };
-    heap::init();
+    // SAFETY: the pointer comes from the kernel and stays valid.
+    heap::init(unsafe { &*bootinfo });
     console::init();
     // SAFETY: the symbol is defined by the `root_task!` macro in the program.
     let verdict = unsafe { __sel4_root_task_main(&*bootinfo) };

@@ -11,6 +11,26 @@ fn benchmark_records_are_sane() {
     };
     let run = build_and_boot("release-up", &[], &opts).expect("build and boot");
     run.assert_passed();
+    for (op, path, pages) in [
+        ("map", "stock", 4096),
+        ("unmap", "stock", 4096),
+        ("map", "vspace", 4096),
+        ("unmap", "vspace", 4096),
+    ] {
+        let r = run
+            .of_kind("bench")
+            .find(|r| r.str("op") == Some(op) && r.str("path") == Some(path) && r.u64("pages") == Some(pages))
+            .unwrap_or_else(|| panic!("no bench record for {op}/{path}/{pages}\n{}", run.log));
+        // Every page costs at least one kernel entry.
+        assert!(
+            r.u64("ticks_per_page_min").unwrap() > 100,
+            "{op}/{path}: per-page ticks"
+        );
+        assert_eq!(
+            r.u64("ticks_min").unwrap() / pages,
+            r.u64("ticks_per_page_min").unwrap()
+        );
+    }
     for op in ["yield", "call_reply_recv", "cnode_copy", "cnode_delete"] {
         let r = run
             .of_kind("bench")

@@ -26,6 +26,7 @@ const EXPECTED_CHECKS: &[&str] = &[
     "vspace.refusals_change_nothing",
     "vspace.teardown_exact",
     "cspace.exhaustion",
+    "bench.vspace_map_unmap",
 ];
 
 fn boot_config(config: &str) {
