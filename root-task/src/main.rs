@@ -9,9 +9,11 @@
 extern crate alloc;
 
 mod backend;
+mod batched;
 mod bench;
 mod checks;
 mod manager;
+mod mapping_checks;
 mod objects;
 mod probe;
 mod threads;
@@ -52,6 +54,8 @@ fn main(bi: &'static BootInfo) -> Verdict {
         }
     };
     vspace_checks::run(&mut m, &mut v);
+    mapping_checks::run(&mut m, &mut v);
+    batched::run(&mut m, &mut v);
     if v.passed() {
         vspace_bench::run(&mut m, &mut v);
     }
