@@ -14,6 +14,7 @@ mod bench;
 mod checks;
 mod manager;
 mod mapping_checks;
+mod mm;
 mod objects;
 mod probe;
 mod threads;

@@ -72,10 +72,15 @@ pub enum ProbeError {
     OtherFault(Word),
 }
 
-/// A probe thread and its address space.
+/// A probe thread and the address space it owns.
 pub struct Probe {
     /// The address space the probe runs in.
     pub space: AddressSpace,
+    thread: ProbeThread,
+}
+
+/// A probe thread running in an address space it does not own.
+pub struct ProbeThread {
     tcb: cap::Tcb,
     cmd: Word,
     results: Word,
@@ -116,9 +121,41 @@ impl Probe {
     /// Creates an address space with the image's code, a stack and an IPC
     /// buffer, and starts a probe thread in it at priority `prio`.
     pub fn new(m: &mut Manager, prio: u8) -> Result<Self, ProbeError> {
+        let mut space = AddressSpace::create(&mut m.vk()).map_err(ProbeError::Create)?;
+        let thread = ProbeThread::start(m, &mut space, prio)?;
+        Ok(Self { space, thread })
+    }
+
+    /// Reads a word at `addr` in the probe's address space.
+    pub fn read(&self, addr: Word) -> Result<Access, ProbeError> {
+        self.thread.read(addr)
+    }
+
+    /// Writes `value` at `addr` in the probe's address space.
+    pub fn write(&self, addr: Word, value: Word) -> Result<Access, ProbeError> {
+        self.thread.write(addr, value)
+    }
+
+    /// Stops the probe and returns every object, slot, table and frame cap
+    /// it used to the manager. The caller gets back the frame caps it had
+    /// mapped into the probe's space (already unmapped), in no order.
+    pub fn destroy(self, m: &mut Manager) -> Result<Vec<CapRef>, ProbeError> {
+        self.thread.stop();
+        let teardown = self
+            .space
+            .destroy(&mut m.vk())
+            .map_err(|_| ProbeError::Kernel(sel4::Error::IllegalOperation))?;
+        let frames: Vec<CapRef> = teardown.frames.into_iter().map(|(_, c)| c).collect();
+        self.thread.release(m, frames)
+    }
+}
+
+impl ProbeThread {
+    /// Maps the image's code, a stack and an IPC buffer into `space` and
+    /// starts a probe thread there at priority `prio`.
+    pub fn start(m: &mut Manager, space: &mut AddressSpace, prio: u8) -> Result<Self, ProbeError> {
         let mut objects = Vec::new();
         let mut code_slots = Vec::new();
-        let mut space = AddressSpace::create(&mut m.vk()).map_err(ProbeError::Create)?;
         let bi = sel4_root_task::bootinfo();
         // Linker-defined symbols: only their addresses are used.
         let start = core::ptr::addr_of!(__image_code_start) as Word;
@@ -186,7 +223,6 @@ impl Probe {
             .map_err(ProbeError::Kernel)?;
         tcb_cap.tcb_set_priority(prio).map_err(ProbeError::Kernel)?;
         let probe = Self {
-            space,
             tcb: tcb_cap,
             cmd: cmd.cptr.0,
             results: results.cptr.0,
@@ -241,15 +277,16 @@ impl Probe {
         self.request(OP_WRITE, addr, value)
     }
 
-    /// Stops the probe and returns every object, slot, table and frame cap
-    /// it used to the manager. The caller gets back the frame caps it had
-    /// mapped into the probe's space (already unmapped), in no order.
-    pub fn destroy(self, m: &mut Manager) -> Result<Vec<CapRef>, ProbeError> {
+    /// Suspends the thread.
+    pub fn stop(&self) {
         let _ = self.tcb.tcb_suspend();
-        let teardown = self
-            .space
-            .destroy(&mut m.vk())
-            .map_err(|_| ProbeError::Kernel(sel4::Error::IllegalOperation))?;
+    }
+
+    /// After the address space is gone (`frames`: the caps it had mapped),
+    /// frees the thread's objects and slots. Returns the frame caps that
+    /// were not the probe's own.
+    pub fn release(self, m: &mut Manager, frames: Vec<CapRef>) -> Result<Vec<CapRef>, ProbeError> {
+        let _ = self.tcb.tcb_suspend();
         let mut foreign = Vec::new();
         let own: Vec<u64> = self
             .objects
@@ -258,7 +295,7 @@ impl Probe {
             .map(|a| a.cptr.0)
             .collect();
         let code: Vec<u64> = self.code_slots.iter().map(|s| m.cptr(*s)).collect();
-        for (_, f) in teardown.frames {
+        for f in frames {
             if !own.contains(&f.0) && !code.contains(&f.0) {
                 foreign.push(f);
             }

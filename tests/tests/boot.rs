@@ -26,6 +26,14 @@ const EXPECTED_CHECKS: &[&str] = &[
     "vspace.refusals_change_nothing",
     "vspace.teardown_exact",
     "cspace.exhaustion",
+    "mapping.setup",
+    "mapping.clone",
+    "mapping.clone_of_clone",
+    "mapping.move",
+    "mapping.destroy",
+    "mapping.bad_requests_change_nothing",
+    "mapping.revoke_frame",
+    "mapping.teardown_exact",
     "bench.vspace_map_unmap",
 ];
 

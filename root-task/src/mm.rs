@@ -1,0 +1,408 @@
+//! The memory manager: address spaces (`vspace`), capabilities and untyped
+//! memory (`cspace`) and the mapping database (`mapping-db`) kept in step.
+//!
+//! Operations, after the M-M/S-CD talk's vocabulary:
+//! - [`Mm::clone_region`] shares a region's frames into another address
+//!   space: for every page, `CNode_Copy` of the cap behind the source
+//!   mapping, then `X86Page_Map` of the copy (the stock copy&map, recorded);
+//! - [`Mm::move_region`]: clone, then destroy the source;
+//! - [`Mm::destroy_region`]: unmap, and delete the copies (an original cap
+//!   is only unmapped: it stays the frame's owner);
+//! - [`Mm::revoke_frame`]: unmap a frame from every address space that maps
+//!   it and delete every copy of its cap (the Hurd memory server's
+//!   "unmap all");
+//! - [`Mm::who_maps`] (frame -> every mapping) and [`Mm::what_backs`]
+//!   ((address space, vaddr) -> frame, cap, rights) answer from the database.
+//!
+//! Every request is validated against the database first; a refusal is a
+//! typed [`MmError`] and changes nothing. The database records exactly the
+//! mappings the kernel holds (checked on the real kernel by
+//! `mapping_checks`).
+
+use crate::manager::Manager;
+use alloc::vec::Vec;
+use cspace::{ObjectId, ObjectType, Rights as CsRights};
+use hashbrown::HashMap;
+use mapping_db::{AsId, CapSlot, FrameId, Mapping, MappingDb, PageSize, Rights as DbRights};
+use vspace::{AddressSpace, CacheAttr, CapRef, Page, PageRange, Rights, Size4K, TableLevel};
+
+/// Why the manager refused a request. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MmError {
+    /// No address space with this id.
+    UnknownSpace(AsId),
+    /// A page of the source region is not mapped.
+    SourceNotMapped {
+        /// The address.
+        vaddr: u64,
+    },
+    /// A page of the destination region is already mapped.
+    DestinationOccupied {
+        /// The address.
+        vaddr: u64,
+    },
+    /// A page of the region to destroy is not mapped.
+    NotMapped {
+        /// The address.
+        vaddr: u64,
+    },
+    /// The capability is not a frame the manager knows.
+    NotAFrame(u64),
+    /// The region is empty, misaligned or outside the user range.
+    BadRegion,
+    /// Rights beyond the source mapping's were asked for.
+    RightsExceed,
+    /// Allocating frames or slots failed.
+    Alloc(cspace::AllocError),
+    /// A capability operation failed (everything done before was undone).
+    Cap(cspace::CapError),
+    /// Mapping failed (everything done before was undone).
+    Map(vspace::MapError),
+    /// Unmapping failed.
+    Unmap(vspace::UnmapError),
+    /// The database and the address space disagree (a bug; reported, not hidden).
+    Inconsistent(&'static str),
+}
+
+/// A place in an address space: (address space, virtual address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At(pub AsId, pub u64);
+
+/// The memory manager's state.
+pub struct Mm {
+    /// The mapping database.
+    pub db: MappingDb,
+    spaces: HashMap<AsId, AddressSpace>,
+    next_space: u32,
+    /// The cspace object behind each frame the manager allocated, by original cap.
+    frames: HashMap<u64, ObjectId>,
+}
+
+fn db_rights(r: Rights) -> DbRights {
+    let mut d = DbRights::empty();
+    if r.contains(Rights::READ) {
+        d |= DbRights::READ;
+    }
+    if r.contains(Rights::WRITE) {
+        d |= DbRights::WRITE;
+    }
+    d
+}
+
+fn cs_rights(r: Rights) -> CsRights {
+    let mut c = CsRights::empty();
+    if r.contains(Rights::READ) {
+        c |= CsRights::READ;
+    }
+    if r.contains(Rights::WRITE) {
+        c |= CsRights::WRITE;
+    }
+    c
+}
+
+fn region(vaddr: u64, n: u64) -> Result<PageRange<Size4K>, MmError> {
+    let start = Page::from_start_address(vaddr).map_err(|_| MmError::BadRegion)?;
+    match PageRange::from_count(start, n) {
+        Some(r) if n > 0 && r.bounds().1 <= vspace::USER_VADDR_END => Ok(r),
+        _ => Err(MmError::BadRegion),
+    }
+}
+
+const PAGE: u64 = 1 << 12;
+
+impl Default for Mm {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Mm {
+    /// An empty manager.
+    pub fn new() -> Self {
+        Self {
+            db: MappingDb::new(),
+            spaces: HashMap::new(),
+            next_space: 1,
+            frames: HashMap::new(),
+        }
+    }
+
+    /// A new address space.
+    pub fn create_space(&mut self, m: &mut Manager) -> Result<AsId, vspace::CreateError> {
+        let s = AddressSpace::create(&mut m.vk())?;
+        let id = AsId(self.next_space);
+        self.next_space += 1;
+        self.spaces.insert(id, s);
+        Ok(id)
+    }
+
+    /// The address space `id`, mutably (for mappings outside the manager's
+    /// books, such as a probe's code and stack).
+    pub fn space_mut(&mut self, id: AsId) -> Option<&mut AddressSpace> {
+        self.spaces.get_mut(&id)
+    }
+
+    /// Leaf page tables of `space` by the base of the 2 MiB region they cover.
+    fn leaves(space: &AddressSpace) -> HashMap<u64, u64> {
+        space
+            .tables()
+            .filter(|t| t.level == TableLevel::Pt)
+            .map(|t| (t.base.as_u64(), t.cap.0))
+            .collect()
+    }
+
+    fn record(&mut self, asid: AsId, vaddr: u64, caps: &[(FrameId, u64)], rights: Rights) -> Result<(), MmError> {
+        let space = self.spaces.get(&asid).ok_or(MmError::UnknownSpace(asid))?;
+        let leaves = Self::leaves(space);
+        for (i, &(frame, cap)) in caps.iter().enumerate() {
+            let va = vaddr + i as u64 * PAGE;
+            let table = *leaves
+                .get(&(va & !((1 << 21) - 1)))
+                .ok_or(MmError::Inconsistent("no leaf table"))?;
+            let rec = Mapping::new(
+                frame,
+                CapSlot(cap),
+                asid,
+                va,
+                PageSize::Small,
+                db_rights(rights),
+                CapSlot(table),
+            );
+            self.db
+                .insert(rec)
+                .map_err(|_| MmError::Inconsistent("database refused a mapping the kernel made"))?;
+        }
+        Ok(())
+    }
+
+    /// Allocates `n` fresh frames and maps their original caps at `vaddr`
+    /// in `asid`. Returns the frames.
+    pub fn map_new(
+        &mut self,
+        m: &mut Manager,
+        asid: AsId,
+        vaddr: u64,
+        n: u64,
+        rights: Rights,
+    ) -> Result<Vec<FrameId>, MmError> {
+        let range = region(vaddr, n)?;
+        self.check_free(asid, vaddr, n)?;
+        let mut allocs = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            match m.alloc(ObjectType::Frame4K) {
+                Ok(a) => allocs.push(a),
+                Err(e) => {
+                    for a in allocs {
+                        let _ = m.cs.free(a.id);
+                    }
+                    return Err(MmError::Alloc(e));
+                }
+            }
+        }
+        let caps: Vec<CapRef> = allocs.iter().map(|a| CapRef(a.cptr.0)).collect();
+        let space = self.spaces.get_mut(&asid).ok_or(MmError::UnknownSpace(asid))?;
+        if let Err(e) = space.map(&mut m.vk(), range, &caps, rights, CacheAttr::WriteBack) {
+            for a in allocs {
+                let _ = m.cs.free(a.id);
+            }
+            return Err(MmError::Map(e));
+        }
+        let mut out = Vec::with_capacity(n as usize);
+        let mut recs = Vec::with_capacity(n as usize);
+        for a in &allocs {
+            let f = FrameId::new(CapSlot(a.cptr.0), a.paddr);
+            self.db
+                .add_frame(f, PageSize::Small)
+                .map_err(|_| MmError::Inconsistent("frame known twice"))?;
+            self.frames.insert(a.cptr.0, a.id);
+            out.push(f);
+            recs.push((f, a.cptr.0));
+        }
+        self.record(asid, vaddr, &recs, rights)?;
+        Ok(out)
+    }
+
+    fn check_free(&self, asid: AsId, vaddr: u64, n: u64) -> Result<(), MmError> {
+        if !self.spaces.contains_key(&asid) {
+            return Err(MmError::UnknownSpace(asid));
+        }
+        for i in 0..n {
+            let va = vaddr + i * PAGE;
+            if self.db.lookup(asid, va).is_some() || self.spaces[&asid].lookup(vspace::VirtAddr::new(va)).is_some() {
+                return Err(MmError::DestinationOccupied { vaddr: va });
+            }
+        }
+        Ok(())
+    }
+
+    fn mapped(&self, asid: AsId, vaddr: u64, n: u64, err: fn(u64) -> MmError) -> Result<Vec<Mapping>, MmError> {
+        if !self.spaces.contains_key(&asid) {
+            return Err(MmError::UnknownSpace(asid));
+        }
+        (0..n)
+            .map(|i| {
+                let va = vaddr + i * PAGE;
+                match self.db.lookup(asid, va) {
+                    Some(r) if r.vaddr == va && r.size == PageSize::Small => Ok(r),
+                    _ => Err(err(va)),
+                }
+            })
+            .collect()
+    }
+
+    /// Shares the `n` pages at `from` into `to`:
+    /// one cap copy and one mapping per page.
+    pub fn clone_region(&mut self, m: &mut Manager, from: At, to: At, n: u64, rights: Rights) -> Result<(), MmError> {
+        let (At(src, src_va), At(dst, dst_va)) = (from, to);
+        let range = region(dst_va, n)?;
+        region(src_va, n)?;
+        let sources = self.mapped(src, src_va, n, |vaddr| MmError::SourceNotMapped { vaddr })?;
+        self.check_free(dst, dst_va, n)?;
+        if sources.iter().any(|s| !s.rights.contains(db_rights(rights))) {
+            return Err(MmError::RightsExceed);
+        }
+        let mut copies: Vec<cspace::Slot> = Vec::with_capacity(n as usize);
+        let undo = |m: &mut Manager, copies: &[cspace::Slot]| {
+            for s in copies.iter().rev() {
+                let _ = m.cs.delete(*s);
+            }
+        };
+        for s in &sources {
+            let slot =
+                m.cs.layout()
+                    .slot_of(cspace::CPtr(s.cap.0))
+                    .ok_or(MmError::Inconsistent("cap slot"))?;
+            match m.cs.copy(slot, cs_rights(rights)) {
+                Ok(c) => copies.push(c),
+                Err(e) => {
+                    undo(m, &copies);
+                    return Err(MmError::Cap(e));
+                }
+            }
+        }
+        let caps: Vec<CapRef> = copies.iter().map(|c| CapRef(m.cptr(*c))).collect();
+        let space = self.spaces.get_mut(&dst).ok_or(MmError::UnknownSpace(dst))?;
+        if let Err(e) = space.map(&mut m.vk(), range, &caps, rights, CacheAttr::WriteBack) {
+            undo(m, &copies);
+            return Err(MmError::Map(e));
+        }
+        let mut recs = Vec::with_capacity(n as usize);
+        for (s, c) in sources.iter().zip(&caps) {
+            // The kernel's derivation: a copy of a frame cap is a child of the original.
+            self.db
+                .add_copy(s.frame, CapSlot(c.0), s.frame.slot)
+                .map_err(|_| MmError::Inconsistent("copy known twice"))?;
+            recs.push((s.frame, c.0));
+        }
+        self.record(dst, dst_va, &recs, rights)
+    }
+
+    /// Unmaps the `n` pages at `vaddr` in `asid` and deletes the cap copies
+    /// that held them (original caps stay, unmapped).
+    pub fn destroy_region(&mut self, m: &mut Manager, asid: AsId, vaddr: u64, n: u64) -> Result<(), MmError> {
+        let range = region(vaddr, n)?;
+        let recs = self.mapped(asid, vaddr, n, |vaddr| MmError::NotMapped { vaddr })?;
+        let space = self.spaces.get_mut(&asid).ok_or(MmError::UnknownSpace(asid))?;
+        let released = space.unmap(&mut m.vk(), range).map_err(MmError::Unmap)?;
+        if released.len() != recs.len() {
+            return Err(MmError::Inconsistent("unmap released a different number of caps"));
+        }
+        for r in recs {
+            self.db
+                .remove_by_vaddr(asid, r.vaddr)
+                .map_err(|_| MmError::Inconsistent("record vanished"))?;
+            if r.cap != r.frame.slot {
+                self.delete_copy(m, r.cap)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_copy(&mut self, m: &mut Manager, cap: CapSlot) -> Result<(), MmError> {
+        let slot =
+            m.cs.layout()
+                .slot_of(cspace::CPtr(cap.0))
+                .ok_or(MmError::Inconsistent("cap slot"))?;
+        m.cs.delete(slot).map_err(MmError::Cap)?;
+        self.db
+            .remove_copy(cap)
+            .map_err(|_| MmError::Inconsistent("copy not removable"))
+    }
+
+    /// Clone, then destroy the source.
+    pub fn move_region(&mut self, m: &mut Manager, from: At, to: At, n: u64, rights: Rights) -> Result<(), MmError> {
+        self.clone_region(m, from, to, n, rights)?;
+        self.destroy_region(m, from.0, from.1, n)
+    }
+
+    /// Unmaps `frame` from every address space and deletes every copy of
+    /// its cap: afterwards only the original cap remains, unmapped.
+    /// `cap` may name any cap of the frame (its original or a copy).
+    pub fn revoke_frame(&mut self, m: &mut Manager, cap: u64) -> Result<usize, MmError> {
+        let frame = self.db.frame_of_cap(CapSlot(cap)).ok_or(MmError::NotAFrame(cap))?;
+        let maps: Vec<Mapping> = self.db.mappings_of_frame(frame).collect();
+        for r in &maps {
+            let space = self.spaces.get_mut(&r.asid).ok_or(MmError::UnknownSpace(r.asid))?;
+            space.unmap(&mut m.vk(), region(r.vaddr, 1)?).map_err(MmError::Unmap)?;
+            self.db
+                .remove_by_vaddr(r.asid, r.vaddr)
+                .map_err(|_| MmError::Inconsistent("record vanished"))?;
+        }
+        // Only now that nothing is mapped: CNode_Revoke of the original deletes
+        // every copy in one invocation (5.0 would leave a mapped copy's PTE).
+        let orig =
+            m.cs.layout()
+                .slot_of(cspace::CPtr(frame.slot.0))
+                .ok_or(MmError::Inconsistent("original"))?;
+        let copies: Vec<CapSlot> = self.db.copies_of(frame).filter(|c| *c != frame.slot).collect();
+        m.cs.revoke(orig).map_err(MmError::Cap)?;
+        // Leaves first, so the database's derivation tree only loses leaves.
+        let mut left = copies;
+        while !left.is_empty() {
+            let before = left.len();
+            left.retain(|c| self.db.remove_copy(*c).is_err());
+            if left.len() == before {
+                return Err(MmError::Inconsistent("copies not removable"));
+            }
+        }
+        Ok(maps.len())
+    }
+
+    /// Every mapping of `frame`: who can reach this memory.
+    pub fn who_maps(&self, frame: FrameId) -> Vec<Mapping> {
+        self.db.mappings_of_frame(frame).collect()
+    }
+
+    /// The frame, cap and rights behind `vaddr` in `asid`.
+    pub fn what_backs(&self, asid: AsId, vaddr: u64) -> Option<Mapping> {
+        self.db.lookup(asid, vaddr)
+    }
+
+    /// Unmaps everything the manager recorded in `asid`, deletes the copies,
+    /// frees the frames it allocated whose caps are all gone, and destroys the
+    /// space. Returns the caps of mappings made outside the books.
+    pub fn destroy_space(&mut self, m: &mut Manager, asid: AsId) -> Result<Vec<CapRef>, MmError> {
+        let recs: Vec<Mapping> = self.db.mappings_in(asid).collect();
+        for r in &recs {
+            self.destroy_region(m, asid, r.vaddr, 1)?;
+        }
+        let space = self.spaces.remove(&asid).ok_or(MmError::UnknownSpace(asid))?;
+        let t = space
+            .destroy(&mut m.vk())
+            .map_err(|_| MmError::Inconsistent("destroy failed"))?;
+        Ok(t.frames.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// Frees a frame the manager allocated: revokes it, then frees the object.
+    pub fn free_frame(&mut self, m: &mut Manager, frame: FrameId) -> Result<(), MmError> {
+        self.revoke_frame(m, frame.slot.0)?;
+        let id = self
+            .frames
+            .remove(&frame.slot.0)
+            .ok_or(MmError::NotAFrame(frame.slot.0))?;
+        self.db
+            .remove_frame(frame)
+            .map_err(|_| MmError::Inconsistent("frame not removable"))?;
+        m.cs.free(id).map_err(|_| MmError::Inconsistent("free"))
+    }
+}
