@@ -15,6 +15,7 @@ mod checks;
 mod manager;
 mod mapping_checks;
 mod mm;
+mod mm_bench;
 mod objects;
 mod probe;
 mod threads;
@@ -59,6 +60,7 @@ fn main(bi: &'static BootInfo) -> Verdict {
     batched::run(&mut m, &mut v);
     if v.passed() {
         vspace_bench::run(&mut m, &mut v);
+        mm_bench::run(&mut m, &mut v);
     }
     v
 }

@@ -136,6 +136,11 @@ impl Mm {
         Ok(id)
     }
 
+    /// The address space `id`.
+    pub fn space(&self, id: AsId) -> Option<&AddressSpace> {
+        self.spaces.get(&id)
+    }
+
     /// The address space `id`, mutably (for mappings outside the manager's
     /// books, such as a probe's code and stack).
     pub fn space_mut(&mut self, id: AsId) -> Option<&mut AddressSpace> {

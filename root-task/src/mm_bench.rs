@@ -1,0 +1,216 @@
+//! The M-M/S-CD talk's table, reproduced: Clone, Destroy and Move of regions
+//! of 1, 16, 512 and 4096 pages, on two paths measured in the same run:
+//! - `stock`: the raw system-call sequence, no bookkeeping: Clone is
+//!   `CNode_Copy` + `X86Page_Map` per page, Destroy is `X86Page_Unmap` +
+//!   `CNode_Delete` per page, Move is Clone into the other space then
+//!   Destroy of the source;
+//! - `tracked`: the same work through the memory manager (`mm`: cspace,
+//!   vspace and the mapping database).
+//!
+//! Also `CNode_Copy`, `CNode_Delete`, `X86Page_Map` and `X86Page_Unmap` on
+//! their own (`stock`). Destination page tables exist already on both paths
+//! (`TablePolicy::Retain`), so the figures are the per-page work.
+
+use crate::bench::{self, Measurement};
+use crate::manager::Manager;
+use crate::mm::{At, Mm};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use mapping_db::AsId;
+use sel4::{cap, rdtsc, CapRights, VmAttributes};
+use sel4_root_task::Verdict;
+use vspace::{Rights, TablePolicy};
+
+const SRC: u64 = 0x100_0000_0000;
+const DST: u64 = 0x200_0000_0000;
+const ALT: u64 = 0x300_0000_0000;
+const MAX: u64 = 4096;
+const WARMUP: usize = 2;
+
+/// Runs the benchmark; failures are reported as a failed check.
+pub fn run(m: &mut Manager, v: &mut Verdict) {
+    match run_inner(m) {
+        Ok(()) => v.check("bench.mm_clone_destroy_move", true, "every operation succeeded"),
+        Err(e) => v.check("bench.mm_clone_destroy_move", false, &e),
+    };
+}
+
+/// Slot paths for the stock path's copies.
+struct Slots {
+    slots: Vec<cspace::Slot>,
+    paths: Vec<cspace::CapPath>,
+    cptrs: Vec<u64>,
+}
+
+fn slots(m: &mut Manager, n: u64) -> Result<Slots, String> {
+    let mut s = Slots {
+        slots: Vec::new(),
+        paths: Vec::new(),
+        cptrs: Vec::new(),
+    };
+    for _ in 0..n {
+        let slot = m.cs.alloc_slot().map_err(|e| format!("{e:?}"))?;
+        s.paths.push(m.cs.path(slot));
+        s.cptrs.push(m.cptr(slot));
+        s.slots.push(slot);
+    }
+    Ok(s)
+}
+
+fn cnode(p: &cspace::CapPath) -> cap::CNode {
+    cap::CNode::from_bits(p.root.0)
+}
+
+fn run_inner(m: &mut Manager) -> Result<(), String> {
+    let rw = Rights::READ | Rights::WRITE;
+    let mut mm = Mm::new();
+    let err = |e| format!("{e:?}");
+    let s = mm.create_space(m).map_err(err)?;
+    let spaces: Vec<AsId> = (0..4)
+        .map(|_| mm.create_space(m))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{e:?}"))?;
+    let (d, e, d0, e0) = (spaces[0], spaces[1], spaces[2], spaces[3]);
+    let frames = mm.map_new(m, s, SRC, MAX, rw).map_err(|e| format!("{e:?}"))?;
+    // Page tables: made once in every destination, kept from then on.
+    for (x, va) in [(d, DST), (e, ALT), (d0, DST), (e0, ALT)] {
+        mm.space_mut(x).ok_or("space")?.set_table_policy(TablePolicy::Retain);
+        mm.clone_region(m, At(s, SRC), At(x, va), MAX, rw)
+            .map_err(|e| format!("{e:?}"))?;
+        mm.destroy_region(m, x, va, MAX).map_err(|e| format!("{e:?}"))?;
+    }
+    let root = |x: AsId, mm: &Mm| sel4::CPtr(mm.space(x).expect("space").root().0);
+    let (d0_root, e0_root) = (root(d0, &mm), root(e0, &mm));
+    let first = slots(m, MAX)?;
+    let second = slots(m, MAX)?;
+    let orig: Vec<cspace::CapPath> = frames
+        .iter()
+        .map(|f| m.cs.path(m.cs.layout().slot_of(cspace::CPtr(f.slot.0)).expect("slot")))
+        .collect();
+    let overhead = bench::rdtsc_overhead();
+    let rights = CapRights::READ_WRITE;
+    let attr = VmAttributes::DEFAULT;
+    let mut failed = 0u64;
+
+    for n in [1u64, 16, 512, 4096] {
+        let k = n as usize;
+        let iters = bench::iterations_for(n);
+        let mut t: [Vec<u64>; 7] = Default::default();
+        let mut tracked: Vec<[u64; 3]> = Vec::new();
+        for it in 0..iters + WARMUP {
+            // --- stock: the four primitives on their own ---
+            let t0 = rdtsc();
+            for i in 0..k {
+                let (dp, sp) = (&first.paths[i], &orig[i]);
+                failed += cnode(dp)
+                    .cnode_copy(dp.index, dp.depth, cnode(sp), sp.index, sp.depth, rights)
+                    .is_err() as u64;
+            }
+            let t1 = rdtsc();
+            for i in 0..k {
+                let va = DST + ((i as u64) << 12);
+                failed += cap::Frame::from_bits(first.cptrs[i])
+                    .x86_page_map(d0_root, va, rights, attr)
+                    .is_err() as u64;
+            }
+            let t2 = rdtsc();
+            for i in 0..k {
+                failed += cap::Frame::from_bits(first.cptrs[i]).x86_page_unmap().is_err() as u64;
+            }
+            let t3 = rdtsc();
+            for p in &first.paths[..k] {
+                failed += cnode(p).cnode_delete(p.index, p.depth).is_err() as u64;
+            }
+            let t4 = rdtsc();
+            // --- stock Clone (copy + map per page), Move (clone into E0, destroy D0), Destroy ---
+            for i in 0..k {
+                let (dp, sp) = (&first.paths[i], &orig[i]);
+                failed += cnode(dp)
+                    .cnode_copy(dp.index, dp.depth, cnode(sp), sp.index, sp.depth, rights)
+                    .is_err() as u64;
+                let va = DST + ((i as u64) << 12);
+                failed += cap::Frame::from_bits(first.cptrs[i])
+                    .x86_page_map(d0_root, va, rights, attr)
+                    .is_err() as u64;
+            }
+            let t5 = rdtsc();
+            for i in 0..k {
+                let (dp, sp) = (&second.paths[i], &first.paths[i]);
+                failed += cnode(dp)
+                    .cnode_copy(dp.index, dp.depth, cnode(sp), sp.index, sp.depth, rights)
+                    .is_err() as u64;
+                let va = ALT + ((i as u64) << 12);
+                failed += cap::Frame::from_bits(second.cptrs[i])
+                    .x86_page_map(e0_root, va, rights, attr)
+                    .is_err() as u64;
+                failed += cap::Frame::from_bits(first.cptrs[i]).x86_page_unmap().is_err() as u64;
+                failed += cnode(sp).cnode_delete(sp.index, sp.depth).is_err() as u64;
+            }
+            let t6 = rdtsc();
+            for i in 0..k {
+                let p = &second.paths[i];
+                failed += cap::Frame::from_bits(second.cptrs[i]).x86_page_unmap().is_err() as u64;
+                failed += cnode(p).cnode_delete(p.index, p.depth).is_err() as u64;
+            }
+            let t7 = rdtsc();
+            // --- tracked: the same Clone, Move, Destroy through the manager ---
+            mm.clone_region(m, At(s, SRC), At(d, DST), n, rw)
+                .map_err(|e| format!("tracked clone {n}: {e:?}"))?;
+            let t8 = rdtsc();
+            mm.move_region(m, At(d, DST), At(e, ALT), n, rw)
+                .map_err(|e| format!("tracked move {n}: {e:?}"))?;
+            let t9 = rdtsc();
+            mm.destroy_region(m, e, ALT, n)
+                .map_err(|e| format!("tracked destroy {n}: {e:?}"))?;
+            let t10 = rdtsc();
+            if it >= WARMUP {
+                t[0].push(t1 - t0);
+                t[1].push(t2 - t1);
+                t[2].push(t3 - t2);
+                t[3].push(t4 - t3);
+                t[4].push(t5 - t4);
+                t[5].push(t6 - t5);
+                t[6].push(t7 - t6);
+                tracked.push([t8 - t7, t9 - t8, t10 - t9]);
+            }
+        }
+        if failed != 0 {
+            return Err(format!("{failed} stock invocations failed at {n} pages"));
+        }
+        let names = [
+            ("cnode_copy", "stock"),
+            ("page_map", "stock"),
+            ("page_unmap", "stock"),
+            ("cnode_delete", "stock"),
+            ("clone", "stock"),
+            ("move", "stock"),
+            ("destroy", "stock"),
+        ];
+        for ((op, path), samples) in names.iter().zip(t.iter_mut()) {
+            Measurement { op, path, pages: n }.report(samples, overhead);
+        }
+        for (j, op) in ["clone", "move", "destroy"].iter().enumerate() {
+            let mut samples: Vec<u64> = tracked.iter().map(|x| x[j]).collect();
+            Measurement {
+                op,
+                path: "tracked",
+                pages: n,
+            }
+            .report(&mut samples, overhead);
+        }
+    }
+    // Give everything back.
+    for set in [first, second] {
+        for s in set.slots {
+            m.cs.release_slot(s).map_err(|e| format!("{e:?}"))?;
+        }
+    }
+    for f in frames {
+        mm.free_frame(m, f).map_err(|e| format!("{e:?}"))?;
+    }
+    for x in [s, d, e, d0, e0] {
+        mm.destroy_space(m, x).map_err(|e| format!("{e:?}"))?;
+    }
+    Ok(())
+}
