@@ -11,6 +11,9 @@
 //! their own (`stock`). Destination page tables exist already on both paths
 //! (`TablePolicy::Retain`), so the figures are the per-page work.
 
+// Parallel arrays (slots, paths, cptrs) indexed by page: clearer than zips.
+#![allow(clippy::needless_range_loop)]
+
 use crate::bench::{self, Measurement};
 use crate::manager::Manager;
 use crate::mm::{At, Mm};
