@@ -159,24 +159,81 @@ fn render(run: &Run, icount: bool) {
             }
         );
         println!(
-            "  {:<22} {:<8} {:>6} {:>10} {:>10} {:>10}",
-            "op", "path", "pages", "iterations", "min", "median"
+            "  {:<16} {:<8} {:>6} {:>10} {:>11} {:>11} {:>10}",
+            "op", "path", "pages", "iterations", "min", "median", "per page"
         );
-        for b in bench {
+        for b in &bench {
             println!(
-                "  {:<22} {:<8} {:>6} {:>10} {:>10} {:>10}",
+                "  {:<16} {:<8} {:>6} {:>10} {:>11} {:>11} {:>10}",
                 b.str("op").unwrap_or("?"),
                 b.str("path").unwrap_or("?"),
                 b.u64("pages").unwrap_or(0),
                 b.u64("iterations").unwrap_or(0),
                 b.u64("ticks_min").unwrap_or(0),
-                b.u64("ticks_median").unwrap_or(0)
+                b.u64("ticks_median").unwrap_or(0),
+                b.u64("ticks_per_page_median").unwrap_or(0)
             );
+        }
+        let ratios = ratios(&bench);
+        if !ratios.is_empty() {
+            println!("\nper-page median, each path against stock in the same run:");
+            println!(
+                "  {:<10} {:>6} {:>10} {:<8} {:>10} {:>8}",
+                "op", "pages", "stock", "path", "ticks", "ratio"
+            );
+            for r in ratios {
+                println!(
+                    "  {:<10} {:>6} {:>10} {:<8} {:>10} {:>7.2}x",
+                    r.op,
+                    r.pages,
+                    r.stock,
+                    r.path,
+                    r.ticks,
+                    r.ticks as f64 / r.stock as f64
+                );
+            }
         }
     }
     if let Some(p) = run.first("panic") {
         println!("\nPANIC: {}", p.str("message").unwrap_or(""));
     }
+}
+
+/// One comparison of a path with the stock path for the same op and size.
+struct Ratio<'a> {
+    op: &'a str,
+    pages: u64,
+    stock: u64,
+    path: &'a str,
+    ticks: u64,
+}
+
+/// Per-page medians of every non-stock path next to the stock path's.
+fn ratios<'a>(bench: &[&'a Record]) -> Vec<Ratio<'a>> {
+    let mut out = Vec::new();
+    for b in bench {
+        let (Some(op), Some(path), Some(pages)) = (b.str("op"), b.str("path"), b.u64("pages")) else {
+            continue;
+        };
+        if path == "stock" || pages == 0 {
+            continue;
+        }
+        let stock = bench
+            .iter()
+            .find(|s| s.str("op") == Some(op) && s.str("path") == Some("stock") && s.u64("pages") == Some(pages));
+        if let (Some(s), Some(t)) = (stock, b.u64("ticks_per_page_median")) {
+            if let Some(st) = s.u64("ticks_per_page_median").filter(|v| *v > 0) {
+                out.push(Ratio {
+                    op,
+                    pages,
+                    stock: st,
+                    path,
+                    ticks: t,
+                });
+            }
+        }
+    }
+    out
 }
 
 fn write_bench(run: &Run, icount: bool, path: &str) -> std::io::Result<()> {
