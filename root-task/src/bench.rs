@@ -6,6 +6,18 @@ use alloc::vec::Vec;
 use sel4::rdtsc;
 use sel4_root_task::Record;
 
+/// Region sizes (pages) the map/unmap and clone/move/destroy benchmarks
+/// measure. The full set on the release UP kernel, the configuration figures
+/// come from; on debug or SMP kernels (slow under TCG, never figures) only
+/// the small sizes, to show the code paths work.
+pub fn region_sizes() -> &'static [u64] {
+    if sel4_config::DEBUG_BUILD || sel4_config::SMP {
+        &[1, 16]
+    } else {
+        &[1, 16, 512, 4096]
+    }
+}
+
 /// Iterations for an operation on `pages` pages: fewer for larger runs, so
 /// that every size costs about the same time (at least 5).
 pub fn iterations_for(pages: u64) -> usize {

@@ -28,7 +28,6 @@ use vspace::{Rights, TablePolicy};
 const SRC: u64 = 0x100_0000_0000;
 const DST: u64 = 0x200_0000_0000;
 const ALT: u64 = 0x300_0000_0000;
-const MAX: u64 = 4096;
 const WARMUP: usize = 2;
 
 /// Runs the benchmark; failures are reported as a failed check.
@@ -66,6 +65,8 @@ fn cnode(p: &cspace::CapPath) -> cap::CNode {
 }
 
 fn run_inner(m: &mut Manager) -> Result<(), String> {
+    let sizes = bench::region_sizes();
+    let max = *sizes.last().unwrap();
     let rw = Rights::READ | Rights::WRITE;
     let mut mm = Mm::new();
     let err = |e| format!("{e:?}");
@@ -75,18 +76,18 @@ fn run_inner(m: &mut Manager) -> Result<(), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{e:?}"))?;
     let (d, e, d0, e0) = (spaces[0], spaces[1], spaces[2], spaces[3]);
-    let frames = mm.map_new(m, s, SRC, MAX, rw).map_err(|e| format!("{e:?}"))?;
+    let frames = mm.map_new(m, s, SRC, max, rw).map_err(|e| format!("{e:?}"))?;
     // Page tables: made once in every destination, kept from then on.
     for (x, va) in [(d, DST), (e, ALT), (d0, DST), (e0, ALT)] {
         mm.space_mut(x).ok_or("space")?.set_table_policy(TablePolicy::Retain);
-        mm.clone_region(m, At(s, SRC), At(x, va), MAX, rw)
+        mm.clone_region(m, At(s, SRC), At(x, va), max, rw)
             .map_err(|e| format!("{e:?}"))?;
-        mm.destroy_region(m, x, va, MAX).map_err(|e| format!("{e:?}"))?;
+        mm.destroy_region(m, x, va, max).map_err(|e| format!("{e:?}"))?;
     }
     let root = |x: AsId, mm: &Mm| sel4::CPtr(mm.space(x).expect("space").root().0);
     let (d0_root, e0_root) = (root(d0, &mm), root(e0, &mm));
-    let first = slots(m, MAX)?;
-    let second = slots(m, MAX)?;
+    let first = slots(m, max)?;
+    let second = slots(m, max)?;
     let orig: Vec<cspace::CapPath> = frames
         .iter()
         .map(|f| m.cs.path(m.cs.layout().slot_of(cspace::CPtr(f.slot.0)).expect("slot")))
@@ -96,7 +97,7 @@ fn run_inner(m: &mut Manager) -> Result<(), String> {
     let attr = VmAttributes::DEFAULT;
     let mut failed = 0u64;
 
-    for n in [1u64, 16, 512, 4096] {
+    for &n in sizes {
         let k = n as usize;
         let iters = bench::iterations_for(n);
         let mut t: [Vec<u64>; 7] = Default::default();

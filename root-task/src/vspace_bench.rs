@@ -19,8 +19,6 @@ use vspace::{AddressSpace, CacheAttr, CapRef, Page, PageRange, Rights, Size4K, T
 
 /// Region the benchmark maps (2 MiB aligned: 4096 pages fill 8 leaf tables).
 const BASE: u64 = 0x80_0000_0000;
-/// Page counts measured.
-pub const SIZES: [u64; 4] = [1, 16, 512, 4096];
 
 fn range(n: u64) -> PageRange<Size4K> {
     PageRange::from_count(Page::from_start_address(BASE).expect("aligned"), n).expect("range")
@@ -36,7 +34,7 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
 }
 
 fn run_inner(m: &mut Manager) -> Result<(), alloc::string::String> {
-    let max = *SIZES.last().unwrap();
+    let max = *bench::region_sizes().last().unwrap();
     let mut frames = Vec::with_capacity(max as usize);
     let mut ids = Vec::with_capacity(max as usize);
     for _ in 0..max {
@@ -57,7 +55,7 @@ fn run_inner(m: &mut Manager) -> Result<(), alloc::string::String> {
     let overhead = bench::rdtsc_overhead();
     let root = sel4::CPtr(stock.root().0);
     let rights = vs_rights(rw);
-    for n in SIZES {
+    for &n in bench::region_sizes() {
         let iters = bench::iterations_for(n);
         let caps: Vec<cap::Frame> = frames[..n as usize]
             .iter()

@@ -38,7 +38,12 @@ const EXPECTED_CHECKS: &[&str] = &[
 ];
 
 fn boot_config(config: &str) {
-    let run = build_and_boot(config, &[], &BootOptions::default()).expect("build and boot");
+    // SMP kernels under TCG on two host cores are slow: allow them time.
+    let opts = BootOptions {
+        timeout: std::time::Duration::from_secs(400),
+        ..Default::default()
+    };
+    let run = build_and_boot(config, &[], &opts).expect("build and boot");
     run.assert_passed();
     let log = || format!("\n----- serial log -----\n{}", run.log);
     let bi = run
