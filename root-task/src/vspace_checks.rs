@@ -203,8 +203,84 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
     })();
     report(v, "vspace.teardown_exact", teardown);
 
+    let placed = physical_placement(m);
+    report(v, "cspace.physical_placement", placed);
+
     let exhaust = exhaustion(m);
     report(v, "cspace.exhaustion", exhaust);
+}
+
+/// Frames from a requested physical range: RAM (checked by the kernel's
+/// `X86Page_GetAddress`, and by writing and reading it through a mapping) and
+/// device memory (its first page), then both freed with figures restored.
+fn physical_placement(m: &mut Manager) -> Outcome {
+    use cspace::Placement;
+    let base = m.cs.stats();
+    let bi = sel4_root_task::bootinfo();
+    // A RAM range: the upper half of the second-largest RAM untyped.
+    let mut ram: Vec<(u64, u8)> = bi
+        .untyped_descs()
+        .iter()
+        .filter(|u| !u.device())
+        .map(|u| (u.paddr, u.size_bits))
+        .collect();
+    ram.sort_by_key(|&(_, b)| core::cmp::Reverse(b));
+    let &(paddr, bits) = ram.get(1).ok_or("no second RAM untyped")?;
+    let (lo, hi) = (paddr + (1 << (bits - 1)), paddr + (1 << bits));
+    let f =
+        m.cs.alloc_at(ObjectType::Frame4K, 0, Placement::Range { lo, hi })
+            .map_err(e("RAM frame in range"))?;
+    let got = sel4::cap::Frame::from_bits(f.cptr.0)
+        .x86_page_get_address()
+        .map_err(e("GetAddress"))?;
+    if got != f.paddr || got < lo || got >= hi {
+        return Err(format!(
+            "asked [{lo:#x}, {hi:#x}), books say {:#x}, kernel says {got:#x}",
+            f.paddr
+        ));
+    }
+    // Device memory: the first page of an aligned device untyped.
+    let dev = bi
+        .untyped_descs()
+        .iter()
+        .find(|u| u.device() && u.paddr & ((1u64 << u.size_bits) - 1) == 0 && u.size_bits >= 12)
+        .map(|u| u.paddr)
+        .ok_or("no device untyped")?;
+    let d =
+        m.cs.alloc_at(
+            ObjectType::Frame4K,
+            0,
+            Placement::Range {
+                lo: dev,
+                hi: dev + 4096,
+            },
+        )
+        .map_err(e("device frame"))?;
+    let dgot = sel4::cap::Frame::from_bits(d.cptr.0)
+        .x86_page_get_address()
+        .map_err(e("GetAddress"))?;
+    // A TCB cannot come from device memory: a typed refusal.
+    let refused = m.cs.alloc_at(
+        ObjectType::Tcb,
+        0,
+        Placement::Range {
+            lo: dev,
+            hi: dev + 4096,
+        },
+    );
+    m.cs.free(d.id).map_err(e("free"))?;
+    m.cs.free(f.id).map_err(e("free"))?;
+    let now = m.cs.stats();
+    if dgot != dev || !d.device || refused.is_ok() || now != base {
+        return Err(format!(
+            "device frame at {dgot:#x} (asked {dev:#x}), TCB: {refused:?}; figures restored: {}",
+            now == base
+        ));
+    }
+    Ok(format!(
+        "RAM frame at {got:#x} in [{lo:#x}, {hi:#x}); device frame at {dgot:#x}; TCB from device memory refused: {:?}",
+        refused.err()
+    ))
 }
 
 fn large_pages(m: &mut Manager, a: &mut Probe) -> Outcome {

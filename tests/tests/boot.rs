@@ -25,6 +25,7 @@ const EXPECTED_CHECKS: &[&str] = &[
     "vspace.sparse_47bit",
     "vspace.refusals_change_nothing",
     "vspace.teardown_exact",
+    "cspace.physical_placement",
     "cspace.exhaustion",
     "mapping.setup",
     "mapping.clone",
