@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 use hashbrown::{HashMap, HashSet};
 
+use crate::captable::{CapRecord, CapTable, Gone, Idx, NIL};
 use crate::kernel::{KernelOp, KernelOps};
 use crate::layout::{CNodeRef, CapPath, Layout, LayoutError, Slot, SlotRange};
 use crate::slots::{SlotAllocator, SlotError};
@@ -267,6 +268,16 @@ pub enum CapError {
     Poisoned,
 }
 
+/// Why [`CSpace::delete_many`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteManyError {
+    /// How many of the slots (from the first) were deleted before it
+    /// stopped; 0 when the batch was refused with nothing done.
+    pub deleted: usize,
+    /// Why it stopped.
+    pub error: CapError,
+}
+
 /// Internal failure of a step, mapped to the public error of the operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fail {
@@ -329,22 +340,6 @@ struct ObjectRecord {
     paddr: u64,
     device: bool,
     node: NodeId,
-    copies: u64,
-}
-
-/// A managed cap: an object's original (`parent == None`) or a copy. The
-/// parent links mirror the kernel's derivation tree (5.0 `cteInsert` and
-/// `isMDBParentOf`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct CapRecord {
-    object: ObjectId,
-    parent: Option<Slot>,
-    children: Vec<Slot>,
-    revocable: bool,
-    badge: u64,
-    /// The slot was handed out by `alloc_slots`; it goes back to the caller
-    /// (reserved) when the cap leaves it.
-    user_slot: bool,
 }
 
 /// The CSpace manager.
@@ -353,9 +348,10 @@ struct CapRecord {
 /// - a slot is in exactly one of: free (slot allocator), reserved (handed
 ///   out empty), holding a managed cap (`caps`), holding an untyped node's or
 ///   internal CNode's cap;
-/// - `caps[s]` exists <=> the kernel's slot `s` holds that cap;
-/// - for each object, `copies` == number of `caps` entries naming it, less
-///   its original;
+/// - `caps` has a record for slot `s` <=> the kernel's slot `s` holds that
+///   cap;
+/// - for each object, the `copies` of its original's record == number of
+///   `caps` records naming it, less the original;
 /// - the untyped books match the kernel's watermarks (see
 ///   [`UntypedAllocator`]).
 pub struct CSpace<K: KernelOps> {
@@ -363,7 +359,7 @@ pub struct CSpace<K: KernelOps> {
     layout: Layout,
     slots: SlotAllocator,
     ut: UntypedAllocator,
-    caps: HashMap<Slot, CapRecord>,
+    caps: CapTable,
     reserved: HashSet<Slot>,
     objects: HashMap<ObjectId, ObjectRecord>,
     next_object: u64,
@@ -439,7 +435,7 @@ impl<K: KernelOps> CSpace<K> {
             layout,
             slots,
             ut,
-            caps: HashMap::new(),
+            caps: CapTable::new(config.l1_bits, config.l2_bits),
             reserved: HashSet::new(),
             objects: HashMap::new(),
             next_object: 0,
@@ -539,11 +535,13 @@ impl<K: KernelOps> CSpace<K> {
     }
 
     /// Pointer that invokes the cap in `slot`.
+    #[inline]
     pub fn cptr(&self, slot: Slot) -> CPtr {
         self.layout.cptr(slot).expect("a level-2 slot of the layout")
     }
 
     /// Path that CNode invocations use for `slot`.
+    #[inline]
     pub fn path(&self, slot: Slot) -> CapPath {
         self.layout.path(slot).expect("a slot of the layout")
     }
@@ -623,23 +621,23 @@ impl<K: KernelOps> CSpace<K> {
 
     /// Whether `slot` holds a cap the manager made (original or copy).
     pub fn is_managed(&self, slot: Slot) -> bool {
-        self.caps.contains_key(&slot)
+        self.caps.find(slot).is_some()
     }
 
     /// The object whose cap (original or copy) is in `slot`.
     pub fn object_at(&self, slot: Slot) -> Option<ObjectId> {
-        self.caps.get(&slot).map(|c| c.object)
+        self.caps.find(slot).map(|i| self.caps.get(i).object)
     }
 
     /// The badge of the managed cap in `slot`.
     pub fn badge(&self, slot: Slot) -> Option<u64> {
-        self.caps.get(&slot).map(|c| c.badge)
+        self.caps.find(slot).map(|i| self.caps.get(i).badge)
     }
 
     /// Every managed cap: its slot, its object, and whether it is the
     /// object's original.
     pub fn managed_caps(&self) -> impl Iterator<Item = (Slot, ObjectId, bool)> + '_ {
-        self.caps.iter().map(|(s, c)| (*s, c.object, c.parent.is_none()))
+        self.caps.iter().map(|c| (c.slot, c.object, c.parent == NIL))
     }
 
     /// The empty slots handed out by [`alloc_slots`](Self::alloc_slots).
@@ -774,21 +772,25 @@ impl<K: KernelOps> CSpace<K> {
                 paddr: paddr + i * pow2(obj_bits),
                 device,
                 node: host,
-                copies: 0,
             };
             out.push(self.allocation(id, &rec));
             self.objects.insert(id, rec);
-            self.caps.insert(
+            self.caps.insert(CapRecord {
                 slot,
-                CapRecord {
-                    object: id,
-                    parent: None,
-                    children: Vec::new(),
-                    revocable: true,
-                    badge: 0,
-                    user_slot: false,
-                },
-            );
+                object: id,
+                ty,
+                orig: NIL,
+                parent: NIL,
+                first_child: NIL,
+                prev: NIL,
+                next: NIL,
+                copies: 0,
+                revocable: true,
+                badge: 0,
+                user_slot: false,
+                mark: false,
+                live: true,
+            });
         }
         self.counts[ty.index()] += count;
         Ok(out)
@@ -803,10 +805,12 @@ impl<K: KernelOps> CSpace<K> {
             return Err(FreeError::Poisoned);
         }
         let o = self.objects.get(&id).ok_or(FreeError::UnknownObject(id))?;
-        if o.copies > 0 {
-            return Err(FreeError::HasCopies { id, copies: o.copies });
-        }
         let (slot, ty, obj_bits, node) = (o.slot, o.ty, o.obj_bits, o.node);
+        let i = self.caps.find(slot).expect("original recorded");
+        let copies = self.caps.get(i).copies;
+        if copies > 0 {
+            return Err(FreeError::HasCopies { id, copies });
+        }
         let path = self.path(slot);
         if ty == ObjectType::Untyped {
             self.kernel.cnode_revoke(path).map_err(|error| FreeError::Kernel {
@@ -818,7 +822,7 @@ impl<K: KernelOps> CSpace<K> {
             op: KernelOp::Delete,
             error,
         })?;
-        let rec = self.caps.remove(&slot).expect("original recorded");
+        let rec = self.caps.remove(i);
         self.vacate(slot, rec.user_slot);
         self.objects.remove(&id);
         self.counts[ty.index()] -= 1;
@@ -940,6 +944,83 @@ impl<K: KernelOps> CSpace<K> {
         self.derive(src, None, rights, None)
     }
 
+    /// Copies the managed caps in `srcs` (with `rights` masked in), in order,
+    /// into new slots: all of them or none. Returns the new slots, in the
+    /// order of `srcs`.
+    ///
+    /// The outcome is that of [`copy`](Self::copy) of each source in turn,
+    /// with these differences:
+    /// - every source is checked first, so a refused source
+    ///   ([`CapError::NotManaged`], the first one named) refuses the batch
+    ///   before anything is done;
+    /// - the slots are all taken before the first copy: consecutive slots of
+    ///   one CNode when a CNode has such a run free (without growing the
+    ///   CSpace or using its growth reserve), otherwise one at a time, as
+    ///   that loop would take them (growing the CSpace when needed). When no
+    ///   slot can be found for some of them the batch is refused with
+    ///   [`CapError::OutOfSlots`] (`needed`: the batch's length);
+    /// - *Rollback*: if the kernel refuses a copy, the copies made before it
+    ///   are deleted (`CNode_Delete`, last first), then the slots are given
+    ///   back and any growth undone, so that every figure is as it was; the
+    ///   kernel's error is returned. If such a delete keeps failing, the
+    ///   manager is poisoned ([`CapError::Poisoned`]).
+    pub fn copy_many(&mut self, srcs: &[Slot], rights: Rights) -> Result<Vec<Slot>, CapError> {
+        if self.poisoned {
+            return Err(CapError::Poisoned);
+        }
+        let mut recs = Vec::with_capacity(srcs.len());
+        for &s in srcs {
+            recs.push(self.caps.find(s).ok_or(CapError::NotManaged(s))?);
+        }
+        if srcs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = srcs.len() as u64;
+        let mut tx = Tx::default();
+        let dests: Vec<Slot> = match self.take_run(n) {
+            Some(run) => {
+                tx.log.push(Undo::FreeRun(run));
+                run.iter().collect()
+            }
+            None => {
+                let mut v = Vec::with_capacity(srcs.len());
+                for _ in 0..n {
+                    let mut grown = None;
+                    let r = self.take_slot(&mut grown);
+                    if let Some(g) = grown {
+                        tx.log.extend(g.log);
+                    }
+                    match r {
+                        Ok(d) => {
+                            tx.log.push(Undo::FreeRun(one(d)));
+                            v.push(d);
+                        }
+                        Err(f) => {
+                            return Err(match self.fail_cap(tx, f) {
+                                CapError::OutOfSlots { .. } => CapError::OutOfSlots { needed: n },
+                                e => e,
+                            })
+                        }
+                    }
+                }
+                v
+            }
+        };
+        for (k, (&s, &d)) in srcs.iter().zip(&dests).enumerate() {
+            let (dp, sp) = (self.layout.known_path(d), self.layout.known_path(s));
+            if let Err(e) = self.kernel.cnode_copy(dp, sp, rights) {
+                let made = dests[..k].iter().map(|&d| self.path(d)).collect();
+                tx.log.push(Undo::DeleteCaps(made));
+                return Err(self.fail_cap(tx, Fail::Kernel(KernelOp::Copy, e)));
+            }
+        }
+        for (&si, &d) in recs.iter().zip(&dests) {
+            let badge = self.caps.get(si).badge;
+            self.record_copy(si, d, badge, false);
+        }
+        Ok(dests)
+    }
+
     /// Copies the managed cap in `src` into the reserved slot `dest`.
     pub fn copy_to(&mut self, src: Slot, dest: Slot, rights: Rights) -> Result<(), CapError> {
         self.derive(src, Some(dest), rights, None).map(|_| ())
@@ -956,14 +1037,16 @@ impl<K: KernelOps> CSpace<K> {
         self.derive(src, Some(dest), rights, Some(badge)).map(|_| ())
     }
 
+    // Inlined into each caller, so that each gets its own specialised copy.
+    #[inline(always)]
     fn derive(&mut self, src: Slot, dest: Option<Slot>, rights: Rights, badge: Option<u64>) -> Result<Slot, CapError> {
         if self.poisoned {
             return Err(CapError::Poisoned);
         }
-        let s = self.caps.get(&src).ok_or(CapError::NotManaged(src))?;
-        let ty = self.objects[&s.object].ty;
+        let si = self.caps.find(src).ok_or(CapError::NotManaged(src))?;
+        let s = self.caps.get(si);
         let new_badge = match badge {
-            Some(b) if ty.badgeable() => {
+            Some(b) if s.ty.badgeable() => {
                 if s.badge != 0 {
                     return Err(CapError::AlreadyBadged(src));
                 }
@@ -977,15 +1060,17 @@ impl<K: KernelOps> CSpace<K> {
                 return Err(CapError::NotReserved(d));
             }
         }
-        let mut tx = Tx::default();
+        let mut tx = None;
         let d = match dest {
             Some(d) => d,
-            None => match self.acquire(&mut tx, &|_| Some(vec![1])) {
-                Ok(runs) => runs[0].slot(0),
-                Err(f) => return Err(self.fail_cap(tx, f)),
+            None => match self.take_slot(&mut tx) {
+                Ok(d) => d,
+                Err(f) => return Err(self.fail_cap(tx.unwrap_or_default(), f)),
             },
         };
-        let (dp, sp) = (self.path(d), self.path(src));
+        // Both are slots of the layout: `src` holds a managed cap, `d` is a
+        // reserved slot or was just taken.
+        let (dp, sp) = (self.layout.known_path(d), self.layout.known_path(src));
         let r = match badge {
             None => self
                 .kernel
@@ -997,36 +1082,52 @@ impl<K: KernelOps> CSpace<K> {
                 .map_err(|e| Fail::Kernel(KernelOp::Mint, e)),
         };
         if let Err(f) = r {
-            return Err(self.fail_cap(tx, f));
+            if dest.is_none() {
+                // Taken last, so given back first.
+                self.slots.free(d).expect("slot was taken");
+            }
+            return Err(self.fail_cap(tx.unwrap_or_default(), f));
         }
-        let s = &self.caps[&src];
-        let object = s.object;
+        self.record_copy(si, d, new_badge, dest.is_some());
+        Ok(d)
+    }
+
+    /// Books a copy (badge `badge`) of the cap of record `si`, made by the
+    /// kernel into slot `d` (a reserved slot if `user_slot`).
+    #[inline(always)]
+    fn record_copy(&mut self, si: Idx, d: Slot, badge: u64, user_slot: bool) {
+        let s = self.caps.get(si);
         let parent = if s.revocable {
-            src
+            si
         } else {
-            s.parent.expect("a derived cap has a parent")
+            debug_assert_ne!(s.parent, NIL, "a derived cap has a parent");
+            s.parent
         };
         // `cteInsert`: a derived cap is revocable if it is an untyped, or an
         // endpoint/notification whose badge differs from its source's.
-        let revocable = ty == ObjectType::Untyped || (ty.badgeable() && new_badge != s.badge);
-        self.caps.get_mut(&parent).expect("parent recorded").children.push(d);
-        self.caps.insert(
-            d,
-            CapRecord {
-                object,
-                parent: Some(parent),
-                children: Vec::new(),
-                revocable,
-                badge: new_badge,
-                user_slot: dest.is_some(),
-            },
-        );
-        if dest.is_some() {
+        let revocable = s.ty == ObjectType::Untyped || (s.ty.badgeable() && badge != s.badge);
+        let (object, ty, orig) = (s.object, s.ty, s.orig);
+        self.caps.insert(CapRecord {
+            slot: d,
+            object,
+            ty,
+            orig,
+            parent,
+            first_child: NIL,
+            prev: NIL,
+            next: NIL,
+            copies: 0,
+            revocable,
+            badge,
+            user_slot,
+            mark: false,
+            live: true,
+        });
+        self.caps.get_mut(orig).copies += 1;
+        if user_slot {
             self.reserved.remove(&d);
         }
-        self.objects.get_mut(&object).expect("object").copies += 1;
         self.copies += 1;
-        Ok(d)
     }
 
     fn fail_cap(&mut self, tx: Tx, f: Fail) -> CapError {
@@ -1045,9 +1146,7 @@ impl<K: KernelOps> CSpace<K> {
         if self.poisoned {
             return Err(CapError::Poisoned);
         }
-        if !self.caps.contains_key(&src) {
-            return Err(CapError::NotManaged(src));
-        }
+        let i = self.caps.find(src).ok_or(CapError::NotManaged(src))?;
         if !self.reserved.contains(&dest) {
             return Err(CapError::NotReserved(dest));
         }
@@ -1057,23 +1156,16 @@ impl<K: KernelOps> CSpace<K> {
                 op: KernelOp::Move,
                 error,
             })?;
-        let mut rec = self.caps.remove(&src).expect("checked");
-        for c in &rec.children {
-            self.caps.get_mut(c).expect("child").parent = Some(dest);
-        }
-        if let Some(p) = rec.parent {
-            let ch = &mut self.caps.get_mut(&p).expect("parent").children;
-            let i = ch.iter().position(|c| *c == src).expect("listed");
-            ch[i] = dest;
-        }
-        let o = self.objects.get_mut(&rec.object).expect("object");
+        self.caps.relocate(i, src, dest);
+        let rec = self.caps.get_mut(i);
+        let (object, user_slot) = (rec.object, rec.user_slot);
+        rec.user_slot = true;
+        let o = self.objects.get_mut(&object).expect("object");
         if o.slot == src {
             o.slot = dest;
         }
         self.reserved.remove(&dest);
-        self.vacate(src, rec.user_slot);
-        rec.user_slot = true;
-        self.caps.insert(dest, rec);
+        self.vacate(src, user_slot);
         Ok(())
     }
 
@@ -1084,24 +1176,74 @@ impl<K: KernelOps> CSpace<K> {
         if self.poisoned {
             return Err(CapError::Poisoned);
         }
-        let rec = self.caps.get(&slot).ok_or(CapError::NotManaged(slot))?;
-        let Some(parent) = rec.parent else {
+        let i = self.caps.find(slot).ok_or(CapError::NotManaged(slot))?;
+        if self.caps.get(i).parent == NIL {
             return Err(CapError::IsOriginal(slot));
-        };
+        }
         self.kernel
-            .cnode_delete(self.path(slot))
+            .cnode_delete(self.layout.known_path(slot))
             .map_err(|error| CapError::Kernel {
                 op: KernelOp::Delete,
                 error,
             })?;
-        let rec = self.caps.remove(&slot).expect("checked");
-        let p = self.caps.get_mut(&parent).expect("parent");
-        p.children.retain(|c| *c != slot);
-        p.children.extend(rec.children.iter().copied());
-        for c in &rec.children {
-            self.caps.get_mut(c).expect("child").parent = Some(parent);
+        self.forget_copy(i);
+        Ok(())
+    }
+
+    /// Deletes the copies in `slots`, in order: the outcome of
+    /// [`delete`](Self::delete) of each in turn, stopping at the first
+    /// failure, except that every slot is checked first.
+    ///
+    /// - *Refused* (nothing done, `deleted == 0`, every figure as before): a
+    ///   slot holds no managed cap, or is named a second time
+    ///   ([`CapError::NotManaged`]), or holds an original
+    ///   ([`CapError::IsOriginal`]); the first such slot is named.
+    /// - *Kernel failure*: a deletion cannot be undone, so if the kernel
+    ///   refuses the delete of `slots[k]`, the copies `slots[..k]` stay
+    ///   deleted (and booked so), the rest are untouched, and the error has
+    ///   `deleted == k` and the kernel's error.
+    pub fn delete_many(&mut self, slots: &[Slot]) -> Result<(), DeleteManyError> {
+        let refused = |error| DeleteManyError { deleted: 0, error };
+        if self.poisoned {
+            return Err(refused(CapError::Poisoned));
         }
-        self.drop_copy(slot, rec);
+        let mut recs = Vec::with_capacity(slots.len());
+        let mut bad = None;
+        for &s in slots {
+            let Some(i) = self.caps.find(s) else {
+                bad = Some(CapError::NotManaged(s));
+                break;
+            };
+            let r = self.caps.get_mut(i);
+            if r.mark {
+                bad = Some(CapError::NotManaged(s));
+                break;
+            }
+            if r.parent == NIL {
+                bad = Some(CapError::IsOriginal(s));
+                break;
+            }
+            r.mark = true;
+            recs.push(i);
+        }
+        for &i in &recs {
+            self.caps.get_mut(i).mark = false;
+        }
+        if let Some(e) = bad {
+            return Err(refused(e));
+        }
+        for (k, (&s, &i)) in slots.iter().zip(&recs).enumerate() {
+            if let Err(error) = self.kernel.cnode_delete(self.layout.known_path(s)) {
+                return Err(DeleteManyError {
+                    deleted: k,
+                    error: CapError::Kernel {
+                        op: KernelOp::Delete,
+                        error,
+                    },
+                });
+            }
+            self.forget_copy(i);
+        }
         Ok(())
     }
 
@@ -1111,31 +1253,36 @@ impl<K: KernelOps> CSpace<K> {
         if self.poisoned {
             return Err(CapError::Poisoned);
         }
-        if !self.caps.contains_key(&slot) {
-            return Err(CapError::NotManaged(slot));
-        }
+        let i = self.caps.find(slot).ok_or(CapError::NotManaged(slot))?;
         self.kernel
             .cnode_revoke(self.path(slot))
             .map_err(|error| CapError::Kernel {
                 op: KernelOp::Revoke,
                 error,
             })?;
-        let mut stack = core::mem::take(&mut self.caps.get_mut(&slot).expect("checked").children);
-        while let Some(s) = stack.pop() {
-            let rec = self.caps.remove(&s).expect("descendant");
-            stack.extend(rec.children.iter().copied());
-            self.drop_copy(s, rec);
+        for rec in self.caps.take_descendants(i) {
+            self.drop_copy(rec);
         }
         Ok(())
     }
 
-    fn drop_copy(&mut self, slot: Slot, rec: CapRecord) {
-        self.objects.get_mut(&rec.object).expect("object").copies -= 1;
+    /// Books the deletion of copy `i`: its children go to its parent.
+    #[inline(always)]
+    fn forget_copy(&mut self, i: Idx) {
+        self.caps.hand_children_to_parent(i);
+        let rec = self.caps.remove(i);
+        self.drop_copy(rec);
+    }
+
+    #[inline(always)]
+    fn drop_copy(&mut self, rec: Gone) {
+        self.caps.get_mut(rec.orig).copies -= 1;
         self.copies -= 1;
-        self.vacate(slot, rec.user_slot);
+        self.vacate(rec.slot, rec.user_slot);
     }
 
     /// A slot whose cap is gone: back to the caller if it was theirs, else free.
+    #[inline(always)]
     fn vacate(&mut self, slot: Slot, user_slot: bool) {
         if user_slot {
             self.reserved.insert(slot);
@@ -1145,6 +1292,36 @@ impl<K: KernelOps> CSpace<K> {
     }
 
     // -------------------------------------------------------------- machinery
+
+    /// One free slot for a new cap, growing the CSpace first when only the
+    /// growth reserve is left (as [`acquire`](Self::acquire) of one slot
+    /// would). Growth, if any, is logged in `tx` (made if needed); the slot
+    /// itself is not: on failure the caller gives it back before rolling
+    /// `tx` back.
+    #[inline(always)]
+    fn take_slot(&mut self, tx: &mut Option<Tx>) -> Result<Slot, Fail> {
+        if self.slots.free_count() > self.reserve {
+            return Ok(self.slots.alloc().expect("a free slot exists"));
+        }
+        self.take_slot_growing(tx.get_or_insert_with(Tx::default))
+    }
+
+    #[cold]
+    fn take_slot_growing(&mut self, tx: &mut Tx) -> Result<Slot, Fail> {
+        let runs = self.acquire(tx, &|_| Some(vec![1]))?;
+        let taken = tx.log.pop();
+        debug_assert!(matches!(taken, Some(Undo::FreeRun(r)) if r == runs[0]));
+        Ok(runs[0].slot(0))
+    }
+
+    /// A run of `n` free slots of one CNode, if there is one without growing
+    /// or using the growth reserve (not logged).
+    fn take_run(&mut self, n: u64) -> Option<SlotRange> {
+        if self.slots.free_count() < n.saturating_add(self.reserve) {
+            return None;
+        }
+        self.slots.alloc_run(n).ok()
+    }
 
     /// Takes runs of free slots of the lengths `lens_of` gives (`None`: no
     /// memory), growing the CSpace first when fewer than the growth reserve

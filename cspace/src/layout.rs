@@ -183,6 +183,7 @@ impl Layout {
     }
 
     /// Number of slots of a CNode.
+    #[inline]
     pub const fn capacity(&self, cnode: CNodeRef) -> u64 {
         match cnode {
             CNodeRef::Level1 => 1u64 << self.l1_bits,
@@ -197,6 +198,7 @@ impl Layout {
     }
 
     /// Whether the slot exists in this layout.
+    #[inline]
     pub fn contains(&self, slot: Slot) -> bool {
         match slot.cnode {
             CNodeRef::Level2(k) if (k as u64) >= self.max_level2() => false,
@@ -208,6 +210,7 @@ impl Layout {
     /// TCB's CSpace root): `(k << L2) | index`. `None` for L1 slots (their
     /// caps are CNodes that a full-depth lookup descends into) and for slots
     /// outside the layout.
+    #[inline]
     pub fn cptr(&self, slot: Slot) -> Option<CPtr> {
         if !self.contains(slot) {
             return None;
@@ -246,11 +249,33 @@ impl Layout {
     }
 
     /// The path that CNode invocations use for `slot` (see the module doc).
+    #[inline]
     pub fn path(&self, slot: Slot) -> Option<CapPath> {
-        if !self.contains(slot) {
-            return None;
-        }
-        Some(match slot.cnode {
+        let (root, index, depth, ok) = match slot.cnode {
+            CNodeRef::Level2(0) => (
+                self.root_cnode_cptr(),
+                slot.index,
+                WORD_BITS,
+                slot.index < 1u64 << self.root_bits,
+            ),
+            CNodeRef::Level2(k) => (
+                self.l1_cptr(),
+                ((k as u64) << self.l2_bits) | slot.index,
+                self.level2_depth(),
+                (k as u64) < self.max_level2() && slot.index < 1u64 << self.l2_bits,
+            ),
+            CNodeRef::Level1 => (self.l1_cptr(), slot.index, self.l1_bits, slot.index < self.max_level2()),
+        };
+        debug_assert_eq!(ok, self.contains(slot));
+        ok.then_some(CapPath { root, index, depth })
+    }
+
+    /// [`path`](Self::path) of a slot known to be of the layout (checked in
+    /// debug builds only).
+    #[inline]
+    pub(crate) fn known_path(&self, slot: Slot) -> CapPath {
+        debug_assert!(self.contains(slot), "{slot:?} outside the layout");
+        match slot.cnode {
             CNodeRef::Level2(0) => CapPath {
                 root: self.root_cnode_cptr(),
                 index: slot.index,
@@ -266,7 +291,7 @@ impl Layout {
                 index: slot.index,
                 depth: self.l1_bits,
             },
-        })
+        }
     }
 
     /// The `Untyped_Retype` destination for the slots of `range`.

@@ -13,10 +13,11 @@
 //! - [`UntypedAllocator`]: the untyped forest, its watermarks and the
 //!   placement policy (plans only).
 //! - [`CSpace`]: drives the kernel, grows the CSpace, allocates and frees
-//!   objects, copies/mints/moves/deletes/revokes caps, and keeps the figures
-//!   ([`Stats`]) exact. A refused request returns a typed error and leaves
-//!   every figure as it was: when a kernel call fails midway, what was done
-//!   before it is undone (see *Rollback* below).
+//!   objects, copies/mints/moves/deletes/revokes caps (copies and deletes
+//!   also in batches: [`CSpace::copy_many`], [`CSpace::delete_many`]), and
+//!   keeps the figures ([`Stats`]) exact. A refused request returns a typed
+//!   error and leaves every figure as it was: when a kernel call fails
+//!   midway, what was done before it is undone (see *Rollback* below).
 //!
 //! # Addressing (see [`layout`])
 //! ```text
@@ -76,7 +77,10 @@
 //! had no children before the request (splits of fresh untypeds, a new CNode
 //! from a fresh piece); deleting those caps therefore resets the untypeds to
 //! exactly their previous state. If a rollback delete itself keeps failing,
-//! the manager is poisoned and refuses further work.
+//! the manager is poisoned and refuses further work. The batches follow the
+//! same rule: [`CSpace::copy_many`] deletes the copies it made before a
+//! refused one; [`CSpace::delete_many`] cannot undo deletions, so a kernel
+//! refusal stops it and reports how many slots it had deleted.
 //!
 //! # Not covered
 //! Caps derived or deleted behind the manager's back are not seen. Level-2
@@ -88,6 +92,7 @@
 
 extern crate alloc;
 
+mod captable;
 pub mod cspace;
 pub mod kernel;
 pub mod layout;
@@ -100,7 +105,9 @@ pub mod untyped;
 #[cfg(test)]
 mod tests;
 
-pub use cspace::{AllocError, Allocation, CSpace, CapError, Config, FreeError, InitError, ObjectId, Placement, Stats};
+pub use cspace::{
+    AllocError, Allocation, CSpace, CapError, Config, DeleteManyError, FreeError, InitError, ObjectId, Placement, Stats,
+};
 pub use kernel::{KernelOp, KernelOps};
 pub use layout::{CNodeRef, CapPath, Layout, LayoutError, RetypeDest, Slot, SlotRange};
 pub use slots::{SlotAllocator, SlotError};

@@ -71,16 +71,36 @@ impl CNodeSlots {
         self.used.len() as u64 * 64
     }
 
+    #[inline]
     fn is_used(&self, i: u64) -> bool {
         self.used[(i / 64) as usize] & (1u64 << (i % 64)) != 0
     }
 
+    #[inline]
     fn set(&mut self, i: u64, v: bool) {
         let w = &mut self.used[(i / 64) as usize];
         if v {
             *w |= 1u64 << (i % 64)
         } else {
             *w &= !(1u64 << (i % 64))
+        }
+    }
+
+    /// Marks `n` slots from `start` used (`v`) or free.
+    fn set_range(&mut self, start: u64, n: u64, v: bool) {
+        let end = start + n;
+        let mut i = start;
+        while i < end {
+            let w = (i / 64) as usize;
+            let lo = i % 64;
+            let hi = (end - (i - lo)).min(64);
+            let mask = (!0u64 >> (64 - (hi - lo))) << lo;
+            if v {
+                self.used[w] |= mask;
+            } else {
+                self.used[w] &= !mask;
+            }
+            i += hi - lo;
         }
     }
 
@@ -92,30 +112,54 @@ impl CNodeSlots {
         self.find_run_from(self.hint, n).or_else(|| self.find_run_from(0, n))
     }
 
+    /// First free slot at or after the hint, else from 0 (the same slot as
+    /// `find_run(1)`).
+    #[inline]
+    fn find_one(&self) -> Option<u64> {
+        if self.free == 0 {
+            return None;
+        }
+        self.next_free(self.hint).or_else(|| self.next_free(0))
+    }
+
+    /// Start of the first run of `n` free slots at or after `from`.
     fn find_run_from(&self, from: u64, n: u64) -> Option<u64> {
         let len = self.len();
         let mut i = from;
-        let mut start = from;
-        let mut run = 0;
         while i < len {
-            if i.is_multiple_of(64) && self.used[(i / 64) as usize] == !0u64 {
-                run = 0;
-                i += 64;
-                start = i;
-                continue;
+            let start = self.next_free(i)?;
+            let end = self.next_used(start).unwrap_or(len);
+            if end - start >= n {
+                return Some(start);
             }
-            if self.is_used(i) {
-                run = 0;
-                start = i + 1;
-            } else {
-                run += 1;
-                if run == n {
-                    return Some(start);
-                }
-            }
-            i += 1;
+            i = end;
         }
         None
+    }
+
+    /// First free slot at or after `from`.
+    #[inline]
+    fn next_free(&self, from: u64) -> Option<u64> {
+        self.next_bit(from, !0)
+    }
+
+    /// First used slot at or after `from`.
+    fn next_used(&self, from: u64) -> Option<u64> {
+        self.next_bit(from, 0)
+    }
+
+    /// First index at or after `from` whose bit in `used ^ flip` is set.
+    #[inline]
+    fn next_bit(&self, from: u64, flip: u64) -> Option<u64> {
+        let mut w = (from / 64) as usize;
+        let mut bits = (self.used.get(w)? ^ flip) & (!0u64 << (from % 64));
+        loop {
+            if bits != 0 {
+                return Some(w as u64 * 64 + bits.trailing_zeros() as u64);
+            }
+            w += 1;
+            bits = self.used.get(w)? ^ flip;
+        }
     }
 }
 
@@ -236,9 +280,55 @@ impl SlotAllocator {
         }
     }
 
-    /// Hands out one free slot.
+    /// Hands out one free slot (the one [`alloc_run(1)`](Self::alloc_run)
+    /// would hand out).
+    #[inline]
     pub fn alloc(&mut self) -> Result<Slot, SlotError> {
-        self.alloc_run(1).map(|r| r.slot(0))
+        // Fast path: a free slot at or after the hint of the hint CNode (the
+        // one the search below finds first).
+        if let Some(Some(c)) = self.cnodes.get_mut(self.hint) {
+            if let Some(i) = c.next_free(c.hint) {
+                c.set(i, true);
+                c.free -= 1;
+                c.hint = i + 1;
+                self.free -= 1;
+                return Ok(Slot {
+                    cnode: CNodeRef::Level2(self.hint as u32),
+                    index: i,
+                });
+            }
+        }
+        self.alloc_search()
+    }
+
+    fn alloc_search(&mut self) -> Result<Slot, SlotError> {
+        if self.free == 0 {
+            return Err(SlotError::Exhausted { needed: 1 });
+        }
+        let count = self.cnodes.len();
+        let mut k = self.hint;
+        for _ in 0..count {
+            if k >= count {
+                k = 0;
+            }
+            let Some(c) = self.cnodes[k].as_mut() else {
+                k += 1;
+                continue;
+            };
+            if let Some(i) = c.find_one() {
+                c.set(i, true);
+                c.free -= 1;
+                c.hint = i + 1;
+                self.free -= 1;
+                self.hint = k;
+                return Ok(Slot {
+                    cnode: CNodeRef::Level2(k as u32),
+                    index: i,
+                });
+            }
+            k += 1;
+        }
+        Err(SlotError::Exhausted { needed: 1 })
     }
 
     /// Hands out `n` consecutive free slots of one CNode (first fit).
@@ -254,9 +344,7 @@ impl SlotAllocator {
             let k = (self.hint + j) % count;
             let Some(c) = self.cnodes[k].as_mut() else { continue };
             if let Some(start) = c.find_run(n) {
-                for i in start..start + n {
-                    c.set(i, true);
-                }
+                c.set_range(start, n, true);
                 c.free -= n;
                 c.hint = start + n;
                 self.free -= n;
@@ -286,14 +374,22 @@ impl SlotAllocator {
         Ok(())
     }
 
-    /// Gives one slot back.
+    /// Gives one slot back (as [`free_run`](Self::free_run) of one slot).
+    #[inline]
     pub fn free(&mut self, slot: Slot) -> Result<(), SlotError> {
-        self.free_run(SlotRange {
-            cnode: slot.cnode,
-            start: slot.index,
-            len: 1,
-        })
-        .map_err(|_| SlotError::NotAllocated(slot))
+        let CNodeRef::Level2(k) = slot.cnode else {
+            return Err(SlotError::NotAllocated(slot));
+        };
+        match self.cnodes.get_mut(k as usize) {
+            Some(Some(c)) if c.usable_range.contains(&slot.index) && c.is_used(slot.index) => {
+                c.set(slot.index, false);
+                c.free += 1;
+                c.hint = c.hint.min(slot.index);
+                self.free += 1;
+                Ok(())
+            }
+            _ => Err(SlotError::NotAllocated(slot)),
+        }
     }
 
     /// Gives a run back; refused (with nothing changed) unless every slot of
@@ -321,9 +417,7 @@ impl SlotAllocator {
                 index: i,
             }));
         }
-        for i in range.start..range.start + range.len {
-            c.set(i, false);
-        }
+        c.set_range(range.start, range.len, false);
         c.free += range.len;
         c.hint = c.hint.min(range.start);
         self.free += range.len;
@@ -437,5 +531,134 @@ mod tests {
         assert_eq!(a.free_count(), 9);
         assert_eq!(a.alloc_run(6), Err(SlotError::Exhausted { needed: 6 }));
         assert!(a.alloc_run(5).is_ok());
+    }
+
+    /// The allocator as it was written first (a bit at a time), to check
+    /// that the word-at-a-time search hands out the same slots.
+    struct Reference {
+        cnodes: Vec<Option<(Vec<bool>, u64)>>,
+        hint: usize,
+    }
+
+    impl Reference {
+        fn new(root_bits: u8, empty: Range<u64>) -> Self {
+            let used = (0..1u64 << root_bits).map(|i| !empty.contains(&i)).collect();
+            Reference {
+                cnodes: vec![Some((used, empty.start))],
+                hint: 0,
+            }
+        }
+
+        fn find_run_from(used: &[bool], from: u64, n: u64) -> Option<u64> {
+            let (mut start, mut run) = (from, 0);
+            for i in from..used.len() as u64 {
+                if used[i as usize] {
+                    run = 0;
+                    start = i + 1;
+                } else {
+                    run += 1;
+                    if run == n {
+                        return Some(start);
+                    }
+                }
+            }
+            None
+        }
+
+        fn alloc_run(&mut self, n: u64) -> Option<SlotRange> {
+            let count = self.cnodes.len();
+            for j in 0..count {
+                let k = (self.hint + j) % count;
+                let Some((used, hint)) = self.cnodes[k].as_mut() else {
+                    continue;
+                };
+                let found = Self::find_run_from(used, *hint, n).or_else(|| Self::find_run_from(used, 0, n));
+                if let Some(start) = found {
+                    for i in start..start + n {
+                        used[i as usize] = true;
+                    }
+                    *hint = start + n;
+                    self.hint = k;
+                    return Some(SlotRange {
+                        cnode: CNodeRef::Level2(k as u32),
+                        start,
+                        len: n,
+                    });
+                }
+            }
+            None
+        }
+
+        fn free_run(&mut self, r: SlotRange) {
+            let CNodeRef::Level2(k) = r.cnode else { unreachable!() };
+            let (used, hint) = self.cnodes[k as usize].as_mut().unwrap();
+            for i in r.start..r.start + r.len {
+                assert!(used[i as usize]);
+                used[i as usize] = false;
+            }
+            *hint = (*hint).min(r.start);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hands_out_what_the_bitwise_search_would(
+            ops in proptest::collection::vec((0u8..10, 1u64..300, proptest::prelude::any::<usize>()), 1..300)
+        ) {
+            let mut a = SlotAllocator::new(9, 40..500, 9);
+            let mut r = Reference::new(9, 40..500);
+            let mut taken: Vec<SlotRange> = Vec::new();
+            for (op, n, i) in ops {
+                match op {
+                    0..=2 => {
+                        let got = a.alloc().ok().map(|s| SlotRange { cnode: s.cnode, start: s.index, len: 1 });
+                        assert_eq!(got, r.alloc_run(1));
+                        taken.extend(got);
+                    }
+                    3..=5 => {
+                        let n = if op == 3 { n % 8 + 1 } else { n };
+                        let got = a.alloc_run(n).ok();
+                        assert_eq!(got, r.alloc_run(n));
+                        taken.extend(got);
+                    }
+                    6..=8 if !taken.is_empty() => {
+                        let run = taken.swap_remove(i % taken.len());
+                        if run.len == 1 {
+                            a.free(run.slot(0)).unwrap();
+                        } else {
+                            a.free_run(run).unwrap();
+                        }
+                        assert_eq!(a.free(run.slot(0)), Err(SlotError::NotAllocated(run.slot(0))));
+                        r.free_run(run);
+                    }
+                    9 => {
+                        let k = a.first_unused_index();
+                        if k < 6 {
+                            a.add_cnode(k).unwrap();
+                            if r.cnodes.len() <= k as usize {
+                                r.cnodes.resize(k as usize + 1, None);
+                            }
+                            r.cnodes[k as usize] = Some((vec![false; 512], 0));
+                        }
+                    }
+                    _ => {}
+                }
+                let want: Vec<Slot> = r
+                    .cnodes
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(k, c)| {
+                        c.iter().flat_map(move |(used, _)| {
+                            (0..used.len() as u64).filter(|&i| !used[i as usize]).map(move |i| Slot {
+                                cnode: CNodeRef::Level2(k as u32),
+                                index: i,
+                            })
+                        })
+                    })
+                    .collect();
+                assert_eq!(a.free_slots().collect::<Vec<_>>(), want);
+                assert_eq!(a.free_count(), want.len() as u64);
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Host tests of the manager against [`MockKernel`].
 
+mod batch;
 mod ops;
 mod prop;
 
