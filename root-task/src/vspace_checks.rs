@@ -259,7 +259,9 @@ fn physical_placement(m: &mut Manager) -> Outcome {
     let dgot = sel4::cap::Frame::from_bits(d.cptr.0)
         .x86_page_get_address()
         .map_err(e("GetAddress"))?;
-    // A TCB cannot come from device memory: a typed refusal.
+    m.cs.free(d.id).map_err(e("free"))?;
+    // Once the device page is free again: a TCB cannot be made from device
+    // memory, a typed refusal naming it.
     let refused = m.cs.alloc_at(
         ObjectType::Tcb,
         0,
@@ -268,10 +270,10 @@ fn physical_placement(m: &mut Manager) -> Outcome {
             hi: dev + 4096,
         },
     );
-    m.cs.free(d.id).map_err(e("free"))?;
     m.cs.free(f.id).map_err(e("free"))?;
     let now = m.cs.stats();
-    if dgot != dev || !d.device || refused.is_ok() || now != base {
+    let device_refusal = matches!(refused, Err(AllocError::DeviceMemory { ty: ObjectType::Tcb }));
+    if dgot != dev || !d.device || !device_refusal || now != base {
         return Err(format!(
             "device frame at {dgot:#x} (asked {dev:#x}), TCB: {refused:?}; figures restored: {}",
             now == base

@@ -707,3 +707,17 @@ fn full_cspace_refuses_with_out_of_slots() {
     assert_eq!(cs.stats(), before);
     audit(&cs);
 }
+
+#[test]
+fn device_refusal_names_device_memory_after_a_device_frame_came_and_went() {
+    // A small device untyped at physical address 0, as pc99 hands over.
+    let mut cs = boot_with(&[(0, 14, true), (0x100_0000, 24, false)], |_| {});
+    let f = cs
+        .alloc_at(T::Frame4K, 0, Placement::Range { lo: 0, hi: 0x1000 })
+        .unwrap();
+    cs.free(f.id).unwrap();
+    assert_eq!(
+        cs.alloc_at(T::Tcb, 0, Placement::Range { lo: 0, hi: 0x1000 }),
+        Err(AllocError::DeviceMemory { ty: T::Tcb })
+    );
+}
