@@ -17,17 +17,21 @@ pub fn get(name: &str) -> Option<&'static str> {
 pub const SMP: bool = MAX_NUM_NODES > 1;
 
 /// Every `cfg` name a build script may set from this configuration.
-pub const RUST_CFG_NAMES: [&str; 2] = ["sel4_debug_build", "sel4_smp"];
+pub const RUST_CFG_NAMES: [&str; 3] = ["sel4_debug_build", "sel4_smp", "sel4_batched_leaf"];
 
 /// The `cfg`s that hold for this configuration: `sel4_debug_build` (debug
 /// system calls exist) and `sel4_smp` (more than one core; `TCB_SetAffinity`
 /// exists). Build scripts print them as `cargo:rustc-cfg=...` so that code
 /// using configuration-dependent invocations compiles only where they exist.
 pub fn rust_cfgs() -> impl Iterator<Item = &'static str> {
-    [(DEBUG_BUILD, RUST_CFG_NAMES[0]), (SMP, RUST_CFG_NAMES[1])]
-        .into_iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, n)| n)
+    [
+        (DEBUG_BUILD, RUST_CFG_NAMES[0]),
+        (SMP, RUST_CFG_NAMES[1]),
+        (get("X86_BATCHED_LEAF_UPDATES").is_some(), RUST_CFG_NAMES[2]),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| n)
 }
 
 #[cfg(test)]

@@ -118,3 +118,19 @@ fn debug_smp_reports_four_nodes() {
 fn release_smp_reports_four_nodes() {
     boot_config("release-smp");
 }
+
+/// The kernel with the batched leaf-table invocations (kernel/patches/0005):
+/// every check above, plus one per validation rule of the new invocations.
+fn boot_batched(config: &str) {
+    boot_config(config);
+}
+
+#[test]
+fn debug_up_batched() {
+    boot_batched("debug-up-batched");
+}
+
+#[test]
+fn debug_smp_batched() {
+    boot_batched("debug-smp-batched");
+}
