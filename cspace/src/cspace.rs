@@ -1021,6 +1021,69 @@ impl<K: KernelOps> CSpace<K> {
         Ok(dests)
     }
 
+    /// Records copies the kernel already made outside [`KernelOps`] (a
+    /// kernel extension that copies a run of caps in one invocation, such as
+    /// `X86PageTable_CopyMapRun`): `srcs[i]` was copied into `dests.slot(i)`.
+    /// Every destination must be a reserved slot (from
+    /// [`alloc_slots`](Self::alloc_slots)); afterwards it holds a managed
+    /// copy, and deleting it frees the slot (it is no longer reserved).
+    ///
+    /// Refused, with nothing recorded, if a source is not managed, a
+    /// destination is not reserved, or the lengths differ. The books then
+    /// match a loop of [`copy_to`](Self::copy_to) made with the same rights.
+    pub fn adopt_copies(&mut self, srcs: &[Slot], dests: SlotRange) -> Result<(), CapError> {
+        if self.poisoned {
+            return Err(CapError::Poisoned);
+        }
+        if srcs.len() as u64 != dests.len {
+            return Err(CapError::OutOfSlots {
+                needed: srcs.len() as u64,
+            });
+        }
+        let mut recs = Vec::with_capacity(srcs.len());
+        for &s in srcs {
+            recs.push(self.caps.find(s).ok_or(CapError::NotManaged(s))?);
+        }
+        if let Some(d) = dests.iter().find(|d| !self.reserved.contains(d)) {
+            return Err(CapError::NotReserved(d));
+        }
+        for (si, d) in recs.into_iter().zip(dests.iter()) {
+            let badge = self.caps.get(si).badge;
+            self.reserved.remove(&d);
+            self.record_copy(si, d, badge, false);
+        }
+        Ok(())
+    }
+
+    /// Records deletions the kernel already made outside [`KernelOps`] (a
+    /// kernel extension that unmaps a run and deletes the caps that held it,
+    /// such as `X86PageTable_UnmapRun` with its delete flag): every slot held
+    /// a managed copy (not an original), and each is now free.
+    ///
+    /// Refused, with nothing recorded, if a slot holds no managed copy or
+    /// holds an original. The books then match a loop of
+    /// [`delete`](Self::delete).
+    pub fn adopt_deletes(&mut self, slots: &[Slot]) -> Result<(), CapError> {
+        if self.poisoned {
+            return Err(CapError::Poisoned);
+        }
+        let mut recs = Vec::with_capacity(slots.len());
+        for &s in slots {
+            let i = self.caps.find(s).ok_or(CapError::NotManaged(s))?;
+            if self.caps.get(i).parent == NIL {
+                return Err(CapError::IsOriginal(s));
+            }
+            if recs.contains(&i) {
+                return Err(CapError::NotManaged(s));
+            }
+            recs.push(i);
+        }
+        for i in recs {
+            self.forget_copy(i);
+        }
+        Ok(())
+    }
+
     /// Copies the managed cap in `src` into the reserved slot `dest`.
     pub fn copy_to(&mut self, src: Slot, dest: Slot, rights: Rights) -> Result<(), CapError> {
         self.derive(src, Some(dest), rights, None).map(|_| ())

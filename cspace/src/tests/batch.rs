@@ -540,3 +540,50 @@ proptest! {
         run(ops);
     }
 }
+
+#[test]
+fn adopted_copies_are_booked_like_copies() {
+    let mut cs = crate::tests::boot();
+    let a = cs.alloc(crate::ObjectType::Frame4K, 0).unwrap();
+    let b = cs.alloc(crate::ObjectType::Frame4K, 0).unwrap();
+    let run = cs.alloc_slots(2).unwrap();
+    // The "kernel extension" makes the copies directly in the mock.
+    for (i, src) in [a.slot, b.slot].iter().enumerate() {
+        let (dp, sp) = (cs.path(run.slot(i as u64)), cs.path(*src));
+        crate::KernelOps::cnode_copy(cs.kernel_mut(), dp, sp, crate::Rights::all()).unwrap();
+    }
+    let before = cs.stats();
+    cs.adopt_copies(&[a.slot, b.slot], run).unwrap();
+    let after = cs.stats();
+    assert_eq!(after.copies_live, before.copies_live + 2);
+    assert_eq!(after.slots_reserved, before.slots_reserved - 2);
+    crate::tests::audit(&cs);
+    // Refusals: not reserved any more; a length mismatch.
+    assert!(cs.adopt_copies(&[a.slot, b.slot], run).is_err());
+    assert!(cs.adopt_copies(&[a.slot], run).is_err());
+    cs.delete(run.slot(0)).unwrap();
+    cs.delete(run.slot(1)).unwrap();
+    cs.free(a.id).unwrap();
+    cs.free(b.id).unwrap();
+    crate::tests::audit(&cs);
+}
+
+#[test]
+fn adopted_deletes_are_booked_like_deletes() {
+    let mut cs = crate::tests::boot();
+    let a = cs.alloc(crate::ObjectType::Frame4K, 0).unwrap();
+    let before = cs.stats();
+    let c1 = cs.copy(a.slot, crate::Rights::all()).unwrap();
+    let c2 = cs.copy(a.slot, crate::Rights::all()).unwrap();
+    // Refused: an original among them; nothing recorded.
+    assert!(cs.adopt_deletes(&[c1, a.slot]).is_err());
+    // The "kernel extension" deletes them directly in the mock.
+    for c in [c1, c2] {
+        let p = cs.path(c);
+        crate::KernelOps::cnode_delete(cs.kernel_mut(), p).unwrap();
+    }
+    cs.adopt_deletes(&[c1, c2]).unwrap();
+    assert_eq!(cs.stats(), before);
+    crate::tests::audit(&cs);
+    cs.free(a.id).unwrap();
+}
