@@ -234,6 +234,31 @@ impl VsKernel<'_> {
     }
 }
 
+/// The batched leaf-table invocations (kernel patch 0005), when the kernel
+/// has them: a run of frame caps in consecutive slots of one CNode is mapped
+/// or unmapped in one kernel entry.
+#[cfg(sel4_batched_leaf)]
+impl VsKernel<'_> {
+    /// The path of `caps[0]` if `caps` are consecutive slots of one CNode.
+    pub fn run_path(&self, caps: &[CapRef]) -> Option<CapPath> {
+        let first = *caps.first()?;
+        if !caps.iter().enumerate().all(|(i, c)| c.0 == first.0 + i as u64) {
+            return None;
+        }
+        let l = self.cs.layout();
+        let (a, b) = (l.slot_of(CsCPtr(first.0))?, l.slot_of(CsCPtr(caps[caps.len() - 1].0))?);
+        (a.cnode == b.cnode).then(|| self.cs.path(a))
+    }
+}
+
+/// Whether the kernel has the batched leaf-table invocations.
+pub const BATCHED_LEAF: bool = cfg!(sel4_batched_leaf);
+
+/// A run of at least this many pages goes through a run invocation: one
+/// page is cheaper with the stock per-page invocation.
+#[cfg(sel4_batched_leaf)]
+pub const MIN_RUN: usize = 2;
+
 fn level_type(level: TableLevel) -> ObjectType {
     match level {
         TableLevel::Pdpt => ObjectType::Pdpt,
@@ -320,5 +345,67 @@ impl vspace::VSpaceKernel for VsKernel<'_> {
 
     fn unmap_frame(&mut self, frame: CapRef) -> Result<(), KernelFailure> {
         cap::Frame::from_bits(frame.0).x86_page_unmap().map_err(vs_err)
+    }
+
+    #[cfg(sel4_batched_leaf)]
+    fn map_frames_run(
+        &mut self,
+        root: CapRef,
+        run: &vspace::LeafRun,
+        frames: &[CapRef],
+        rights: vspace::Rights,
+        attr: CacheAttr,
+    ) -> Result<(), vspace::RunFailure> {
+        if run.level == TableLevel::Pt && frames.len() >= MIN_RUN {
+            if let Some(p) = self.run_path(frames) {
+                // All or nothing: on a refusal no entry was written.
+                return Cap::<cap_type::X86PageTable>::from_bits(run.table.0)
+                    .x86_page_table_map_run(
+                        sel4::CPtr(root.0),
+                        run.first_index as Word,
+                        frames.len() as Word,
+                        vs_rights(rights),
+                        vs_attr(attr),
+                        cnode(p.root),
+                        p.index,
+                        p.depth as Word,
+                    )
+                    .map_err(|e| vspace::RunFailure {
+                        done: 0,
+                        failure: vs_err(e),
+                    });
+            }
+        }
+        for (i, &frame) in frames.iter().enumerate() {
+            self.map_frame(frame, root, run.vaddr_of(i), run.size, rights, attr)
+                .map_err(|failure| vspace::RunFailure { done: i, failure })?;
+        }
+        Ok(())
+    }
+
+    #[cfg(sel4_batched_leaf)]
+    fn unmap_frames_run(&mut self, run: &vspace::LeafRun, frames: &[CapRef]) -> Result<(), vspace::RunFailure> {
+        if run.level == TableLevel::Pt && frames.len() >= MIN_RUN {
+            if let Some(p) = self.run_path(frames) {
+                return Cap::<cap_type::X86PageTable>::from_bits(run.table.0)
+                    .x86_page_table_unmap_run(
+                        run.first_index as Word,
+                        frames.len() as Word,
+                        cnode(p.root),
+                        p.index,
+                        p.depth as Word,
+                        0,
+                    )
+                    .map_err(|e| vspace::RunFailure {
+                        done: 0,
+                        failure: vs_err(e),
+                    });
+            }
+        }
+        for (i, &frame) in frames.iter().enumerate() {
+            self.unmap_frame(frame)
+                .map_err(|failure| vspace::RunFailure { done: i, failure })?;
+        }
+        Ok(())
     }
 }

@@ -89,5 +89,6 @@ fn report_bootinfo(bi: &BootInfo) {
         .num("image_frames", bi.user_image_frames.len() as u64)
         .num("ipc_buffer", bi.ipc_buffer)
         .num("heap_bytes", sel4_root_task::heap::boot_resources().heap_bytes)
+        .bool("batched_leaf", backend::BATCHED_LEAF)
         .emit();
 }

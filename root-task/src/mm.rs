@@ -266,6 +266,10 @@ impl Mm {
         if sources.iter().any(|s| !s.rights.contains(db_rights(rights))) {
             return Err(MmError::RightsExceed);
         }
+        #[cfg(sel4_batched_leaf)]
+        if n as usize >= crate::backend::MIN_RUN && n <= 4096 {
+            return self.clone_runs(m, &sources, dst, dst_va, range, rights);
+        }
         let mut copies: Vec<cspace::Slot> = Vec::with_capacity(n as usize);
         let undo = |m: &mut Manager, copies: &[cspace::Slot]| {
             for s in copies.iter().rev() {
@@ -302,23 +306,113 @@ impl Mm {
         self.record(dst, dst_va, &recs, rights)
     }
 
+    /// The clone on a kernel with the batched leaf-table invocations: the
+    /// copies go into a run of reserved consecutive slots, and each leaf-table
+    /// run of the destination is copied and mapped in one
+    /// `X86PageTable_CopyMapRun` when its sources are consecutive slots of
+    /// one CNode (per page otherwise). The books are then told of the copies.
+    #[cfg(sel4_batched_leaf)]
+    fn clone_runs(
+        &mut self,
+        m: &mut Manager,
+        sources: &[Mapping],
+        dst: AsId,
+        dst_va: u64,
+        range: PageRange<Size4K>,
+        rights: Rights,
+    ) -> Result<(), MmError> {
+        let n = sources.len() as u64;
+        let run = m.cs.alloc_slots(n).map_err(MmError::Alloc)?;
+        let dests: Vec<CapRef> = (0..n).map(|i| CapRef(m.cptr(run.slot(i)))).collect();
+        let src_slots: Vec<cspace::Slot> = sources
+            .iter()
+            .map(|s| {
+                m.cs.layout()
+                    .slot_of(cspace::CPtr(s.cap.0))
+                    .ok_or(MmError::Inconsistent("cap slot"))
+            })
+            .collect::<Result<_, _>>()?;
+        let src_paths: Vec<cspace::CapPath> = src_slots.iter().map(|s| m.cs.path(*s)).collect();
+        let dest_paths: Vec<cspace::CapPath> = (0..n).map(|i| m.cs.path(run.slot(i))).collect();
+        let mut made = alloc::vec![false; n as usize];
+        let space = self.spaces.get_mut(&dst).ok_or(MmError::UnknownSpace(dst))?;
+        let mut k = CopyMapKernel {
+            inner: m.vk(),
+            dest_base: dests[0].0,
+            srcs: &src_paths,
+            dests: &dest_paths,
+            made: &mut made,
+            rights: crate::backend::vs_rights(rights),
+        };
+        let mapped = space.map(&mut k, range, &dests, rights, CacheAttr::WriteBack);
+        if let Err(e) = mapped {
+            // The mappings were rolled back; delete the copies made, free the run.
+            for (p, _) in dest_paths.iter().zip(&made).filter(|(_, m)| **m) {
+                let _ = sel4::cap::CNode::from_bits(p.root.0).cnode_delete(p.index, p.depth);
+            }
+            let _ = m.cs.release_slots(run);
+            return Err(MmError::Map(e));
+        }
+        m.cs.adopt_copies(&src_slots, run).map_err(MmError::Cap)?;
+        let mut recs = Vec::with_capacity(n as usize);
+        for (s, c) in sources.iter().zip(&dests) {
+            self.db
+                .add_copy(s.frame, CapSlot(c.0), s.frame.slot)
+                .map_err(|_| MmError::Inconsistent("copy known twice"))?;
+            recs.push((s.frame, c.0));
+        }
+        self.record(dst, dst_va, &recs, rights)
+    }
+
     /// Unmaps the `n` pages at `vaddr` in `asid` and deletes the cap copies
     /// that held them (original caps stay, unmapped).
     pub fn destroy_region(&mut self, m: &mut Manager, asid: AsId, vaddr: u64, n: u64) -> Result<(), MmError> {
         let range = region(vaddr, n)?;
         let recs = self.mapped(asid, vaddr, n, |vaddr| MmError::NotMapped { vaddr })?;
         let space = self.spaces.get_mut(&asid).ok_or(MmError::UnknownSpace(asid))?;
+        #[cfg(sel4_batched_leaf)]
+        let (released, deleted) = {
+            // Copies (not originals) may be deleted by the kernel with their unmap.
+            let copies: hashbrown::HashSet<u64> =
+                recs.iter().filter(|r| r.cap != r.frame.slot).map(|r| r.cap.0).collect();
+            let mut deleted = hashbrown::HashSet::new();
+            let mut k = UnmapDeleteKernel {
+                inner: m.vk(),
+                copies: &copies,
+                deleted: &mut deleted,
+            };
+            let released = space.unmap(&mut k, range).map_err(MmError::Unmap)?;
+            (released, deleted)
+        };
+        #[cfg(not(sel4_batched_leaf))]
         let released = space.unmap(&mut m.vk(), range).map_err(MmError::Unmap)?;
         if released.len() != recs.len() {
             return Err(MmError::Inconsistent("unmap released a different number of caps"));
+        }
+        #[cfg(sel4_batched_leaf)]
+        {
+            let gone: Vec<cspace::Slot> = recs
+                .iter()
+                .filter(|r| deleted.contains(&r.cap.0))
+                .filter_map(|r| m.cs.layout().slot_of(cspace::CPtr(r.cap.0)))
+                .collect();
+            m.cs.adopt_deletes(&gone).map_err(MmError::Cap)?;
         }
         for r in recs {
             self.db
                 .remove_by_vaddr(asid, r.vaddr)
                 .map_err(|_| MmError::Inconsistent("record vanished"))?;
-            if r.cap != r.frame.slot {
-                self.delete_copy(m, r.cap)?;
+            if r.cap == r.frame.slot {
+                continue;
             }
+            #[cfg(sel4_batched_leaf)]
+            if deleted.contains(&r.cap.0) {
+                self.db
+                    .remove_copy(r.cap)
+                    .map_err(|_| MmError::Inconsistent("copy not removable"))?;
+                continue;
+            }
+            self.delete_copy(m, r.cap)?;
         }
         Ok(())
     }
@@ -409,5 +503,240 @@ impl Mm {
             .remove_frame(frame)
             .map_err(|_| MmError::Inconsistent("frame not removable"))?;
         m.cs.free(id).map_err(|_| MmError::Inconsistent("free"))
+    }
+}
+
+/// The vspace kernel for a batched clone: the "frames" vspace maps are the
+/// destination slots of the copies, still empty; a leaf-table run is copied
+/// and mapped in one `X86PageTable_CopyMapRun` when its sources are
+/// consecutive slots of one CNode, otherwise page by page (`CNode_Copy`,
+/// then `X86Page_Map`). Everything else goes to the manager's kernel.
+#[cfg(sel4_batched_leaf)]
+struct CopyMapKernel<'a, 'b> {
+    inner: crate::backend::VsKernel<'a>,
+    dest_base: u64,
+    srcs: &'b [cspace::CapPath],
+    dests: &'b [cspace::CapPath],
+    made: &'b mut [bool],
+    rights: sel4::CapRights,
+}
+
+#[cfg(sel4_batched_leaf)]
+impl CopyMapKernel<'_, '_> {
+    fn offset(&self, dest: CapRef) -> usize {
+        (dest.0 - self.dest_base) as usize
+    }
+
+    fn copy_one(&mut self, i: usize) -> Result<(), vspace::KernelFailure> {
+        let (d, s) = (self.dests[i], self.srcs[i]);
+        sel4::cap::CNode::from_bits(d.root.0)
+            .cnode_copy(
+                d.index,
+                d.depth,
+                sel4::cap::CNode::from_bits(s.root.0),
+                s.index,
+                s.depth,
+                self.rights,
+            )
+            .map_err(crate::backend::vs_err)?;
+        self.made[i] = true;
+        Ok(())
+    }
+
+    /// Whether sources `i..i + n` are consecutive slots of one CNode.
+    fn consecutive(&self, i: usize, n: usize) -> bool {
+        let s = &self.srcs[i..i + n];
+        s.iter()
+            .enumerate()
+            .all(|(k, p)| p.root == s[0].root && p.depth == s[0].depth && p.index == s[0].index + k as u64)
+    }
+}
+
+#[cfg(sel4_batched_leaf)]
+impl vspace::VSpaceKernel for CopyMapKernel<'_, '_> {
+    fn alloc_root(&mut self) -> Result<CapRef, vspace::KernelFailure> {
+        self.inner.alloc_root()
+    }
+    fn assign_asid(&mut self, root: CapRef) -> Result<(), vspace::KernelFailure> {
+        self.inner.assign_asid(root)
+    }
+    fn free_root(&mut self, root: CapRef) {
+        self.inner.free_root(root)
+    }
+    fn alloc_table(&mut self, level: TableLevel) -> Result<CapRef, vspace::KernelFailure> {
+        self.inner.alloc_table(level)
+    }
+    fn free_table(&mut self, level: TableLevel, table: CapRef) {
+        self.inner.free_table(level, table)
+    }
+    fn map_table(
+        &mut self,
+        level: TableLevel,
+        table: CapRef,
+        root: CapRef,
+        vaddr: vspace::VirtAddr,
+    ) -> Result<(), vspace::KernelFailure> {
+        self.inner.map_table(level, table, root, vaddr)
+    }
+    fn unmap_table(&mut self, level: TableLevel, table: CapRef) -> Result<(), vspace::KernelFailure> {
+        self.inner.unmap_table(level, table)
+    }
+    fn map_frame(
+        &mut self,
+        frame: CapRef,
+        root: CapRef,
+        vaddr: vspace::VirtAddr,
+        size: vspace::FrameSize,
+        rights: Rights,
+        attr: CacheAttr,
+    ) -> Result<(), vspace::KernelFailure> {
+        let i = self.offset(frame);
+        if !self.made[i] {
+            self.copy_one(i)?;
+        }
+        self.inner.map_frame(frame, root, vaddr, size, rights, attr)
+    }
+    fn remap_frame(
+        &mut self,
+        frame: CapRef,
+        root: CapRef,
+        rights: Rights,
+        attr: CacheAttr,
+    ) -> Result<(), vspace::KernelFailure> {
+        self.inner.remap_frame(frame, root, rights, attr)
+    }
+    fn unmap_frame(&mut self, frame: CapRef) -> Result<(), vspace::KernelFailure> {
+        self.inner.unmap_frame(frame)
+    }
+    fn map_frames_run(
+        &mut self,
+        root: CapRef,
+        run: &vspace::LeafRun,
+        frames: &[CapRef],
+        rights: Rights,
+        attr: CacheAttr,
+    ) -> Result<(), vspace::RunFailure> {
+        let i = self.offset(frames[0]);
+        let n = frames.len();
+        if run.level == TableLevel::Pt && n >= crate::backend::MIN_RUN && self.consecutive(i, n) {
+            let (s, d) = (self.srcs[i], self.dests[i]);
+            sel4::cap::PageTable::from_bits(run.table.0)
+                .x86_page_table_copy_map_run(
+                    sel4::CPtr(root.0),
+                    run.first_index as u64,
+                    n as u64,
+                    crate::backend::vs_rights(rights),
+                    crate::backend::vs_attr(attr),
+                    sel4::cap::CNode::from_bits(s.root.0),
+                    s.index,
+                    s.depth as u64,
+                    sel4::cap::CNode::from_bits(d.root.0),
+                    d.index,
+                    d.depth as u64,
+                    self.rights,
+                )
+                .map_err(|e| vspace::RunFailure {
+                    done: 0,
+                    failure: crate::backend::vs_err(e),
+                })?;
+            self.made[i..i + n].iter_mut().for_each(|m| *m = true);
+            return Ok(());
+        }
+        for (k, &frame) in frames.iter().enumerate() {
+            self.map_frame(frame, root, run.vaddr_of(k), run.size, rights, attr)
+                .map_err(|failure| vspace::RunFailure { done: k, failure })?;
+        }
+        Ok(())
+    }
+    fn unmap_frames_run(&mut self, run: &vspace::LeafRun, frames: &[CapRef]) -> Result<(), vspace::RunFailure> {
+        self.inner.unmap_frames_run(run, frames)
+    }
+}
+
+/// The vspace kernel for a batched destroy: a leaf-table run whose caps are
+/// all copies in consecutive slots of one CNode is unmapped, and the copies
+/// deleted, in one `X86PageTable_UnmapRun`; other runs go to the manager's
+/// kernel (per page, or UnmapRun without deletion).
+#[cfg(sel4_batched_leaf)]
+struct UnmapDeleteKernel<'a, 'b> {
+    inner: crate::backend::VsKernel<'a>,
+    copies: &'b hashbrown::HashSet<u64>,
+    deleted: &'b mut hashbrown::HashSet<u64>,
+}
+
+#[cfg(sel4_batched_leaf)]
+impl vspace::VSpaceKernel for UnmapDeleteKernel<'_, '_> {
+    fn alloc_root(&mut self) -> Result<CapRef, vspace::KernelFailure> {
+        self.inner.alloc_root()
+    }
+    fn assign_asid(&mut self, root: CapRef) -> Result<(), vspace::KernelFailure> {
+        self.inner.assign_asid(root)
+    }
+    fn free_root(&mut self, root: CapRef) {
+        self.inner.free_root(root)
+    }
+    fn alloc_table(&mut self, level: TableLevel) -> Result<CapRef, vspace::KernelFailure> {
+        self.inner.alloc_table(level)
+    }
+    fn free_table(&mut self, level: TableLevel, table: CapRef) {
+        self.inner.free_table(level, table)
+    }
+    fn map_table(
+        &mut self,
+        level: TableLevel,
+        table: CapRef,
+        root: CapRef,
+        vaddr: vspace::VirtAddr,
+    ) -> Result<(), vspace::KernelFailure> {
+        self.inner.map_table(level, table, root, vaddr)
+    }
+    fn unmap_table(&mut self, level: TableLevel, table: CapRef) -> Result<(), vspace::KernelFailure> {
+        self.inner.unmap_table(level, table)
+    }
+    fn map_frame(
+        &mut self,
+        frame: CapRef,
+        root: CapRef,
+        vaddr: vspace::VirtAddr,
+        size: vspace::FrameSize,
+        rights: Rights,
+        attr: CacheAttr,
+    ) -> Result<(), vspace::KernelFailure> {
+        self.inner.map_frame(frame, root, vaddr, size, rights, attr)
+    }
+    fn remap_frame(
+        &mut self,
+        frame: CapRef,
+        root: CapRef,
+        rights: Rights,
+        attr: CacheAttr,
+    ) -> Result<(), vspace::KernelFailure> {
+        self.inner.remap_frame(frame, root, rights, attr)
+    }
+    fn unmap_frame(&mut self, frame: CapRef) -> Result<(), vspace::KernelFailure> {
+        self.inner.unmap_frame(frame)
+    }
+    fn unmap_frames_run(&mut self, run: &vspace::LeafRun, frames: &[CapRef]) -> Result<(), vspace::RunFailure> {
+        let all_copies = frames.iter().all(|f| self.copies.contains(&f.0));
+        if run.level == TableLevel::Pt && frames.len() >= crate::backend::MIN_RUN && all_copies {
+            if let Some(p) = self.inner.run_path(frames) {
+                sel4::cap::PageTable::from_bits(run.table.0)
+                    .x86_page_table_unmap_run(
+                        run.first_index as u64,
+                        frames.len() as u64,
+                        sel4::cap::CNode::from_bits(p.root.0),
+                        p.index,
+                        p.depth as u64,
+                        1,
+                    )
+                    .map_err(|e| vspace::RunFailure {
+                        done: 0,
+                        failure: crate::backend::vs_err(e),
+                    })?;
+                self.deleted.extend(frames.iter().map(|f| f.0));
+                return Ok(());
+            }
+        }
+        self.inner.unmap_frames_run(run, frames)
     }
 }
