@@ -1,45 +1,59 @@
 #!/usr/bin/env python3
 """Renders build/bench/latest.json (written by `make bench`) as the Markdown
-tables of README.md: per-page medians in icount ticks (= instructions), every
-path next to the stock path measured in the same run, with the ratio."""
+tables of README.md: per-page medians in icount ticks (= instructions). Every
+path is compared with the stock path measured in the same boot (same kernel),
+as a ratio; the stock/batched column is the speed-up of the batched manager
+over stock copy&map."""
 import json
 import sys
 from pathlib import Path
 
 path = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "build/bench/latest.json")
 recs = json.loads(path.read_text())
-by = {(r["op"], r["path"], r["pages"]): r for r in recs}
+by = {(r["config"], r["op"], r["path"], r["pages"]): r for r in recs}
 configs = sorted({r["config"] for r in recs})
-print(f"Kernel configuration {', '.join(configs)}; -icount: {all(r.get('icount') for r in recs)}.\n")
+icount = all(r.get("icount") for r in recs)
+print(f"Kernels: {', '.join(configs)}; -icount: {icount}; ticks per page, median of the iterations.\n")
 
-print("| primitive | min | median |")
+def pp(r):
+    return r["ticks_per_page_median"]
+
+print("| primitive (release-up) | min | median |")
 print("|---|---:|---:|")
 for op in ["yield", "call_reply_recv", "cnode_copy", "cnode_delete"]:
-    r = by.get((op, "stock", 0))
+    r = by.get(("release-up", op, "stock", 0))
     if r:
         print(f"| {op} | {r['ticks_min']} | {r['ticks_median']} |")
 
-def table(title, ops, paths):
+# (label, config, path)
+def table(title, ops, columns):
     rows = []
     for op in ops:
         for pages in [1, 16, 512, 4096]:
-            s = by.get((op, "stock", pages))
+            s = by.get(("release-up", op, "stock", pages))
             if not s:
                 continue
-            cells = [op, str(pages), str(s["ticks_per_page_median"])]
-            for p in paths:
-                t = by.get((op, p, pages))
-                cells += [str(t["ticks_per_page_median"]), f"{t['ticks_per_page_median'] / s['ticks_per_page_median']:.2f}x"] if t else ["", ""]
+            cells = [op, str(pages), str(pp(s))]
+            for label, cfg, p in columns:
+                t = by.get((cfg, op, p, pages))
+                st = by.get((cfg, op, "stock", pages))
+                if t and st:
+                    cells += [str(pp(t)), f"{pp(t) / pp(st):.2f}x", f"{pp(st) / pp(t):.1f}x"]
+                else:
+                    cells += ["", "", ""]
             rows.append(cells)
     if not rows:
         return
     print(f"\n{title}\n")
-    head = ["op", "pages", "stock"] + [h for p in paths for h in (p, f"{p}/stock")]
+    head = ["op", "pages", "stock"] + [h for label, _, _ in columns for h in (label, f"{label}/stock", f"stock/{label}")]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * 2 + "---:|" * (len(head) - 2))
     for r in rows:
         print("| " + " | ".join(r) + " |")
 
-table("Map/unmap per page (ticks, median):", ["map", "unmap"], ["vspace"])
-table("Clone/Move/Destroy per page (ticks, median):", ["clone", "move", "destroy"], ["tracked", "batched"])
-table("The four primitives per page (stock, ticks, median):", ["cnode_copy", "page_map", "page_unmap", "cnode_delete"], [])
+table("Map/unmap through vspace (ticks per page):", ["map", "unmap"],
+      [("vspace", "release-up", "vspace"), ("vspace+runs", "release-up-batched", "vspace")])
+table("Clone/Move/Destroy (ticks per page):", ["clone", "move", "destroy"],
+      [("tracked", "release-up", "tracked"), ("batched", "release-up-batched", "batched")])
+table("The run invocations alone, no manager (release-up-batched, ticks per page):",
+      ["leaf_map", "leaf_unmap", "leaf_clone", "leaf_destroy"], [("run", "release-up-batched", "run")])

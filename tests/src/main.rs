@@ -1,8 +1,9 @@
 //! `sel4-boot`: builds, boots and reports, for `make run` and `make bench`.
 //!
 //! ```text
-//! sel4-boot run   [--config NAME] [--icount] [--log]   # exit 0 iff the root task passed
-//! sel4-boot bench [--config NAME] [--out FILE]         # icount; writes the bench records as JSON
+//! sel4-boot run   [--config NAME]... [--icount] [--log]  # exit 0 iff the root task passed
+//! sel4-boot bench [--config NAME]... [--out FILE]        # icount; writes the bench records as JSON
+//!                                                         # (default: release-up and release-up-batched)
 //! ```
 //! Human-readable output is rendered from the parsed result lines.
 
@@ -21,85 +22,101 @@ fn main() -> ExitCode {
     let Some(cmd) = args.first().cloned() else {
         return usage();
     };
-    let mut config = None;
+    if cmd != "run" && cmd != "bench" {
+        return usage();
+    }
+    let mut configs = Vec::new();
     let mut icount = cmd == "bench";
     let mut echo = false;
     let mut out = None;
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--config" => config = it.next().cloned(),
+            "--config" => match it.next() {
+                Some(c) => configs.push(c.clone()),
+                None => return usage(),
+            },
             "--icount" => icount = true,
             "--log" => echo = true,
             "--out" => out = it.next().cloned(),
             _ => return usage(),
         }
     }
-    let config = config.unwrap_or_else(|| {
-        if cmd == "bench" {
-            "release-up".into()
+    if configs.is_empty() {
+        // The benchmark: the stock release kernel and the one with the
+        // batched leaf-table invocations, each with its own stock path.
+        configs = if cmd == "bench" {
+            vec!["release-up".into(), "release-up-batched".into()]
         } else {
-            "debug-up".into()
-        }
-    });
-    if !sel4_tests::configs().contains(&config) {
+            vec!["debug-up".into()]
+        };
+    }
+    if let Some(bad) = configs.iter().find(|c| !sel4_tests::configs().contains(c)) {
         eprintln!(
-            "sel4-boot: unknown kernel configuration '{config}'; choose one of: {}",
+            "sel4-boot: unknown kernel configuration '{bad}'; choose one of: {}",
             sel4_tests::configs().join(", ")
         );
         return ExitCode::from(2);
     }
-    if cmd != "run" && cmd != "bench" {
-        return usage();
+    let mut bench_records = Vec::new();
+    let mut failed = false;
+    for config in &configs {
+        let images = match build(config, &[]) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("sel4-boot: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let opts = BootOptions {
+            icount,
+            echo,
+            timeout: Duration::from_secs(600),
+            ..Default::default()
+        };
+        eprintln!(
+            "booting {} ({} node{}, QEMU TCG{})",
+            config,
+            images.nodes,
+            if images.nodes == 1 { "" } else { "s" },
+            if icount { ", -icount shift=0" } else { "" }
+        );
+        let run = match boot(&images, &opts) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("sel4-boot: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        render(&run, icount);
+        bench_records.extend(run.of_kind("bench").map(|r| {
+            let mut v = r.0.clone();
+            v["icount"] = serde_json::Value::Bool(icount);
+            v
+        }));
+        match run.verdict() {
+            Ok(()) => println!("\nverdict ({config}): PASS"),
+            Err(f) => {
+                if !echo {
+                    eprintln!("----- serial log -----\n{}", run.log);
+                }
+                println!("\nverdict ({config}): FAIL ({f:?})");
+                failed = true;
+            }
+        }
     }
-    let images = match build(&config, &[]) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("sel4-boot: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let opts = BootOptions {
-        icount,
-        echo,
-        timeout: Duration::from_secs(600),
-        ..Default::default()
-    };
-    eprintln!(
-        "booting {} ({} node{}, QEMU TCG{})",
-        config,
-        images.nodes,
-        if images.nodes == 1 { "" } else { "s" },
-        if icount { ", -icount shift=0" } else { "" }
-    );
-    let run = match boot(&images, &opts) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("sel4-boot: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    render(&run, icount);
     if cmd == "bench" {
         let path = out.unwrap_or_else(|| sel4_tests::build_dir().join("bench/latest.json").display().to_string());
-        if let Err(e) = write_bench(&run, icount, &path) {
+        if let Err(e) = write_bench(&bench_records, &path) {
             eprintln!("sel4-boot: cannot write {path}: {e}");
             return ExitCode::from(2);
         }
-        println!("\nwrote {path}");
+        println!("\nwrote {path} ({} records)", bench_records.len());
     }
-    match run.verdict() {
-        Ok(()) => {
-            println!("\nverdict: PASS");
-            ExitCode::SUCCESS
-        }
-        Err(f) => {
-            if !echo {
-                eprintln!("----- serial log -----\n{}", run.log);
-            }
-            println!("\nverdict: FAIL ({f:?})");
-            ExitCode::FAILURE
-        }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -236,17 +253,9 @@ fn ratios<'a>(bench: &[&'a Record]) -> Vec<Ratio<'a>> {
     out
 }
 
-fn write_bench(run: &Run, icount: bool, path: &str) -> std::io::Result<()> {
-    let records: Vec<serde_json::Value> = run
-        .of_kind("bench")
-        .map(|r| {
-            let mut v = r.0.clone();
-            v["icount"] = serde_json::Value::Bool(icount);
-            v
-        })
-        .collect();
+fn write_bench(records: &[serde_json::Value], path: &str) -> std::io::Result<()> {
     if let Some(dir) = std::path::Path::new(path).parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, serde_json::to_string_pretty(&records)? + "\n")
+    std::fs::write(path, serde_json::to_string_pretty(records)? + "\n")
 }
