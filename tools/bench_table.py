@@ -28,9 +28,10 @@ for op in ["yield", "call_reply_recv", "cnode_copy", "cnode_delete"]:
 # (label, config, path)
 def table(title, ops, columns):
     rows = []
+    stock_cfg = columns[0][1]
     for op in ops:
         for pages in [1, 16, 512, 4096]:
-            s = by.get(("release-up", op, "stock", pages))
+            s = by.get((stock_cfg, op, "stock", pages))
             if not s:
                 continue
             cells = [op, str(pages), str(pp(s))]
@@ -45,7 +46,7 @@ def table(title, ops, columns):
     if not rows:
         return
     print(f"\n{title}\n")
-    head = ["op", "pages", "stock"] + [h for label, _, _ in columns for h in (label, f"{label}/stock", f"stock/{label}")]
+    head = ["op", "pages", f"stock ({stock_cfg})"] + [h for label, _, _ in columns for h in (label, f"{label}/stock", f"stock/{label}")]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * 2 + "---:|" * (len(head) - 2))
     for r in rows:
