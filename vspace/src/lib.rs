@@ -56,9 +56,12 @@
 //!
 //! # The shadow
 //!
-//! Per space: the root's entry count; per level, the tables present (base of the covered region -> cap and
-//! entry count); the mapped frames (page start -> cap, size, rights, attribute); an index from frame cap
-//! to page; and the set of empty tables pending reclaim. [`AddressSpace::check`] verifies:
+//! Per space: the root's entry count; the tables present, as the tree the kernel's tables form (each with
+//! its cap, its entry count, which of its entries hold a child table and which a frame, the frames' caps,
+//! rights and attributes by entry, and whether it is an empty table pending reclaim); and an index from
+//! frame cap to page. So the per-page work of a map or an unmap is one cap-index update plus the kernel
+//! call: overlaps are checked with one bitmap scan per leaf table, runs are found from the bitmaps, and the
+//! caps of a run are handed to the kernel as one slice. [`AddressSpace::check`] verifies:
 //!
 //! - **T1** a table's base is aligned to its span and its parent is present (the root for a PDPT).
 //! - **T2** a table's entry count (and the root's) equals its child tables plus its frames.

@@ -1,21 +1,273 @@
 //! The user-level shadow of one VSpace: which paging structures exist (with their entry counts) and which
 //! frames are mapped where. See the crate documentation for its invariants.
+//!
+//! Layout: the tables' records live in a slab and form the tree the kernel's tables form (the root's
+//! entries and each record's entries name the slab slots of the child tables), so finding a table is a walk
+//! of at most three array loads, with no hashing. A record holds two 512-bit maps of its entries (those
+//! holding a child table, those holding a frame) and the frames' caps and attributes in entry order. So the
+//! pages of a leaf table are found, checked for overlap and handed to the kernel a run at a time (the caps
+//! of consecutive entries are a slice), with no per-page lookup: only the cap index is per page.
 
+use alloc::vec::Vec;
 use core::fmt;
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 
-use crate::addr::{FrameSize, TableLevel, USER_VADDR_END, USER_VADDR_START};
+use crate::addr::{FrameSize, TableLevel, ENTRIES_PER_TABLE, PML4_ENTRY_BITS, USER_VADDR_END, USER_VADDR_START};
 use crate::attr::{CacheAttr, Rights};
 use crate::kernel::CapRef;
 
-/// A paging structure the space allocated and mapped.
+/// Entries per table, as an index bound.
+pub(crate) const ENTRIES: usize = ENTRIES_PER_TABLE as usize;
+
+/// One bit per entry of a table.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Bits([u64; ENTRIES / 64]);
+
+impl Bits {
+    pub fn get(&self, i: usize) -> bool {
+        self.0[i / 64] >> (i % 64) & 1 != 0
+    }
+
+    pub fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    pub fn clear(&mut self, i: usize) {
+        self.0[i / 64] &= !(1 << (i % 64));
+    }
+
+    /// The first `i` in `[lo, hi)` (`hi <= ENTRIES`) whose bit is set in the words `word` gives.
+    #[inline(always)]
+    fn first(lo: usize, hi: usize, word: impl Fn(usize) -> u64) -> Option<usize> {
+        if lo >= hi {
+            return None;
+        }
+        let mut w = lo / 64;
+        let mut m = word(w) & (u64::MAX << (lo % 64));
+        loop {
+            if m != 0 {
+                let i = w * 64 + m.trailing_zeros() as usize;
+                return (i < hi).then_some(i);
+            }
+            w += 1;
+            if w * 64 >= hi {
+                return None;
+            }
+            m = word(w);
+        }
+    }
+
+    /// The first bit in `[lo, hi)` set in `self` or in `other`.
+    pub fn next_one_either(&self, other: &Bits, lo: usize, hi: usize) -> Option<usize> {
+        Self::first(lo, hi, |w| self.0[w] | other.0[w])
+    }
+
+    /// The first clear bit in `[lo, hi)`, or `hi`.
+    pub fn next_zero(&self, lo: usize, hi: usize) -> usize {
+        Self::first(lo, hi, |w| !self.0[w]).unwrap_or(hi)
+    }
+
+    /// Sets (`on`) or clears the bits `[lo, hi)`.
+    pub fn set_range(&mut self, lo: usize, hi: usize, on: bool) {
+        if lo >= hi {
+            return;
+        }
+        let (first, last) = (lo / 64, (hi - 1) / 64);
+        for w in first..=last {
+            let mut m = u64::MAX;
+            if w == first {
+                m &= u64::MAX << (lo % 64);
+            }
+            if w == last {
+                m &= u64::MAX >> (63 - (hi - 1) % 64);
+            }
+            if on {
+                self.0[w] |= m;
+            } else {
+                self.0[w] &= !m;
+            }
+        }
+    }
+
+    pub fn intersects(&self, other: &Bits) -> bool {
+        self.0.iter().zip(&other.0).any(|(a, b)| a & b != 0)
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// The set bits, ascending.
+    pub fn ones(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &word)| {
+            let mut x = word;
+            core::iter::from_fn(move || {
+                (x != 0).then(|| {
+                    let i = w * 64 + x.trailing_zeros() as usize;
+                    x &= x - 1;
+                    i
+                })
+            })
+        })
+    }
+}
+
+impl fmt::Debug for Bits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.ones()).finish()
+    }
+}
+
+/// A frame's rights and cache attribute.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Meta {
+    pub rights: Rights,
+    pub attr: CacheAttr,
+}
+
+/// The size of the frames a table of `level` maps in its entries.
+pub(crate) const fn frame_size_of(level: TableLevel) -> FrameSize {
+    match level {
+        TableLevel::Pdpt => FrameSize::Huge,
+        TableLevel::Pd => FrameSize::Large,
+        TableLevel::Pt => FrameSize::Small,
+    }
+}
+
+/// Grows `v` with `fill` to at least `len` (at most [`ENTRIES`]) elements: capacity doubles, up to the
+/// table size, so a table that maps a few low entries stays small.
+fn grow<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) {
+    if v.len() < len {
+        let cap = len.max(2 * v.capacity()).min(ENTRIES);
+        if cap > v.capacity() {
+            v.reserve_exact(cap - v.len());
+        }
+        v.resize(len, fill);
+    }
+}
+
+/// The frames in a table's entries, by entry index (meaningful where the table's `frames` bit is set),
+/// initialised up to the highest entry used so far. A record recycled for another table keeps them.
+#[derive(Clone, Default)]
+pub(crate) struct Slots {
+    pub caps: Vec<CapRef>,
+    pub meta: Vec<Meta>,
+}
+
+impl Slots {
+    /// Stores frames in entries `first..first + caps.len()`.
+    fn store(&mut self, first: usize, caps: &[CapRef], meta: Meta) {
+        let end = first + caps.len();
+        grow(&mut self.caps, end, CapRef(0));
+        grow(&mut self.meta, end, meta);
+        self.caps[first..end].copy_from_slice(caps);
+        self.meta[first..end].fill(meta);
+    }
+}
+
+/// How many free slab slots keep their records' buffers.
+const KEEP_BUFFERS: usize = 16;
+
+/// No table: an empty entry of the root or of a record's `child`.
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// The index of `vaddr`'s entry in the root (PML4).
+fn root_index(vaddr: u64) -> usize {
+    ((vaddr >> PML4_ENTRY_BITS) & (ENTRIES_PER_TABLE - 1)) as usize
+}
+
+/// A paging structure the space allocated and mapped.
+#[derive(Clone)]
 pub(crate) struct TableRec {
+    /// Its level.
+    pub level: TableLevel,
+    /// The base of the region it covers.
+    pub base: u64,
     /// Its cap.
     pub cap: CapRef,
     /// Entries in use: child tables plus frames.
     pub used: u16,
+    /// Empty, and still mapped because the kernel refused to unmap it (or the policy retains it).
+    pub pending: bool,
+    /// Entries holding a child table.
+    pub children: Bits,
+    /// Entries holding a frame.
+    pub frames: Bits,
+    /// The slab slot of the child table in each entry ([`NONE`] where there is none; grown on demand).
+    pub child: Vec<u32>,
+    /// The frames' caps and attributes.
+    pub slots: Slots,
+}
+
+impl TableRec {
+    /// The first entry in `[lo, hi)` holding a child table or a frame.
+    pub fn next_occupied(&self, lo: usize, hi: usize) -> Option<usize> {
+        self.frames.next_one_either(&self.children, lo, hi)
+    }
+
+    /// The slab slot of the child table in entry `i`.
+    pub fn child_at(&self, i: usize) -> Option<usize> {
+        match self.child.get(i) {
+            Some(&c) if c != NONE => Some(c as usize),
+            _ => None,
+        }
+    }
+
+    /// The frame in entry `i` (its size is the table level's).
+    pub fn frame(&self, i: usize) -> Option<FrameRec> {
+        if !self.frames.get(i) {
+            return None;
+        }
+        let s = &self.slots;
+        let Meta { rights, attr } = s.meta[i];
+        Some(FrameRec {
+            cap: s.caps[i],
+            size: frame_size_of(self.level),
+            rights,
+            attr,
+        })
+    }
+
+    /// The address of entry `i`.
+    pub fn vaddr_of(&self, i: usize) -> u64 {
+        self.base + ((i as u64) << self.level.entry_bits())
+    }
+
+    /// One more entry in use; a table that leaves the empty state is no longer pending reclaim.
+    fn add_used(&mut self, n: usize) {
+        if self.used == 0 {
+            self.pending = false;
+        }
+        self.used += n as u16;
+    }
+
+    /// Records frames just mapped in entries `first..first + caps.len()`.
+    pub fn insert_frames(&mut self, first: usize, caps: &[CapRef], meta: Meta) {
+        let n = caps.len();
+        if n == 0 {
+            return;
+        }
+        self.slots.store(first, caps, meta);
+        self.frames.set_range(first, first + n, true);
+        self.add_used(n);
+    }
+}
+
+impl fmt::Debug for TableRec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.slots;
+        let frames: Vec<(usize, CapRef, Meta)> = self.frames.ones().map(|i| (i, s.caps[i], s.meta[i])).collect();
+        f.debug_struct("TableRec")
+            .field("level", &self.level)
+            .field("base", &format_args!("{:#x}", self.base))
+            .field("cap", &self.cap)
+            .field("used", &self.used)
+            .field("pending", &self.pending)
+            .field("children", &self.children)
+            .field("frames", &frames)
+            .finish()
+    }
 }
 
 /// A frame the space mapped.
@@ -34,19 +286,73 @@ pub(crate) struct FrameRec {
 /// Key of a table: its level and the base of the region it covers.
 pub(crate) type TableKey = (TableLevel, u64);
 
+/// Consecutive frame entries of one table.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct RunPos {
+    pub level: TableLevel,
+    /// Base of the table.
+    pub base: u64,
+    /// First entry.
+    pub first: usize,
+    /// Number of entries.
+    pub count: usize,
+}
+
+impl RunPos {
+    /// The address of the run's `i`-th page.
+    pub fn vaddr_of(&self, i: usize) -> u64 {
+        self.base + (((self.first + i) as u64) << self.level.entry_bits())
+    }
+}
+
 /// See the crate documentation, "The shadow".
-#[derive(Clone, Default, PartialEq, Eq, Debug)]
+#[derive(Clone)]
 pub(crate) struct Shadow {
     /// PML4 entries in use (present PDPTs).
     pub root_used: u16,
-    /// Per level (indexed by [`TableLevel::ordinal`]): base of the covered region -> table.
-    pub tables: [HashMap<u64, TableRec>; 3],
-    /// Page start -> frame, for every size.
-    pub frames: HashMap<u64, FrameRec>,
+    /// The slab slot of the PDPT in each PML4 entry ([`NONE`] where there is none; empty until the first).
+    root: Vec<u32>,
+    /// The tables, by slot; `None`: a free slot.
+    slab: Vec<Option<TableRec>>,
+    /// Free slots, and the records they held, emptied (while few slots are free, with their buffers, for
+    /// the next tables: a space that keeps creating and reclaiming tables does not allocate).
+    free: Vec<(u32, TableRec)>,
+    /// Tables per level.
+    counts: [usize; 3],
     /// Frame cap -> page start.
     pub by_cap: HashMap<CapRef, u64>,
-    /// Empty tables that are still mapped because the kernel refused to unmap them.
-    pub pending: HashSet<TableKey>,
+    /// Mapped frames per size (indexed like [`FrameSize::ALL`]).
+    pub frame_count: [usize; 3],
+    /// Per level, the last table resolved (base, slab slot): consecutive operations in one region skip
+    /// the walk. Never trusted blindly: it is used only if that slot holds a table of that level and base.
+    hint: [(u64, u32); 3],
+}
+
+impl Default for Shadow {
+    fn default() -> Self {
+        Self {
+            root_used: 0,
+            root: Vec::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            counts: [0; 3],
+            by_cap: HashMap::new(),
+            frame_count: [0; 3],
+            hint: [(u64::MAX, NONE); 3],
+        }
+    }
+}
+
+impl fmt::Debug for Shadow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tables: Vec<&TableRec> = self.tables().collect();
+        f.debug_struct("Shadow")
+            .field("root_used", &self.root_used)
+            .field("tables", &tables)
+            .field("by_cap", &self.by_cap)
+            .field("frame_count", &self.frame_count)
+            .finish()
+    }
 }
 
 /// [`AddressSpace::check`](crate::AddressSpace::check) found the shadow inconsistent (a bug in this crate).
@@ -66,178 +372,417 @@ impl fmt::Display for InvariantViolation {
 
 impl core::error::Error for InvariantViolation {}
 
+/// The number of entries of the table of `level` at `base` whose address is below `end` (`end > base`).
+fn entry_limit(level: TableLevel, base: u64, end: u64) -> usize {
+    let span = end - base;
+    if span >= 1 << level.span_bits() {
+        ENTRIES
+    } else {
+        let eb = level.entry_bits();
+        ((span + (1 << eb) - 1) >> eb) as usize
+    }
+}
+
 impl Shadow {
+    /// The record in slab slot `slot`.
+    pub fn at(&self, slot: usize) -> &TableRec {
+        self.slab[slot].as_ref().expect("shadow: free slab slot")
+    }
+
+    /// The record in slab slot `slot`.
+    pub fn at_mut(&mut self, slot: usize) -> &mut TableRec {
+        self.slab[slot].as_mut().expect("shadow: free slab slot")
+    }
+
+    /// The slab slot of the PDPT covering `vaddr`.
+    pub fn root_child(&self, vaddr: u64) -> Option<usize> {
+        match self.root.get(root_index(vaddr)) {
+            Some(&c) if c != NONE => Some(c as usize),
+            _ => None,
+        }
+    }
+
+    /// The slab slot of the table of `level` covering `vaddr`: a walk from the root.
+    pub fn find(&self, level: TableLevel, vaddr: u64) -> Option<usize> {
+        let mut slot = self.root_child(vaddr)?;
+        let mut l = TableLevel::Pdpt;
+        while l != level {
+            slot = self.at(slot).child_at(l.index_of(vaddr) as usize)?;
+            l = l.child()?;
+        }
+        Some(slot)
+    }
+
+    /// The slab slot of the table of `level` at `base` if it is the one last resolved at that level.
+    pub fn hinted(&self, level: TableLevel, base: u64) -> Option<usize> {
+        let (b, slot) = self.hint[level.ordinal()];
+        let slot = slot as usize;
+        match self.slab.get(slot) {
+            Some(Some(t)) if b == base && t.base == base && t.level == level => Some(slot),
+            _ => None,
+        }
+    }
+
+    /// Remembers the slab slot of a table just resolved.
+    pub fn remember(&mut self, level: TableLevel, base: u64, slot: usize) {
+        self.hint[level.ordinal()] = (base, slot as u32);
+    }
+
+    /// The slab slot of the table of `level` at `base`, from the hint or by a walk (then remembered).
+    pub fn find_hinted(&mut self, level: TableLevel, base: u64) -> Option<usize> {
+        if let Some(slot) = self.hinted(level, base) {
+            return Some(slot);
+        }
+        let slot = self.find(level, base)?;
+        self.remember(level, base, slot);
+        Some(slot)
+    }
+
+    /// The table of `level` whose region starts at `base`.
     pub fn table(&self, level: TableLevel, base: u64) -> Option<&TableRec> {
-        self.tables[level.ordinal()].get(&base)
-    }
-
-    /// The frame of exactly `size` starting at `vaddr`.
-    pub fn frame_of_size(&self, vaddr: u64, size: FrameSize) -> Option<&FrameRec> {
-        self.frames.get(&vaddr).filter(|f| f.size == size)
-    }
-
-    /// The mapping covering `vaddr`, with its page start.
-    pub fn lookup(&self, vaddr: u64) -> Option<(u64, &FrameRec)> {
-        FrameSize::ALL.iter().find_map(|&size| {
-            let base = size.align_down(vaddr);
-            self.frame_of_size(base, size).map(|f| (base, f))
-        })
-    }
-
-    /// The entry count of the parent of table `(level, base)` (the root for a PDPT), and the parent's key.
-    fn parent_used(&mut self, level: TableLevel, base: u64) -> (&mut u16, Option<TableKey>) {
-        match level.parent() {
-            None => (&mut self.root_used, None),
-            Some(p) => {
-                let pbase = p.base_of(base);
-                let rec = self.tables[p.ordinal()]
-                    .get_mut(&pbase)
-                    .expect("shadow: parent table missing");
-                (&mut rec.used, Some((p, pbase)))
-            }
+        if base != level.base_of(base) {
+            return None;
         }
+        self.find(level, base).map(|s| self.at(s))
     }
 
-    /// Increments an entry count; a table that leaves the empty state is no longer pending reclaim.
-    fn inc(&mut self, used_of: Option<TableKey>) {
-        match used_of {
-            None => self.root_used += 1,
-            Some((l, b)) => {
-                let rec = self.tables[l.ordinal()].get_mut(&b).expect("shadow: table missing");
-                if rec.used == 0 {
-                    self.pending.remove(&(l, b));
-                }
-                rec.used += 1;
-            }
+    /// The table of `level` whose region starts at `base`.
+    pub fn table_mut(&mut self, level: TableLevel, base: u64) -> Option<&mut TableRec> {
+        if base != level.base_of(base) {
+            return None;
         }
+        self.find(level, base).map(|s| self.at_mut(s))
     }
 
-    /// Records a table just mapped (empty).
-    pub fn insert_table(&mut self, level: TableLevel, base: u64, cap: CapRef) {
-        let parent = level.parent().map(|p| (p, p.base_of(base)));
-        self.inc(parent);
-        let old = self.tables[level.ordinal()].insert(base, TableRec { cap, used: 0 });
-        debug_assert!(old.is_none());
+    /// Every table, in no particular order.
+    pub fn tables(&self) -> impl Iterator<Item = &TableRec> + '_ {
+        self.slab.iter().flatten()
     }
 
-    /// Forgets an (empty) table just unmapped. Returns its parent if that became empty.
-    pub fn remove_table(&mut self, level: TableLevel, base: u64) -> Option<TableKey> {
-        let rec = self.tables[level.ordinal()]
-            .remove(&base)
-            .expect("shadow: table missing");
-        debug_assert_eq!(rec.used, 0);
-        self.pending.remove(&(level, base));
-        let (used, key) = self.parent_used(level, base);
-        *used -= 1;
-        if *used == 0 {
-            key
-        } else {
-            None
-        }
-    }
-
-    /// Records a frame just mapped.
-    pub fn insert_frame(&mut self, vaddr: u64, rec: FrameRec) {
-        let leaf = rec.size.level();
-        self.inc(Some((leaf, leaf.base_of(vaddr))));
-        let old = self.frames.insert(vaddr, rec);
-        debug_assert!(old.is_none());
-        let old = self.by_cap.insert(rec.cap, vaddr);
-        debug_assert!(old.is_none());
-    }
-
-    /// Forgets a frame just unmapped. Returns it, and its leaf table if that became empty.
-    pub fn remove_frame(&mut self, vaddr: u64) -> (FrameRec, Option<TableKey>) {
-        let rec = self.frames.remove(&vaddr).expect("shadow: frame missing");
-        self.by_cap.remove(&rec.cap);
-        let leaf = rec.size.level();
-        let base = leaf.base_of(vaddr);
-        let t = self.tables[leaf.ordinal()]
-            .get_mut(&base)
-            .expect("shadow: leaf table missing");
-        t.used -= 1;
-        (rec, if t.used == 0 { Some((leaf, base)) } else { None })
+    /// Number of tables of `level`.
+    pub fn level_count(&self, level: TableLevel) -> usize {
+        self.counts[level.ordinal()]
     }
 
     /// Number of tables, all levels.
     pub fn table_count(&self) -> usize {
-        self.tables.iter().map(|t| t.len()).sum()
+        self.counts.iter().sum()
+    }
+
+    /// Number of tables pending reclaim.
+    pub fn pending_count(&self) -> usize {
+        self.tables().filter(|t| t.pending).count()
+    }
+
+    /// The frame of exactly `size` starting at `vaddr`.
+    pub fn frame_of_size(&self, vaddr: u64, size: FrameSize) -> Option<FrameRec> {
+        if !size.is_aligned(vaddr) {
+            return None;
+        }
+        let level = size.level();
+        self.table(level, level.base_of(vaddr))?
+            .frame(level.index_of(vaddr) as usize)
+    }
+
+    /// The mapping covering `vaddr`, with its page start: a walk from the root.
+    pub fn lookup(&self, vaddr: u64) -> Option<(u64, FrameRec)> {
+        self.walk(vaddr, None)
+    }
+
+    /// The mapping larger than `size` covering `vaddr`, with its page start.
+    pub fn lookup_larger(&self, vaddr: u64, size: FrameSize) -> Option<(u64, FrameRec)> {
+        self.walk(vaddr, Some(size))
+    }
+
+    /// The slab slot of the table holding the frame that starts at `vaddr`, and its entry index.
+    pub fn frame_entry(&self, vaddr: u64) -> Option<(usize, usize)> {
+        let (start, f) = self.lookup(vaddr)?;
+        let level = f.size.level();
+        (start == vaddr).then(|| (self.find(level, vaddr).expect("table"), level.index_of(vaddr) as usize))
+    }
+
+    /// The mapping covering `vaddr`, looking only at frames larger than `above`.
+    fn walk(&self, vaddr: u64, above: Option<FrameSize>) -> Option<(u64, FrameRec)> {
+        let mut slot = self.root_child(vaddr)?;
+        loop {
+            let t = self.at(slot);
+            if above.is_some_and(|a| frame_size_of(t.level) <= a) {
+                return None;
+            }
+            let i = t.level.index_of(vaddr) as usize;
+            if let Some(f) = t.frame(i) {
+                return Some((f.size.align_down(vaddr), f));
+            }
+            slot = t.child_at(i)?;
+        }
+    }
+
+    /// The record in slab slot `slot`, with the cap index and the frame counts.
+    pub fn split_mut(&mut self, slot: usize) -> (&mut TableRec, &mut HashMap<CapRef, u64>, &mut [usize; 3]) {
+        let rec = self.slab[slot].as_mut().expect("shadow: free slab slot");
+        (rec, &mut self.by_cap, &mut self.frame_count)
+    }
+
+    /// Total mapped frames.
+    pub fn frames_total(&self) -> usize {
+        self.frame_count.iter().sum()
+    }
+
+    /// Every frame, table by table.
+    pub fn frames(&self) -> impl Iterator<Item = (u64, FrameRec)> + '_ {
+        self.tables().flat_map(|t| {
+            t.frames
+                .ones()
+                .map(move |i| (t.vaddr_of(i), t.frame(i).expect("frame")))
+        })
+    }
+
+    /// The first run of frames (consecutive frame entries of one table) at or after `v` whose first page
+    /// starts below `end`, ascending, with the slab slot of its table. With `skip`, frames whose rights
+    /// and attribute equal it are passed over (they end a run). Walks only the tables present.
+    pub fn next_run(&self, mut v: u64, end: u64, skip: Option<Meta>) -> Option<(RunPos, usize)> {
+        'outer: while v < end {
+            // Start at the page table covering `v` if it is the one remembered (its ancestors hold it, so
+            // nothing at or after `v` in its region is elsewhere); otherwise walk from the root.
+            let hinted = self.hinted(TableLevel::Pt, TableLevel::Pt.base_of(v));
+            let Some(mut slot) = hinted.or_else(|| self.root_child(v)) else {
+                v = TableLevel::Pdpt.base_of(v) + (1 << PML4_ENTRY_BITS);
+                continue;
+            };
+            loop {
+                let t = self.at(slot);
+                let (level, base) = (t.level, t.base);
+                let eb = level.entry_bits();
+                let lim = entry_limit(level, base, end);
+                let i = level.index_of(v) as usize;
+                let Some(j) = t.next_occupied(i, lim) else {
+                    v = base + ((lim as u64) << eb);
+                    continue 'outer;
+                };
+                let a = base + ((j as u64) << eb);
+                if t.frames.get(j) {
+                    let count = match skip {
+                        None => t.frames.next_zero(j, lim) - j,
+                        Some(m) => {
+                            let meta = &t.slots.meta;
+                            let stop = (j..lim).find(|&x| !t.frames.get(x) || meta[x] == m).unwrap_or(lim);
+                            if stop == j {
+                                v = a + (1 << eb);
+                                continue 'outer;
+                            }
+                            stop - j
+                        }
+                    };
+                    let run = RunPos {
+                        level,
+                        base,
+                        first: j,
+                        count,
+                    };
+                    return Some((run, slot));
+                }
+                v = v.max(a);
+                slot = t.child_at(j).expect("shadow: child entry without its table");
+            }
+        }
+        None
+    }
+
+    /// Records a table just mapped (empty). Returns its slab slot.
+    pub fn insert_table(&mut self, level: TableLevel, base: u64, cap: CapRef) -> usize {
+        // Its parent's entry first (the new record is not reachable before it is complete).
+        let parent = level
+            .parent()
+            .map(|p| self.find(p, base).expect("shadow: parent table missing"));
+        let (slot, mut rec) = match self.free.pop() {
+            Some((slot, rec)) => (slot as usize, rec),
+            None => {
+                self.slab.push(None);
+                let rec = TableRec {
+                    level,
+                    base,
+                    cap,
+                    used: 0,
+                    pending: false,
+                    children: Bits::default(),
+                    frames: Bits::default(),
+                    child: Vec::new(),
+                    slots: Slots::default(),
+                };
+                (self.slab.len() - 1, rec)
+            }
+        };
+        debug_assert!(slot < NONE as usize);
+        rec.level = level;
+        rec.base = base;
+        rec.cap = cap;
+        self.slab[slot] = Some(rec);
+        self.counts[level.ordinal()] += 1;
+        match parent {
+            None => {
+                if self.root.is_empty() {
+                    self.root.resize(ENTRIES, NONE);
+                }
+                let old = core::mem::replace(&mut self.root[root_index(base)], slot as u32);
+                debug_assert_eq!(old, NONE);
+                self.root_used += 1;
+            }
+            Some(p) => {
+                let pt = self.at_mut(p);
+                let i = pt.level.index_of(base) as usize;
+                grow(&mut pt.child, i + 1, NONE);
+                pt.child[i] = slot as u32;
+                pt.children.set(i);
+                pt.add_used(1);
+            }
+        }
+        slot
+    }
+
+    /// Forgets an (empty) table just unmapped. Returns its parent if that became empty.
+    pub fn remove_table(&mut self, level: TableLevel, base: u64) -> Option<TableKey> {
+        let slot = self.find(level, base).expect("shadow: table missing");
+        let mut rec = self.slab[slot].take().expect("shadow: free slab slot");
+        debug_assert_eq!(rec.used, 0);
+        self.counts[level.ordinal()] -= 1;
+        // Keep the buffers for the next table (an empty table's child entries are all `NONE` already),
+        // for a few free slots only.
+        debug_assert!(rec.child.iter().all(|&c| c == NONE));
+        rec.pending = false;
+        rec.children = Bits::default();
+        rec.frames = Bits::default();
+        if self.free.len() >= KEEP_BUFFERS {
+            rec.child = Vec::new();
+            rec.slots = Slots::default();
+        }
+        self.free.push((slot as u32, rec));
+        match level.parent() {
+            None => {
+                self.root[root_index(base)] = NONE;
+                self.root_used -= 1;
+                None
+            }
+            Some(p) => {
+                let ps = self.find(p, base).expect("shadow: parent table missing");
+                let pt = self.at_mut(ps);
+                let i = p.index_of(base) as usize;
+                pt.child[i] = NONE;
+                pt.children.clear(i);
+                pt.used -= 1;
+                (pt.used == 0).then_some((p, pt.base))
+            }
+        }
     }
 
     /// Checks every invariant of the crate documentation.
     pub fn check(&self) -> Result<(), InvariantViolation> {
         let fail = |what, vaddr| Err(InvariantViolation { what, vaddr });
-        // Recount every entry from the records themselves.
-        let mut counts: [HashMap<u64, u16>; 3] = Default::default();
         let mut root_count = 0u16;
-        for level in TableLevel::ALL {
-            for (&base, rec) in &self.tables[level.ordinal()] {
-                if base != level.base_of(base) || base >= USER_VADDR_END {
-                    return fail("T1: table base not aligned to its span or outside the user range", base);
+        let mut counts = [0usize; 3];
+        let mut frames = [0usize; 3];
+        for (slot, rec) in self.slab.iter().enumerate() {
+            let Some(rec) = rec else { continue };
+            let (level, base) = (rec.level, rec.base);
+            counts[level.ordinal()] += 1;
+            if base != level.base_of(base) || base >= USER_VADDR_END {
+                return fail("T1: table base not aligned to its span or outside the user range", base);
+            }
+            // Reachable from the root, at its place.
+            let parent_entry = match level.parent() {
+                None => {
+                    root_count += 1;
+                    self.root.get(root_index(base)).copied()
                 }
-                match level.parent() {
-                    None => root_count += 1,
-                    Some(p) => {
-                        let pbase = p.base_of(base);
-                        if self.table(p, pbase).is_none() {
-                            return fail("T1: table without its parent", base);
+                Some(p) => match self.find(p, base) {
+                    None => return fail("T1: table without its parent", base),
+                    Some(ps) => {
+                        let pt = self.at(ps);
+                        let i = p.index_of(base) as usize;
+                        if !pt.children.get(i) {
+                            return fail("T2: table not recorded in its parent's entry", base);
                         }
-                        *counts[p.ordinal()].entry(pbase).or_default() += 1;
+                        pt.child.get(i).copied()
+                    }
+                },
+            };
+            if parent_entry != Some(slot as u32) {
+                return fail("T1: table not reachable from the root", base);
+            }
+            // Every child entry names a table of the level below, at its place.
+            for i in 0..ENTRIES {
+                let c = rec.child_at(i);
+                if c.is_some() != rec.children.get(i) {
+                    return fail("T2: child entry and child map disagree", base);
+                }
+                if let Some(c) = c {
+                    let ok = self
+                        .slab
+                        .get(c)
+                        .and_then(|r| r.as_ref())
+                        .is_some_and(|ct| Some(ct.level) == level.child() && ct.base == rec.vaddr_of(i));
+                    if !ok {
+                        return fail("T2: child entry without its table", base);
                     }
                 }
-                if rec.used == 0 && !self.pending.contains(&(level, base)) {
-                    return fail("T3: empty table neither reclaimed nor pending", base);
+            }
+            if rec.used as usize != rec.children.count() + rec.frames.count() {
+                return fail("T2: table entry count wrong", base);
+            }
+            if rec.used == 0 && !rec.pending {
+                return fail("T3: empty table neither reclaimed nor pending", base);
+            }
+            if rec.pending && rec.used != 0 {
+                return fail("T3: pending reclaim names a missing or non-empty table", base);
+            }
+            if rec
+                .frames
+                .ones()
+                .last()
+                .is_some_and(|i| i >= rec.slots.caps.len().min(rec.slots.meta.len()))
+            {
+                return fail("F2: frame entries without their records", base);
+            }
+            if rec.children.intersects(&rec.frames) {
+                return fail("F3: a table of smaller pages sits in a large frame's entry", base);
+            }
+            for i in rec.frames.ones() {
+                let f = rec.frame(i).expect("frame");
+                let vaddr = rec.vaddr_of(i);
+                let size = f.size;
+                frames[size as usize] += 1;
+                if !size.is_aligned(vaddr) {
+                    return fail("F1: frame not aligned to its size", vaddr);
+                }
+                if vaddr < USER_VADDR_START || vaddr.checked_add(size.bytes()).is_none_or(|e| e > USER_VADDR_END) {
+                    return fail("F1: frame outside the user range", vaddr);
+                }
+                for larger in FrameSize::ALL.into_iter().filter(|&l| l > size) {
+                    if self.frame_of_size(larger.align_down(vaddr), larger).is_some() {
+                        return fail("F3: frame inside a larger frame", vaddr);
+                    }
+                }
+                if self.by_cap.get(&f.cap) != Some(&vaddr) {
+                    return fail("C1: frame cap not indexed at its page", vaddr);
+                }
+                if !f.rights.is_valid() {
+                    return fail("F1: write without read", vaddr);
                 }
             }
         }
-        for (&vaddr, f) in &self.frames {
-            let size = f.size;
-            if !size.is_aligned(vaddr) {
-                return fail("F1: frame not aligned to its size", vaddr);
-            }
-            if vaddr < USER_VADDR_START || vaddr.checked_add(size.bytes()).is_none_or(|e| e > USER_VADDR_END) {
-                return fail("F1: frame outside the user range", vaddr);
-            }
-            let leaf = size.level();
-            let lbase = leaf.base_of(vaddr);
-            if self.table(leaf, lbase).is_none() {
-                return fail("F2: frame without its leaf table", vaddr);
-            }
-            *counts[leaf.ordinal()].entry(lbase).or_default() += 1;
-            if let Some(child) = leaf.child() {
-                if self.table(child, vaddr).is_some() {
-                    return fail("F3: a table of smaller pages sits in a large frame's entry", vaddr);
-                }
-            }
-            for larger in FrameSize::ALL.into_iter().filter(|&l| l > size) {
-                if self.frame_of_size(larger.align_down(vaddr), larger).is_some() {
-                    return fail("F3: frame inside a larger frame", vaddr);
-                }
-            }
-            if self.by_cap.get(&f.cap) != Some(&vaddr) {
-                return fail("C1: frame cap not indexed at its page", vaddr);
-            }
-            if !f.rights.is_valid() {
-                return fail("F1: write without read", vaddr);
-            }
+        if self.root.iter().filter(|&&c| c != NONE).count() != root_count as usize {
+            return fail("T2: root entry without its table", 0);
         }
-        if self.by_cap.len() != self.frames.len() {
+        if counts != self.counts {
+            return fail("T2: table counts per level wrong", 0);
+        }
+        if frames != self.frame_count {
+            return fail("F2: frame counts per size wrong", 0);
+        }
+        if self.by_cap.len() != self.frames_total() {
             return fail("C1: cap index and frames differ in size", 0);
         }
         if root_count != self.root_used {
             return fail("T2: root entry count wrong", 0);
-        }
-        for level in TableLevel::ALL {
-            for (&base, rec) in &self.tables[level.ordinal()] {
-                if counts[level.ordinal()].get(&base).copied().unwrap_or(0) != rec.used {
-                    return fail("T2: table entry count wrong", base);
-                }
-            }
-        }
-        for &(level, base) in &self.pending {
-            if self.table(level, base).is_none_or(|t| t.used != 0) {
-                return fail("T3: pending reclaim names a missing or non-empty table", base);
-            }
         }
         Ok(())
     }

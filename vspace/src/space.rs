@@ -1,18 +1,18 @@
 //! [`AddressSpace`]: one VSpace and its shadow.
 
 use alloc::boxed::Box;
+use alloc::collections::BinaryHeap;
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 
 use hashbrown::HashSet;
 
-use crate::addr::{
-    FrameSize, PageRange, PageSize, TableLevel, VirtAddr, PML4_ENTRY_BITS, USER_VADDR_END, USER_VADDR_START,
-};
+use crate::addr::{FrameSize, PageRange, PageSize, TableLevel, VirtAddr, USER_VADDR_END, USER_VADDR_START};
 use crate::attr::{CacheAttr, Rights};
-use crate::batch::MapBatch;
+use crate::batch::{self, CapIndex, MapBatch, Seg};
 use crate::error::{CreateError, DestroyError, MapError, ProtectError, ReclaimError, Rollback, UnmapError};
 use crate::kernel::{CapRef, KernelFailure, KernelOp, LeafRun, VSpaceKernel};
-use crate::shadow::{FrameRec, InvariantViolation, Shadow, TableKey};
+use crate::shadow::{frame_size_of, FrameRec, InvariantViolation, Meta, RunPos, Shadow, TableKey};
 
 /// One mapping of the space.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -139,45 +139,41 @@ impl AddressSpace {
 
     /// The mapping covering `vaddr`, if any.
     pub fn lookup(&self, vaddr: VirtAddr) -> Option<Mapping> {
-        self.shadow.lookup(vaddr.as_u64()).map(|(base, f)| mapping(base, f))
+        self.shadow.lookup(vaddr.as_u64()).map(|(base, f)| mapping(base, &f))
     }
 
     /// Where the frame cap is mapped in this space, if it is.
     pub fn mapping_of(&self, frame: CapRef) -> Option<Mapping> {
         let &base = self.shadow.by_cap.get(&frame)?;
-        Some(mapping(base, &self.shadow.frames[&base]))
+        let (v, f) = self.shadow.lookup(base).expect("shadow: indexed cap not mapped");
+        debug_assert_eq!(v, base);
+        Some(mapping(v, &f))
     }
 
     /// Every mapping, in no particular order.
     pub fn mappings(&self) -> impl Iterator<Item = Mapping> + '_ {
-        self.shadow.frames.iter().map(|(&base, f)| mapping(base, f))
+        self.shadow.frames().map(|(base, f)| mapping(base, &f))
     }
 
     /// Every paging structure below the root, in no particular order.
     pub fn tables(&self) -> impl Iterator<Item = TableInfo> + '_ {
-        TableLevel::ALL.into_iter().flat_map(move |level| {
-            self.shadow.tables[level.ordinal()]
-                .iter()
-                .map(move |(&base, t)| TableInfo {
-                    level,
-                    base: VirtAddr::new_unchecked(base),
-                    cap: t.cap,
-                    used: t.used,
-                })
+        self.shadow.tables().map(|t| TableInfo {
+            level: t.level,
+            base: VirtAddr::new_unchecked(t.base),
+            cap: t.cap,
+            used: t.used,
         })
     }
 
     /// Counts of tables and frames.
     pub fn stats(&self) -> SpaceStats {
         let mut s = SpaceStats {
-            pending_reclaim: self.shadow.pending.len(),
+            pending_reclaim: self.shadow.pending_count(),
+            frames: self.shadow.frame_count,
             ..SpaceStats::default()
         };
         for level in TableLevel::ALL {
-            s.tables[level.ordinal()] = self.shadow.tables[level.ordinal()].len();
-        }
-        for f in self.shadow.frames.values() {
-            s.frames[f.size as usize] += 1;
+            s.tables[level.ordinal()] = self.shadow.level_count(level);
         }
         s
     }
@@ -202,9 +198,18 @@ impl AddressSpace {
         rights: Rights,
         attr: CacheAttr,
     ) -> Result<(), MapError> {
-        let mut batch = self.map_batch();
-        batch.add(range, frames, rights, attr)?;
-        batch.commit(k)
+        // A batch of one range, without the batch's copies: its caps go straight to the cap index.
+        let mut new_tables = Vec::new();
+        batch::plan(self, None, CapIndex::Space, range, frames, rights, &mut new_tables)?;
+        let seg = Seg {
+            start: range.start().start_address(),
+            pages: frames.len(),
+            size: S::FRAME,
+            rights,
+            attr,
+            off: 0,
+        };
+        batch::commit_range::<S, K>(self, k, &seg, frames, &new_tables)
     }
 
     /// Unmaps every mapping inside `range` (holes are allowed; a mapping crossing its ends is refused),
@@ -224,19 +229,35 @@ impl AddressSpace {
         if end > USER_VADDR_END {
             return Err(UnmapError::OutsideUserRange { start, end });
         }
-        let pages = self.collect(start, end);
-        if let Some((vaddr, size)) = self.first_split(&pages, start, end) {
+        if let Some((vaddr, size)) = self.first_split(start, end, S::FRAME) {
             return Err(UnmapError::SplitsMapping { vaddr, size });
         }
-        let out = self.unmap_pages(k, &pages);
-        match self.policy {
-            TablePolicy::Reclaim => self.reclaim_pass(k, out.emptied, None),
-            // Reclaim nothing: every emptied table is marked pending.
-            TablePolicy::Retain => self.reclaim_pass(k, out.emptied, Some(&HashSet::new())),
+        let expect = range.len().min(self.shadow.frames_total() as u64) as usize;
+        let mut out = UnmapOutcome {
+            released: Vec::with_capacity(expect),
+            ..UnmapOutcome::default()
         };
+        let mut emptied = Candidates::new();
+        let mut on_empty = match self.policy {
+            TablePolicy::Reclaim => OnEmpty::Collect(&mut emptied),
+            // Reclaim nothing: every emptied table is marked pending.
+            TablePolicy::Retain => OnEmpty::MarkPending,
+        };
+        let mut v = start;
+        while v < end {
+            let Some((r, slot)) = self.shadow.next_run(v, end, None) else {
+                break;
+            };
+            v = r.vaddr_of(r.count);
+            self.shadow.remember(r.level, r.base, slot);
+            self.unmap_run(k, r, slot, &mut out, &mut on_empty);
+        }
+        if !emptied.is_empty() {
+            self.reclaim_pass(k, emptied, None);
+        }
         match out.failures.first() {
             None => Ok(out.released),
-            Some(&(vaddr, failure)) => Err(UnmapError::Kernel {
+            Some(&(vaddr, _, failure)) => Err(UnmapError::Kernel {
                 vaddr: VirtAddr::new_unchecked(vaddr),
                 failure,
                 unmapped: out.released,
@@ -265,27 +286,34 @@ impl AddressSpace {
         if end > USER_VADDR_END {
             return Err(ProtectError::OutsideUserRange { start, end });
         }
-        let mut pages = self.collect(start, end);
-        if let Some((vaddr, size)) = self.first_split(&pages, start, end) {
+        if let Some((vaddr, size)) = self.first_split(start, end, S::FRAME) {
             return Err(ProtectError::SplitsMapping { vaddr, size });
         }
-        pages.retain(|v| {
-            let f = &self.shadow.frames[v];
-            (f.rights, f.attr) != (rights, attr)
-        });
-        let mut changed: Vec<(u64, Rights, CacheAttr)> = Vec::with_capacity(pages.len());
-        for (run, s, n) in self.runs_of(&pages) {
-            let caps: Vec<CapRef> = pages[s..s + n].iter().map(|v| self.shadow.frames[v].cap).collect();
-            let res = k.remap_frames_run(self.root, &run, &caps, rights, attr);
+        let root = self.root;
+        let meta = Meta { rights, attr };
+        // Pages changed, with their old rights and attribute (pages that have the new ones are skipped).
+        let mut changed: Vec<(u64, Meta)> = Vec::new();
+        let mut v = start;
+        while let Some((r, slot)) = self.shadow.next_run(v, end, Some(meta)) {
+            v = r.vaddr_of(r.count);
+            let t = self.shadow.at_mut(slot);
+            let run = LeafRun {
+                level: r.level,
+                table: t.cap,
+                first_index: r.first as u16,
+                vaddr: VirtAddr::new_unchecked(r.vaddr_of(0)),
+                size: frame_size_of(r.level),
+            };
+            let slots = &mut t.slots;
+            let caps = &slots.caps[r.first..r.first + r.count];
+            let res = k.remap_frames_run(root, &run, caps, rights, attr);
             let done = match res {
-                Ok(()) => n,
+                Ok(()) => r.count,
                 Err(e) => e.done,
             };
-            for v in &pages[s..s + done] {
-                let f = self.shadow.frames.get_mut(v).expect("shadow: frame missing");
-                changed.push((*v, f.rights, f.attr));
-                f.rights = rights;
-                f.attr = attr;
+            for (i, m) in slots.meta[r.first..r.first + done].iter_mut().enumerate() {
+                changed.push((r.vaddr_of(i), *m));
+                *m = meta;
             }
             if let Err(e) = res {
                 let rollback = self.undo_protect(k, &changed);
@@ -302,14 +330,19 @@ impl AddressSpace {
     /// Retries the reclaim of every empty table whose unmap the kernel refused before. Returns the number
     /// of tables freed.
     pub fn reclaim<K: VSpaceKernel + ?Sized>(&mut self, k: &mut K) -> Result<usize, ReclaimError> {
-        let pending: Vec<TableKey> = self.shadow.pending.iter().copied().collect();
+        let pending: Candidates = self
+            .shadow
+            .tables()
+            .filter(|t| t.pending)
+            .map(|t| candidate((t.level, t.base)))
+            .collect();
         let (freed, failure) = self.reclaim_pass(k, pending, None);
         match failure {
             None => Ok(freed),
             Some(failure) => Err(ReclaimError {
                 failure,
                 freed,
-                pending: self.shadow.pending.len(),
+                pending: self.shadow.pending_count(),
             }),
         }
     }
@@ -318,10 +351,16 @@ impl AddressSpace {
     /// frame cap (each unmapped: the caller may delete it, which under seL4 5.0 is safe only after the
     /// unmap) and the number of structures freed.
     pub fn destroy<K: VSpaceKernel + ?Sized>(mut self, k: &mut K) -> Result<Teardown, Box<DestroyError>> {
-        let mut pages: Vec<u64> = self.shadow.frames.keys().copied().collect();
-        pages.sort_unstable();
-        let out = self.unmap_pages(k, &pages);
-        if let Some(&(_, failure)) = out.failures.first() {
+        let mut out = UnmapOutcome {
+            released: Vec::with_capacity(self.shadow.frames_total()),
+            ..UnmapOutcome::default()
+        };
+        let mut v = 0;
+        while let Some((r, slot)) = self.shadow.next_run(v, USER_VADDR_END, None) {
+            v = r.vaddr_of(r.count);
+            self.unmap_run(k, r, slot, &mut out, &mut OnEmpty::Ignore);
+        }
+        if let Some(&(_, _, failure)) = out.failures.first() {
             return Err(Box::new(DestroyError {
                 op: KernelOp::UnmapFrame,
                 failure,
@@ -330,10 +369,7 @@ impl AddressSpace {
                 space: self,
             }));
         }
-        let all: Vec<TableKey> = TableLevel::ALL
-            .into_iter()
-            .flat_map(|l| self.shadow.tables[l.ordinal()].keys().map(move |&b| (l, b)))
-            .collect();
+        let all: Candidates = self.shadow.tables().map(|t| candidate((t.level, t.base))).collect();
         let (tables_freed, failure) = self.reclaim_pass(k, all, None);
         if let Some(failure) = failure {
             return Err(Box::new(DestroyError {
@@ -364,180 +400,134 @@ impl AddressSpace {
     }
 
     /// Page starts of the mappings that touch `[start, end)`, ascending, walking only the tables present.
+    #[cfg(test)]
     pub(crate) fn collect(&self, start: u64, end: u64) -> Vec<u64> {
-        let sh = &self.shadow;
         let mut out = Vec::new();
         let mut v = start;
-        while v < end {
-            let top = TableLevel::Pdpt.base_of(v);
-            if sh.table(TableLevel::Pdpt, top).is_none() {
-                v = top + (1 << PML4_ENTRY_BITS);
-                continue;
-            }
-            let huge = FrameSize::Huge.align_down(v);
-            if sh.frame_of_size(huge, FrameSize::Huge).is_some() {
-                out.push(huge);
-                v = huge + FrameSize::Huge.bytes();
-                continue;
-            }
-            if sh.table(TableLevel::Pd, huge).is_none() {
-                v = huge + FrameSize::Huge.bytes();
-                continue;
-            }
-            let large = FrameSize::Large.align_down(v);
-            if sh.frame_of_size(large, FrameSize::Large).is_some() {
-                out.push(large);
-                v = large + FrameSize::Large.bytes();
-                continue;
-            }
-            if sh.table(TableLevel::Pt, large).is_none() {
-                v = large + FrameSize::Large.bytes();
-                continue;
-            }
-            let small = FrameSize::Small.align_down(v);
-            if sh.frame_of_size(small, FrameSize::Small).is_some() {
-                out.push(small);
-            }
-            v = small + FrameSize::Small.bytes();
+        while let Some((r, _)) = self.shadow.next_run(v, end, None) {
+            out.extend((0..r.count).map(|i| r.vaddr_of(i)));
+            v = r.vaddr_of(r.count);
         }
         out
     }
 
-    /// The first mapping of `pages` that crosses `start` or `end`.
-    fn first_split(&self, pages: &[u64], start: u64, end: u64) -> Option<(VirtAddr, FrameSize)> {
-        pages.iter().find_map(|&v| {
-            let size = self.shadow.frames[&v].size;
-            (v < start || v + size.bytes() > end).then_some((VirtAddr::new_unchecked(v), size))
-        })
-    }
-
-    /// Splits ascending page starts of mappings in the shadow into runs: consecutive entries of one leaf
-    /// table, of one size. Returns each run with the index and length of its pages in `pages`.
-    pub(crate) fn runs_of(&self, pages: &[u64]) -> Vec<(LeafRun, usize, usize)> {
-        self.runs_with(
-            pages,
-            |v| (self.shadow.frames[&v].size, Rights::empty(), CacheAttr::WriteBack),
-            false,
-        )
-    }
-
-    /// Splits ascending page starts, whose leaf tables are in the shadow, into runs: consecutive entries of
-    /// one leaf table, of one size, and if `by_attr` with the same rights and attribute (`info` gives them
-    /// per page). Returns each run with the index and length of its pages in `pages`.
-    pub(crate) fn runs_with(
-        &self,
-        pages: &[u64],
-        info: impl Fn(u64) -> (FrameSize, Rights, CacheAttr),
-        by_attr: bool,
-    ) -> Vec<(LeafRun, usize, usize)> {
-        let mut runs: Vec<(LeafRun, usize, usize)> = Vec::new();
-        let mut prev: Option<(u64, FrameSize, Rights, CacheAttr)> = None;
-        for (i, &v) in pages.iter().enumerate() {
-            let (size, rights, attr) = info(v);
-            let level = size.level();
-            let extends = prev.is_some_and(|(pv, ps, pr, pa)| {
-                ps == size
-                    && pv + size.bytes() == v
-                    && level.base_of(pv) == level.base_of(v)
-                    && (!by_attr || (pr, pa) == (rights, attr))
-            });
-            if extends {
-                runs.last_mut().expect("run").2 += 1;
-            } else {
-                let table = self
-                    .shadow
-                    .table(level, level.base_of(v))
-                    .expect("shadow: leaf table missing")
-                    .cap;
-                let run = LeafRun {
-                    level,
-                    table,
-                    first_index: level.index_of(v),
-                    vaddr: VirtAddr::new_unchecked(v),
-                    size,
-                };
-                runs.push((run, i, 1));
-            }
-            prev = Some((v, size, rights, attr));
+    /// The first mapping (in address order) that crosses `start` or `end`, for a range of pages of `size`:
+    /// only a larger mapping can, the one holding `start` or the one holding `end - 1`.
+    fn first_split(&self, start: u64, end: u64, size: FrameSize) -> Option<(VirtAddr, FrameSize)> {
+        if self.shadow.frame_count[size as usize + 1..].iter().all(|&n| n == 0) {
+            return None;
         }
-        runs
+        let crosses = |(v, f): (u64, FrameRec)| {
+            (v < start || v + f.size.bytes() > end).then_some((VirtAddr::new_unchecked(v), f.size))
+        };
+        let larger = |a: u64| self.shadow.lookup_larger(a, size).and_then(crosses);
+        larger(start).or_else(|| larger(end - 1))
     }
 
-    /// Unmaps the mappings at `pages` (ascending) run by run, going on past refusals, and updates the
-    /// shadow with exactly what was unmapped. Does not reclaim.
-    pub(crate) fn unmap_pages<K: VSpaceKernel + ?Sized>(&mut self, k: &mut K, pages: &[u64]) -> UnmapOutcome {
-        let mut out = UnmapOutcome::default();
-        for (run, s, n) in self.runs_of(pages) {
-            let caps: Vec<CapRef> = pages[s..s + n].iter().map(|v| self.shadow.frames[v].cap).collect();
-            let mut pos = 0;
-            while pos < n {
-                let sub = LeafRun {
-                    first_index: run.first_index + pos as u16,
-                    vaddr: run.vaddr_of(pos),
-                    ..run
-                };
-                let (done, failure) = match k.unmap_frames_run(&sub, &caps[pos..]) {
-                    Ok(()) => (n - pos, None),
-                    Err(e) => (e.done, Some(e.failure)),
-                };
-                for &v in &pages[s + pos..s + pos + done] {
-                    let (rec, emptied) = self.shadow.remove_frame(v);
-                    out.released.push((VirtAddr::new_unchecked(v), rec.cap));
-                    out.emptied.extend(emptied);
-                }
-                pos += done;
-                if let Some(failure) = failure {
-                    out.failures.push((pages[s + pos], failure));
-                    pos += 1;
-                }
+    /// Unmaps the frames of run `r` of the table in slab slot `slot` (one kernel run, continued past each
+    /// refused page), and updates the shadow with exactly what was unmapped: the caps go to `out.released`
+    /// in address order, the refused pages to `out.failures`. If the table becomes empty, `on_empty` says
+    /// what to do. Does not reclaim.
+    pub(crate) fn unmap_run<K: VSpaceKernel + ?Sized>(
+        &mut self,
+        k: &mut K,
+        r: RunPos,
+        slot: usize,
+        out: &mut UnmapOutcome,
+        on_empty: &mut OnEmpty<'_>,
+    ) {
+        let level = r.level;
+        let size = frame_size_of(level);
+        let (t, by_cap, frame_count) = self.shadow.split_mut(slot);
+        let run = LeafRun {
+            level,
+            table: t.cap,
+            first_index: r.first as u16,
+            vaddr: VirtAddr::new_unchecked(r.vaddr_of(0)),
+            size,
+        };
+        let mut pos = 0;
+        while pos < r.count {
+            let sub = LeafRun {
+                first_index: run.first_index + pos as u16,
+                vaddr: run.vaddr_of(pos),
+                ..run
+            };
+            let lo = r.first + pos;
+            let caps = &t.slots.caps[lo..r.first + r.count];
+            let (done, failure) = match k.unmap_frames_run(&sub, caps) {
+                Ok(()) => (caps.len(), None),
+                Err(e) => (e.done, Some(e.failure)),
+            };
+            for cap in &caps[..done] {
+                by_cap.remove(cap);
+            }
+            let (base, eb) = (run.vaddr_of(pos).as_u64(), size.bits());
+            out.released.extend(
+                caps[..done]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &cap)| (VirtAddr::new_unchecked(base + ((i as u64) << eb)), cap)),
+            );
+            let refused = failure.map(|f| (r.vaddr_of(pos + done), caps[done], f));
+            t.frames.set_range(lo, lo + done, false);
+            t.used -= done as u16;
+            frame_count[size as usize] -= done;
+            pos += done;
+            if let Some(refused) = refused {
+                out.failures.push(refused);
+                pos += 1;
             }
         }
-        out
+        if t.used == 0 {
+            match on_empty {
+                OnEmpty::Ignore => {}
+                OnEmpty::MarkPending => t.pending = true,
+                OnEmpty::Collect(emptied) => emptied.push(candidate((level, r.base))),
+            }
+        }
     }
 
     /// Unmaps and frees the empty tables among `candidates` (and their parents as they become empty),
-    /// children first. With `only`, tables outside it are left (a rollback reclaims only what it
-    /// allocated). An empty table left, by `only` or by a refused unmap, is marked pending. Returns the
-    /// number freed and the first refusal.
+    /// children first: level by level from the page tables up, each level by ascending base. With `only`,
+    /// tables outside it are left (a rollback reclaims only what it allocated). An empty table left, by
+    /// `only` or by a refused unmap, is marked pending. Returns the number freed and the first refusal.
     pub(crate) fn reclaim_pass<K: VSpaceKernel + ?Sized>(
         &mut self,
         k: &mut K,
-        candidates: impl IntoIterator<Item = TableKey>,
+        mut candidates: Candidates,
         only: Option<&HashSet<TableKey>>,
     ) -> (usize, Option<KernelFailure>) {
-        let mut buckets: [Vec<u64>; 3] = Default::default();
-        for (level, base) in candidates {
-            buckets[level.ordinal()].push(base);
-        }
         let mut freed = 0;
         let mut first_failure = None;
-        for level in [TableLevel::Pt, TableLevel::Pd, TableLevel::Pdpt] {
-            let mut bases = core::mem::take(&mut buckets[level.ordinal()]);
-            bases.sort_unstable();
-            bases.dedup();
-            for base in bases {
-                let Some(&t) = self.shadow.table(level, base) else {
-                    continue;
-                };
-                if t.used != 0 {
-                    continue;
-                }
-                if only.is_some_and(|o| !o.contains(&(level, base))) {
-                    self.shadow.pending.insert((level, base));
-                    continue;
-                }
-                match k.unmap_table(level, t.cap) {
-                    Ok(()) => {
-                        k.free_table(level, t.cap);
-                        freed += 1;
-                        if let Some((pl, pb)) = self.shadow.remove_table(level, base) {
-                            buckets[pl.ordinal()].push(pb);
-                        }
+        let mut prev = None;
+        while let Some(next) = candidates.pop() {
+            if prev.replace(next) == Some(next) {
+                continue;
+            }
+            let (level, Reverse(base)) = next;
+            let Some(t) = self.shadow.table_mut(level, base) else {
+                continue;
+            };
+            if t.used != 0 {
+                continue;
+            }
+            if only.is_some_and(|o| !o.contains(&(level, base))) {
+                t.pending = true;
+                continue;
+            }
+            let cap = t.cap;
+            match k.unmap_table(level, cap) {
+                Ok(()) => {
+                    k.free_table(level, cap);
+                    freed += 1;
+                    if let Some(parent) = self.shadow.remove_table(level, base) {
+                        candidates.push(candidate(parent));
                     }
-                    Err(failure) => {
-                        self.shadow.pending.insert((level, base));
-                        first_failure.get_or_insert(failure);
-                    }
+                }
+                Err(failure) => {
+                    t.pending = true;
+                    first_failure.get_or_insert(failure);
                 }
             }
         }
@@ -545,19 +535,19 @@ impl AddressSpace {
     }
 
     /// Puts back the old rights and attributes of the pages a failed protect changed, newest first.
-    fn undo_protect<K: VSpaceKernel + ?Sized>(&mut self, k: &mut K, changed: &[(u64, Rights, CacheAttr)]) -> Rollback {
+    fn undo_protect<K: VSpaceKernel + ?Sized>(&mut self, k: &mut K, changed: &[(u64, Meta)]) -> Rollback {
         let mut first_failure = None;
         let mut residue = Vec::new();
-        for &(v, rights, attr) in changed.iter().rev() {
-            let f = self.shadow.frames.get_mut(&v).expect("shadow: frame missing");
-            match k.remap_frame(f.cap, self.root, rights, attr) {
-                Ok(()) => {
-                    f.rights = rights;
-                    f.attr = attr;
-                }
+        for &(v, old) in changed.iter().rev() {
+            let (slot, i) = self.shadow.frame_entry(v).expect("shadow: frame missing");
+            let t = self.shadow.at_mut(slot);
+            let slots = &mut t.slots;
+            let cap = slots.caps[i];
+            match k.remap_frame(cap, self.root, old.rights, old.attr) {
+                Ok(()) => slots.meta[i] = old,
                 Err(failure) => {
                     first_failure.get_or_insert(failure);
-                    residue.push((VirtAddr::new_unchecked(v), f.cap));
+                    residue.push((VirtAddr::new_unchecked(v), cap));
                 }
             }
         }
@@ -575,15 +565,32 @@ impl AddressSpace {
     }
 }
 
-/// What [`AddressSpace::unmap_pages`] did.
+/// What [`AddressSpace::unmap_run`] does with a table it empties.
+pub(crate) enum OnEmpty<'e> {
+    /// Nothing (the caller reclaims every table).
+    Ignore,
+    /// Marks it pending reclaim ([`TablePolicy::Retain`]).
+    MarkPending,
+    /// Lists it, for a reclaim pass.
+    Collect(&'e mut Candidates),
+}
+
+/// Tables for [`AddressSpace::reclaim_pass`], popped children first (page tables before page directories
+/// before PDPTs; [`TableLevel`] orders from the root down), each level by ascending base.
+pub(crate) type Candidates = BinaryHeap<(TableLevel, Reverse<u64>)>;
+
+/// A table as a [`Candidates`] entry.
+pub(crate) fn candidate((level, base): TableKey) -> (TableLevel, Reverse<u64>) {
+    (level, Reverse(base))
+}
+
+/// What [`AddressSpace::unmap_run`] did.
 #[derive(Default)]
 pub(crate) struct UnmapOutcome {
     /// Unmapped pages and their caps, ascending.
     pub released: Vec<(VirtAddr, CapRef)>,
-    /// Pages the kernel refused to unmap (they stay mapped), ascending.
-    pub failures: Vec<(u64, KernelFailure)>,
-    /// Leaf tables that became empty.
-    pub emptied: Vec<TableKey>,
+    /// Pages the kernel refused to unmap (they stay mapped), with their caps, ascending.
+    pub failures: Vec<(u64, CapRef, KernelFailure)>,
 }
 
 /// Whether `[start, end)` lies in `[USER_VADDR_START, USER_VADDR_END)`.

@@ -2,6 +2,7 @@
 //! operation sequences with failure injection.
 
 mod prop;
+mod shadow;
 mod unit;
 
 use std::collections::BTreeSet;

@@ -1,0 +1,135 @@
+//! Host micro-benchmark of the crate's own work on the hot path of the root task's benchmark: map and
+//! unmap of `PAGES` 4 KiB pages at a 2 MiB-aligned address, tables already present and kept
+//! ([`TablePolicy::Retain`]; `reclaim` as third argument for [`TablePolicy::Reclaim`]), against a kernel
+//! whose invocations do nothing, so only the crate is measured. Count instructions (deterministic, like
+//! QEMU's `-icount`) with callgrind:
+//!
+//! ```text
+//! cargo build --release -p vspace --example map_bench
+//! valgrind --tool=callgrind --callgrind-out-file=cg.out target/release/examples/map_bench PAGES ITERS [reclaim]
+//! callgrind_annotate --inclusive=yes cg.out | grep -E 'map_bench::do_(un)?map'
+//! ```
+//!
+//! The inclusive cost of `map_bench::do_map` (`do_unmap`) divided by `ITERS` is one map (unmap) of
+//! `PAGES` pages (`do_unmap` includes freeing the returned vector).
+
+use std::hint::black_box;
+
+use vspace::{
+    AddressSpace, CacheAttr, CapRef, FrameSize, KernelFailure, Page, PageRange, Rights, Size4K, TableLevel,
+    TablePolicy, VSpaceKernel, VirtAddr,
+};
+
+/// A kernel that accepts everything and does nothing: only the crate's work is measured.
+struct NopKernel {
+    next: u64,
+}
+
+impl NopKernel {
+    fn cap(&mut self) -> CapRef {
+        self.next += 1;
+        CapRef(self.next)
+    }
+}
+
+impl VSpaceKernel for NopKernel {
+    fn alloc_root(&mut self) -> Result<CapRef, KernelFailure> {
+        Ok(self.cap())
+    }
+    fn assign_asid(&mut self, _root: CapRef) -> Result<(), KernelFailure> {
+        Ok(())
+    }
+    fn free_root(&mut self, _root: CapRef) {}
+    fn alloc_table(&mut self, _level: TableLevel) -> Result<CapRef, KernelFailure> {
+        Ok(self.cap())
+    }
+    fn free_table(&mut self, _level: TableLevel, _table: CapRef) {}
+    fn map_table(&mut self, _l: TableLevel, _t: CapRef, _r: CapRef, _v: VirtAddr) -> Result<(), KernelFailure> {
+        Ok(())
+    }
+    fn unmap_table(&mut self, _level: TableLevel, _table: CapRef) -> Result<(), KernelFailure> {
+        Ok(())
+    }
+    #[inline(never)]
+    fn map_frame(
+        &mut self,
+        frame: CapRef,
+        _root: CapRef,
+        vaddr: VirtAddr,
+        _size: FrameSize,
+        _rights: Rights,
+        _attr: CacheAttr,
+    ) -> Result<(), KernelFailure> {
+        black_box((frame, vaddr));
+        Ok(())
+    }
+    fn remap_frame(&mut self, _f: CapRef, _r: CapRef, _rights: Rights, _attr: CacheAttr) -> Result<(), KernelFailure> {
+        Ok(())
+    }
+    #[inline(never)]
+    fn unmap_frame(&mut self, frame: CapRef) -> Result<(), KernelFailure> {
+        black_box(frame);
+        Ok(())
+    }
+}
+
+/// Same region as the root task's benchmark (2 MiB aligned).
+const BASE: u64 = 0x80_0000_0000;
+
+fn range(n: u64) -> PageRange<Size4K> {
+    PageRange::from_count(Page::from_start_address(BASE).expect("aligned"), n).expect("range")
+}
+
+#[inline(never)]
+fn do_map(s: &mut AddressSpace, k: &mut NopKernel, n: u64, frames: &[CapRef]) {
+    s.map(
+        k,
+        range(n),
+        &frames[..n as usize],
+        Rights::READ_WRITE,
+        CacheAttr::WriteBack,
+    )
+    .expect("map");
+}
+
+#[inline(never)]
+fn do_unmap(s: &mut AddressSpace, k: &mut NopKernel, n: u64) {
+    let released = s.unmap(k, range(n)).expect("unmap");
+    assert_eq!(released.len() as u64, n);
+    drop(black_box(released));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: u64 = args.get(1).map_or(4096, |a| a.parse().expect("pages"));
+    let iters: u64 = args.get(2).map_or(10, |a| a.parse().expect("iterations"));
+    let reclaim = args.get(3).is_some_and(|a| a == "reclaim");
+    let mut k = NopKernel { next: 0 };
+    let max = 4096u64.max(n);
+    let frames: Vec<CapRef> = (0..max).map(|i| CapRef(0x10_0000 + i)).collect();
+    let mut s = AddressSpace::create(&mut k).expect("create");
+    s.set_table_policy(TablePolicy::Retain);
+    // Create the tables once (and warm the shadow's maps), as the root task's benchmark does.
+    s.map(&mut k, range(max), &frames, Rights::READ_WRITE, CacheAttr::WriteBack)
+        .expect("map");
+    s.unmap(&mut k, range(max)).expect("unmap");
+    if reclaim {
+        s.set_table_policy(TablePolicy::Reclaim);
+        s.reclaim(&mut k).expect("reclaim");
+    }
+    for _ in 0..iters {
+        do_map(&mut s, &mut k, n, &frames);
+        do_unmap(&mut s, &mut k, n);
+    }
+    s.check().expect("invariants");
+    println!(
+        "{iters} x map + unmap of {n} pages, {:?}",
+        if reclaim {
+            TablePolicy::Reclaim
+        } else {
+            TablePolicy::Retain
+        }
+    );
+    let t = s.destroy(&mut k).expect("destroy");
+    drop(black_box(t));
+}

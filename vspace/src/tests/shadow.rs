@@ -1,0 +1,196 @@
+//! Tests of the shadow's representation: the entry bitmaps, the recycling of table records (with the
+//! lookup hint), batches whose ranges come out of address order, and the memory a sparse table takes.
+
+use std::vec::Vec;
+
+use proptest::prelude::*;
+
+use super::{assert_consistent, assert_lookups_agree, frames, range, setup};
+use crate::shadow::{Bits, ENTRIES};
+use crate::*;
+
+const GIB: u64 = 1 << 30;
+const MIB2: u64 = 2 << 20;
+const K4: u64 = 4096;
+const RW: Rights = Rights::READ_WRITE;
+const WB: CacheAttr = CacheAttr::WriteBack;
+
+fn bits_of(model: &[bool]) -> Bits {
+    let mut b = Bits::default();
+    for (i, &on) in model.iter().enumerate() {
+        if on {
+            b.set(i);
+        }
+    }
+    b
+}
+
+proptest! {
+    /// The word-at-a-time searches and range updates agree with a bit-by-bit model, across word
+    /// boundaries.
+    #[test]
+    fn bits_agree_with_a_model(
+        a in prop::collection::vec(prop::bool::weighted(0.1), ENTRIES),
+        b in prop::collection::vec(prop::bool::weighted(0.05), ENTRIES),
+        lo in 0..=ENTRIES,
+        len in prop_oneof![0..3usize, 60..70usize, 0..=ENTRIES],
+        on in any::<bool>(),
+    ) {
+        let hi = (lo + len).min(ENTRIES);
+        let (ba, bb) = (bits_of(&a), bits_of(&b));
+        let either = (lo..hi).find(|&i| a[i] || b[i]);
+        prop_assert_eq!(ba.next_one_either(&bb, lo, hi), either);
+        prop_assert_eq!(ba.next_zero(lo, hi), (lo..hi).find(|&i| !a[i]).unwrap_or(hi));
+        prop_assert_eq!(ba.count(), a.iter().filter(|&&x| x).count());
+        prop_assert_eq!(ba.intersects(&bb), a.iter().zip(&b).any(|(x, y)| *x && *y));
+        prop_assert_eq!(ba.ones().collect::<Vec<_>>(), (0..ENTRIES).filter(|&i| a[i]).collect::<Vec<_>>());
+        let mut c = ba;
+        c.set_range(lo, hi, on);
+        for (i, &was) in a.iter().enumerate() {
+            let want = if (lo..hi).contains(&i) { on } else { was };
+            prop_assert_eq!(c.get(i), want, "bit {}", i);
+        }
+    }
+}
+
+/// Tables freed and created again, at other levels and places, reuse the records (and the lookup hint
+/// must never name a recycled one): the shadow stays equal to the kernel throughout.
+#[test]
+fn recycled_table_records_keep_the_shadow_exact() {
+    let (mut k, mut s) = setup();
+    let regions = [GIB, 5 * GIB + 7 * MIB2, (3 << 39) + 100 * MIB2, 2 * GIB];
+    for round in 0..40u64 {
+        let base = regions[(round % 4) as usize];
+        match round % 3 {
+            0 => {
+                let f = frames(&mut k, FrameSize::Small, 3);
+                s.map(&mut k, range::<Size4K>(base + round * K4, 3), &f, RW, WB)
+                    .unwrap();
+            }
+            1 => {
+                let f = frames(&mut k, FrameSize::Large, 1);
+                // Refused as an overlap where small pages (or their table) are.
+                let _ = s.map(&mut k, range::<Size2M>(base + MIB2, 1), &f, RW, WB);
+            }
+            _ => {
+                let f = frames(&mut k, FrameSize::Huge, 1);
+                let _ = s.map(&mut k, range::<Size1G>((base >> 30 << 30) + GIB, 1), &f, RW, WB);
+            }
+        }
+        assert_consistent(&k, &s, true);
+        assert_lookups_agree(&k, &s, regions.iter().flat_map(|&r| [r, r + K4 * 3, r + MIB2, r + GIB]));
+        if round % 2 == 1 {
+            let r = regions[((round / 2) % 4) as usize];
+            let _ = s.unmap(&mut k, range::<Size1G>(r >> 30 << 30, 2)).unwrap();
+            assert_consistent(&k, &s, true);
+        }
+    }
+    // Many tables freed at once: only a few records keep their buffers; all can be reused.
+    let f = frames(&mut k, FrameSize::Small, 64);
+    for (i, &cap) in f.iter().enumerate() {
+        s.map(&mut k, range::<Size4K>(40 * GIB + i as u64 * MIB2, 1), &[cap], RW, WB)
+            .unwrap();
+    }
+    let _ = s.unmap(&mut k, range::<Size1G>(40 * GIB, 1)).unwrap();
+    s.map(&mut k, range::<Size4K>(40 * GIB, 64), &f, RW, WB).unwrap();
+    assert_consistent(&k, &s, true);
+    let t = s.destroy(&mut k).unwrap();
+    assert_eq!(k.live_tables(), [0, 0, 0]);
+    assert!(t.frames.len() >= 64);
+}
+
+/// A batch whose ranges come out of address order maps them in address order, one run per leaf table
+/// where rights and attributes agree; a dropped batch leaves its caps free to map.
+#[test]
+fn batch_ranges_out_of_order_merge_into_runs() {
+    let (mut k, mut s) = setup();
+    let f = frames(&mut k, FrameSize::Small, 6);
+    let mut b = s.map_batch();
+    b.add(range::<Size4K>(GIB + 4 * K4, 2), &f[4..], RW, WB).unwrap();
+    b.add(range::<Size4K>(GIB, 2), &f[..2], RW, WB).unwrap();
+    // The cap of the first add again, and a range overlapping it: refused, the batch unchanged.
+    assert_eq!(
+        b.add(range::<Size4K>(GIB + 2 * K4, 1), &f[4..5], RW, WB),
+        Err(MapError::FrameAlreadyMapped { frame: f[4] })
+    );
+    assert_eq!(
+        b.add(range::<Size4K>(GIB + 3 * K4, 2), &f[2..4], RW, WB),
+        Err(MapError::Overlap {
+            vaddr: VirtAddr::new(GIB + 4 * K4)
+        })
+    );
+    b.add(range::<Size4K>(GIB + 2 * K4, 2), &f[2..4], RW, WB).unwrap();
+    assert_eq!(b.len(), 6);
+    let before = k.stats().map_runs;
+    b.commit(&mut k).unwrap();
+    assert_eq!(
+        k.stats().map_runs - before,
+        1,
+        "six consecutive entries of one table: one run"
+    );
+    for (i, &cap) in f.iter().enumerate() {
+        assert_eq!(s.lookup(VirtAddr::new(GIB + i as u64 * K4)).unwrap().frame, cap);
+    }
+    assert_consistent(&k, &s, true);
+    // A batch dropped (or cancelled) after adds: its caps are not taken.
+    let g = frames(&mut k, FrameSize::Small, 2);
+    let mut b = s.map_batch();
+    b.add(range::<Size4K>(2 * GIB, 2), &g, RW, WB).unwrap();
+    drop(b);
+    s.map(&mut k, range::<Size4K>(3 * GIB, 2), &g, RW, WB).unwrap();
+    assert_eq!(s.mapping_of(g[1]).unwrap().vaddr, VirtAddr::new(3 * GIB + K4));
+    assert_consistent(&k, &s, true);
+}
+
+/// A refused map leaves no trace in the cap index: the caps it named (before and after the refused page)
+/// can be mapped next.
+#[test]
+fn refusals_leave_the_caps_free() {
+    let (mut k, mut s) = setup();
+    let taken = frames(&mut k, FrameSize::Small, 1);
+    s.map(&mut k, range::<Size4K>(GIB + 5 * K4, 1), &taken, RW, WB).unwrap();
+    let f = frames(&mut k, FrameSize::Small, 8);
+    // Overlap at page 5: pages 0..5 were checked first.
+    assert_eq!(
+        s.map(&mut k, range::<Size4K>(GIB, 8), &f, RW, WB),
+        Err(MapError::Overlap {
+            vaddr: VirtAddr::new(GIB + 5 * K4)
+        })
+    );
+    // A cap twice (pages 2 and 6): refused at page 6.
+    let mut twice = f.clone();
+    twice[6] = twice[2];
+    assert_eq!(
+        s.map(&mut k, range::<Size4K>(2 * GIB, 8), &twice, RW, WB),
+        Err(MapError::FrameAlreadyMapped { frame: f[2] })
+    );
+    // A cap mapped already comes before a later overlap.
+    let mut dup = f.clone();
+    dup[1] = taken[0];
+    assert_eq!(
+        s.map(&mut k, range::<Size4K>(GIB, 8), &dup, RW, WB),
+        Err(MapError::FrameAlreadyMapped { frame: taken[0] })
+    );
+    assert_eq!(s.stats().total_frames(), 1);
+    assert_consistent(&k, &s, true);
+    s.map(&mut k, range::<Size4K>(2 * GIB, 8), &f, RW, WB).unwrap();
+    assert_consistent(&k, &s, true);
+}
+
+/// A page table holding a few low entries keeps small frame records (they grow with the highest entry
+/// used), and the records of a full one are exactly one table long.
+#[test]
+fn sparse_tables_stay_small() {
+    let (mut k, mut s) = setup();
+    let f = frames(&mut k, FrameSize::Small, 2);
+    s.map(&mut k, range::<Size4K>(GIB, 2), &f, RW, WB).unwrap();
+    let pt = s.shadow.table(TableLevel::Pt, GIB).unwrap();
+    assert!(pt.slots.caps.capacity() < 16, "{}", pt.slots.caps.capacity());
+    let f = frames(&mut k, FrameSize::Small, ENTRIES - 2);
+    s.map(&mut k, range::<Size4K>(GIB + 2 * K4, ENTRIES as u64 - 2), &f, RW, WB)
+        .unwrap();
+    let pt = s.shadow.table(TableLevel::Pt, GIB).unwrap();
+    assert_eq!(pt.slots.caps.capacity(), ENTRIES);
+    assert_eq!(pt.slots.meta.capacity(), ENTRIES);
+    assert_consistent(&k, &s, true);
+}
