@@ -2,136 +2,179 @@
 
 use hashbrown::HashMap;
 
-use crate::db::{MappingDb, SpanKey, VKey};
+use crate::db::{big_idx, larger, MappingDb, SpanKey};
 use crate::error::InvariantViolation as V;
-use crate::types::{FrameId, PageSize, USER_VADDR_END};
+use crate::table::NONE;
+use crate::types::{AsId, FrameId, USER_VADDR_END};
 
 impl MappingDb {
     /// Verifies every invariant of the crate documentation; `Err` names the first one found broken.
     ///
-    /// O(records + capabilities x derivation depth). For tests and debugging: every update keeps the
-    /// invariants, so this fails only on a bug in this crate.
+    /// O(records + capabilities x derivation depth), plus sorting the tables' free lists. For tests and
+    /// debugging: every update keeps the invariants, so this fails only on a bug in this crate.
     pub fn check(&self) -> Result<(), V> {
         // F1: each frame's original.
-        for (&orig, node) in &self.frames {
+        for (f_pos, orig, node) in self.frames.iter() {
             let f = FrameId::new(orig, node.paddr);
-            match self.caps.get(&orig) {
-                Some(c) if c.frame == orig && c.parent == orig && node.size.is_aligned(node.paddr) => {}
-                _ => return Err(V::Original(f)),
+            match self.caps.pos(&orig) {
+                Some(cp) => {
+                    let c = self.caps.at(cp);
+                    if c.frame != f_pos || c.parent != orig || c.parent_pos != cp || !node.size.is_aligned(node.paddr) {
+                        return Err(V::Original(f));
+                    }
+                }
+                None => return Err(V::Original(f)),
             }
         }
-        let mut children: HashMap<_, u32> = HashMap::with_capacity(self.caps.len());
+        let mut children: HashMap<u32, u32> = HashMap::with_capacity(self.caps.len());
         let mut mapped = 0;
-        for (&s, c) in &self.caps {
+        let mut big = [0usize; 2];
+        let mut space_big: HashMap<AsId, [u32; 2]> = HashMap::new();
+        for (cp, s, c) in self.caps.iter() {
             // F2: frame present, position in its copy list.
-            let frame = self.frames.get(&c.frame).ok_or(V::CopyList(s))?;
+            let (orig, frame) = self.frames.slot(c.frame).ok_or(V::CopyList(s))?;
             if frame.copies.get(c.copy_pos as usize) != Some(&s) {
                 return Err(V::CopyList(s));
             }
             // F3: parent of the same frame; only the original is its own parent; no cycle.
             if c.parent == s {
-                if s != c.frame {
+                if s != orig || c.parent_pos != cp {
                     return Err(V::Derivation(s));
                 }
             } else {
-                if self.caps.get(&c.parent).is_none_or(|pc| pc.frame != c.frame) {
-                    return Err(V::Derivation(s));
+                match self.caps.slot(c.parent_pos) {
+                    Some((ps, pc)) if ps == c.parent && pc.frame == c.frame => {}
+                    _ => return Err(V::Derivation(s)),
                 }
-                *children.entry(c.parent).or_insert(0) += 1;
-                let (mut at, mut steps) = (c.parent, 0);
-                while self.caps[&at].parent != at {
+                *children.entry(c.parent_pos).or_insert(0) += 1;
+                let (mut at, mut steps) = (c.parent_pos, 0);
+                loop {
+                    let (k, n) = self.caps.slot(at).ok_or(V::Derivation(s))?;
+                    if n.parent == k {
+                        break;
+                    }
                     steps += 1;
-                    at = self.caps[&at].parent;
-                    if steps > self.caps.len() || !self.caps.contains_key(&at) {
+                    at = n.parent_pos;
+                    if steps > self.caps.len() {
                         return Err(V::Derivation(s));
                     }
                 }
             }
             let Some(p) = c.map.as_ref() else { continue };
             mapped += 1;
-            let m = crate::db::to_mapping(s, FrameId::new(c.frame, frame.paddr), p);
-            // R1: well formed.
+            // R1: well formed (the record's space and table are its leaf's).
+            let (leaf, l) = self.leaves.slot(p.leaf).ok_or(V::Record(s))?;
+            let m = crate::db::to_mapping(s, FrameId::new(orig, frame.paddr), leaf, p);
             let size = m.size;
             if !size.is_aligned(m.vaddr)
                 || m.vaddr >= USER_VADDR_END
                 || USER_VADDR_END - m.vaddr < size.bytes()
                 || m.index != size.entry_index(m.vaddr)
+                || leaf.level != size.leaf_level()
                 || frame.size != size
             {
                 return Err(V::Record(s));
             }
             // R2-R5: every index has the record where it says.
-            if self.by_vaddr.get(&VKey {
-                asid: m.asid,
-                vaddr: m.vaddr,
-            }) != Some(&s)
-            {
+            if self.by_vaddr.get(m.asid, size, m.vaddr) != Some(cp) {
                 return Err(V::VaddrIndex(s));
             }
-            if frame.mapped.get(p.frame_pos as usize) != Some(&s) {
+            if frame.mapped.get(p.frame_pos as usize) != Some(&cp) {
                 return Err(V::FrameIndex(s));
             }
-            if self.spaces.get(&m.asid).and_then(|v| v.get(p.space_pos as usize)) != Some(&s) {
+            if self.spaces.get(&m.asid).and_then(|v| v.maps.get(p.space_pos as usize)) != Some(&cp) {
                 return Err(V::SpaceIndex(s));
             }
-            match self.leaves.get(&m.leaf) {
-                Some(l) if l.is_set(m.index) && l.region == size.leaf_region(m.vaddr) => {}
-                _ => return Err(V::LeafIndex(s)),
+            if !l.is_set(m.index) || l.region != size.leaf_region(m.vaddr) {
+                return Err(V::LeafIndex(s));
             }
             // O1: no larger page of the space contains this one.
-            for big in PageSize::ALL.into_iter().filter(|&b| b > size) {
-                if let Some(&other) = self.by_vaddr.get(&VKey {
-                    asid: m.asid,
-                    vaddr: big.align_down(m.vaddr),
-                }) {
-                    if self
-                        .caps
-                        .get(&other)
-                        .and_then(|c| c.map.as_ref())
-                        .is_some_and(|o| o.size == big)
-                    {
-                        return Err(V::Overlap(s));
-                    }
+            for &b in larger(size) {
+                if self.by_vaddr.get(m.asid, b, m.vaddr).is_some() {
+                    return Err(V::Overlap(s));
                 }
             }
+            if let Some(b) = big_idx(size) {
+                big[b] += 1;
+                space_big.entry(m.asid).or_default()[b] += 1;
+            }
         }
-        for (&s, c) in &self.caps {
-            if c.children != children.get(&s).copied().unwrap_or(0) {
+        for (cp, s, c) in self.caps.iter() {
+            if c.children != children.get(&cp).copied().unwrap_or(0) {
                 return Err(V::Derivation(s));
             }
         }
-        // Counts: every index entry belongs to a record (with the implications above, a bijection).
+        // Counts: every index entry belongs to a record (with the implications above, a bijection); the
+        // tables' indexes agree with their slabs; the cached counts and positions agree with what they count.
         let frame_copies: usize = self.frames.values().map(|n| n.copies.len()).sum();
         let frame_maps: usize = self.frames.values().map(|n| n.mapped.len()).sum();
-        let space_maps: usize = self.spaces.values().map(|v| v.len()).sum();
-        let leaf_maps: usize = self.leaves.values().map(|l| l.count()).sum();
+        let space_maps: usize = self.spaces.values().map(|v| v.maps.len()).sum();
+        let leaf_maps: usize = self.leaves.values().map(|l| l.bits()).sum();
         if frame_copies != self.caps.len()
             || mapped != self.len
             || frame_maps != self.len
             || space_maps != self.len
             || leaf_maps != self.len
             || self.by_vaddr.len() != self.len
-            || self.spaces.values().any(|v| v.is_empty())
-            || self.leaves.values().any(|l| l.count() == 0)
+            || self.spaces.values().any(|v| v.maps.is_empty())
+            || self
+                .leaves
+                .values()
+                .any(|l| l.count == 0 || l.count as usize != l.bits())
+            || self
+                .leaves
+                .iter()
+                .any(|(_, leaf, l)| self.spaces.pos(&leaf.asid) != Some(l.space))
+            || big != self.big
+            || self
+                .spaces
+                .iter()
+                .any(|(_, asid, v)| v.big != space_big.get(&asid).copied().unwrap_or_default())
+            || !self.frames.consistent()
+            || !self.caps.consistent()
+            || !self.spaces.consistent()
+            || !self.leaves.consistent()
+            || !self.by_vaddr.consistent()
         {
             return Err(V::Count);
         }
-        // S1: span counters, recomputed.
+        // S1: span counters, recomputed; each leaf names the counters its pages count in.
         let mut spans: HashMap<SpanKey, u32> = HashMap::with_capacity(self.spans.len());
         for c in self.caps.values() {
             let Some(p) = c.map.as_ref() else { continue };
-            for big in PageSize::ALL.into_iter().filter(|&b| b > p.size) {
+            let asid = self.leaves.key_at(p.leaf).asid;
+            for &b in larger(p.size) {
                 *spans
                     .entry(SpanKey {
-                        asid: p.asid,
-                        size: big,
-                        base: big.align_down(p.vaddr),
+                        asid,
+                        size: b,
+                        base: b.align_down(p.vaddr),
                     })
                     .or_insert(0) += 1;
             }
         }
-        if spans != self.spans {
+        if !self.spans.consistent()
+            || spans.len() != self.spans.len()
+            || self.spans.iter().any(|(_, k, &n)| spans.get(&k) != Some(&n))
+        {
             return Err(V::SpanCount);
+        }
+        for (_, leaf, l) in self.leaves.iter() {
+            let size = leaf.level.page_size();
+            let mut want = [NONE; 2];
+            for (w, &b) in want.iter_mut().zip(larger(size)) {
+                *w = self
+                    .spans
+                    .pos(&SpanKey {
+                        asid: leaf.asid,
+                        size: b,
+                        base: b.align_down(l.region),
+                    })
+                    .ok_or(V::SpanCount)?;
+            }
+            if l.spans != want {
+                return Err(V::SpanCount);
+            }
         }
         Ok(())
     }

@@ -3,47 +3,56 @@
 //! A hashbrown table of `(K, V)` stores each entry in a bucket of `size_of::<(K, V)>()` bytes plus one control
 //! byte; it grows when `items > 7/8 buckets` (doubling), so a bucket costs at least `(size + 1) * 8 / 7` bytes per
 //! entry (just before growth) and twice that just after. The control array also has `Group::WIDTH` (16 on x86_64
-//! with SSE2) trailing bytes per table, negligible here. A `Vec` element costs its size, up to twice after growth.
+//! with SSE2) trailing bytes per table, negligible here. A `Vec` element (a table's slab slot, a list element)
+//! costs its size, up to twice after growth.
 
-use core::mem::{align_of, size_of};
+use core::mem::size_of;
 
-use hashbrown::HashMap;
+use crate::addr::CHUNK_BYTES;
+use crate::chunk::{chunk_bytes, CHUNK};
+use crate::db::{CapNode, LeafNode, MappingDb, Placed, SpanKey};
+use crate::table::bucket_bytes;
+use crate::types::{CapSlot, LeafTable, ENTRIES_PER_TABLE};
 
-use crate::db::{CapNode, FrameNode, LeafNode, MappingDb, Placed, SpanKey, VKey};
-use crate::types::{AsId, CapSlot, LeafTable, ENTRIES_PER_TABLE};
-
-/// Bytes of one hashbrown entry of `T = (K, V)` at the maximum load factor 7/8, rounded up.
-const fn bucket_bytes<T>() -> usize {
-    ((size_of::<T>() + 1) * 8).div_ceil(7)
+/// Bytes of one entry of a [`Table`](crate::table::Table) of `V` keyed by `K`: its bucket in the hash index
+/// (key and position) and its slot in the slab.
+const fn table_entry<K, V>() -> usize {
+    bucket_bytes::<(K, u32)>() + size_of::<Option<(K, V)>>()
 }
 
 /// What one mapping record costs, entry by entry, at the tables' maximum load.
 ///
-/// How it is computed: a hashbrown table of `(K, V)` stores each entry in a bucket of `size_of::<(K, V)>()`
-/// bytes plus one control byte, and grows (doubling) when more than 7/8 of the buckets are full; so an entry
-/// costs at least `(size_of::<(K, V)>() + 1) * 8 / 7` bytes (just before growth) and about twice that just
-/// after. A `Vec` element costs its size (up to twice after growth). Each field below is one such entry; the
-/// leaf and span entries are shared by the pages of one table or region, hence [`dense`](Self::dense) and
-/// [`sparse`](Self::sparse).
+/// How it is computed: every table is a hash index from key to position (a hashbrown table of `(K, u32)`: a
+/// bucket of `size_of::<(K, u32)>()` bytes plus one control byte, grown (doubling) when more than 7/8 of the
+/// buckets are full, so at least `(size_of::<(K, u32)>() + 1) * 8 / 7` bytes per entry just before growth and
+/// about twice that just after) and a slab of `Option<(K, V)>` slots (a `Vec`: its size, up to twice after
+/// growth). Capability slots and page addresses are indexed instead by chunks of 64 positions, each found
+/// through such a hash table: a key costs its share of a full chunk (a lone key pays for the whole chunk).
+/// Lists are `Vec`s or kept inline in their owner. Each field below is one such entry; the leaf, its address
+/// chunk and the span entries are shared by the pages of one table or region, hence
+/// [`dense`](Self::dense) and [`sparse`](Self::sparse).
 ///
 /// Under copy&map every mapping needs its own capability copy, so the copy's entries are counted too.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct MappingCost {
-    /// The by-cap table bucket: the copy's node, which holds the record.
+    /// The by-cap table entry: the copy's node, which holds the record, and its share of a full chunk of the
+    /// slot index.
     pub cap_entry: usize,
     /// Of `cap_entry`, the record's own part (the rest is the copy's node, paid for by an unmapped copy too).
     pub record_part: usize,
     /// The copy's slot in its frame's list of copies.
     pub copy_list: usize,
-    /// The (address space, vaddr) -> cap bucket.
+    /// The by-address entry: the page's slot in its address chunk (64 pages of one size and address space),
+    /// with its share of the chunk's table entry when the chunk is full.
     pub vaddr_entry: usize,
     /// The cap's slot in its frame's list of mappings.
     pub frame_list: usize,
     /// The cap's slot in its address space's list of mappings.
     pub space_list: usize,
-    /// A leaf table's bucket (region and 512-bit entry bitmap), shared by up to 512 records.
+    /// A leaf table's entry (region, 512-bit entry bitmap, links), shared by up to 512 records; plus the rest of
+    /// an address chunk, which a lone page pays for alone.
     pub leaf_entry: usize,
-    /// A span counter's bucket, shared by the pages of one larger region; a 4 KiB page is counted in 2, a
+    /// A span counter's entry, shared by the pages of one larger region; a 4 KiB page is counted in 2, a
     /// 2 MiB page in 1, a 1 GiB page in none.
     pub span_entry: usize,
 }
@@ -59,12 +68,13 @@ impl MappingCost {
         self.dense() - (self.cap_entry - self.record_part) - self.copy_list
     }
 
-    /// Bytes per record when leaf tables are full (512 records share one leaf bucket and one 2 MiB span).
+    /// Bytes per record when leaf tables are full (512 records share one leaf entry and one 2 MiB span).
     pub const fn dense(&self) -> usize {
         self.own() + (self.leaf_entry + 2 * self.span_entry).div_ceil(ENTRIES_PER_TABLE as usize)
     }
 
-    /// Bytes per record in the worst case: a lone 4 KiB page with its own leaf bucket and two span counters.
+    /// Bytes per record in the worst case: a lone 4 KiB page with its own leaf entry, address chunk and two
+    /// span counters.
     pub const fn sparse(&self) -> usize {
         self.own() + self.leaf_entry + 2 * self.span_entry
     }
@@ -72,28 +82,17 @@ impl MappingCost {
 
 /// The cost of one mapping record, from the sizes of the stored entries (see [`MappingCost`]).
 pub const fn mapping_cost() -> MappingCost {
+    let vaddr_entry = CHUNK_BYTES.div_ceil(CHUNK);
     MappingCost {
-        cap_entry: bucket_bytes::<(CapSlot, CapNode)>(),
-        record_part: (size_of::<Option<Placed>>() * 8).div_ceil(7),
+        cap_entry: size_of::<Option<(CapSlot, CapNode)>>() + chunk_bytes::<CapSlot>().div_ceil(CHUNK),
+        record_part: size_of::<Option<Placed>>(),
         copy_list: size_of::<CapSlot>(),
-        vaddr_entry: bucket_bytes::<(VKey, CapSlot)>(),
-        frame_list: size_of::<CapSlot>(),
-        space_list: size_of::<CapSlot>(),
-        leaf_entry: bucket_bytes::<(LeafTable, LeafNode)>(),
-        span_entry: bucket_bytes::<(SpanKey, u32)>(),
+        vaddr_entry,
+        frame_list: size_of::<u32>(),
+        space_list: size_of::<u32>(),
+        leaf_entry: table_entry::<LeafTable, LeafNode>() + CHUNK_BYTES - vaddr_entry,
+        span_entry: table_entry::<SpanKey, u32>(),
     }
-}
-
-/// Heap bytes of a hashbrown table with this capacity: buckets, control bytes and the trailing group.
-fn table_bytes<K, V>(map: &HashMap<K, V>) -> usize {
-    let cap = map.capacity();
-    let buckets = match cap {
-        0 => return 0,
-        1..=7 => cap + 1,
-        _ => cap / 7 * 8,
-    };
-    let ctrl_align = align_of::<(K, V)>().max(16);
-    (buckets * size_of::<(K, V)>()).next_multiple_of(ctrl_align) + buckets + 16
 }
 
 impl MappingDb {
@@ -103,19 +102,19 @@ impl MappingDb {
         let lists: usize = self
             .frames
             .values()
-            .map(|n| (n.copies.capacity() + n.mapped.capacity()) * size_of::<CapSlot>())
+            .map(|n| n.copies.heap_bytes() + n.mapped.heap_bytes())
             .sum::<usize>()
             + self
                 .spaces
                 .values()
-                .map(|v| v.capacity() * size_of::<CapSlot>())
+                .map(|v| v.maps.capacity() * size_of::<u32>())
                 .sum::<usize>();
-        table_bytes::<CapSlot, FrameNode>(&self.frames)
-            + table_bytes(&self.caps)
-            + table_bytes(&self.by_vaddr)
-            + table_bytes::<AsId, _>(&self.spaces)
-            + table_bytes(&self.leaves)
-            + table_bytes(&self.spans)
+        self.frames.heap_bytes()
+            + self.caps.heap_bytes()
+            + self.by_vaddr.heap_bytes()
+            + self.spaces.heap_bytes()
+            + self.leaves.heap_bytes()
+            + self.spans.heap_bytes()
             + lists
     }
 }

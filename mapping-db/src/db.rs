@@ -1,11 +1,26 @@
 //! The database: tables, updates and queries.
+//!
+//! Layout: every table is a [`Table`] (hash index + slab), and the tables name each other's entries by
+//! position, so only the caller's keys are hashed. A record lives in its capability's node ([`Placed`]) and
+//! names its leaf table by position; the leaf names its address space and span counters by position. So
+//! an insert hashes the capability and, unless it is the leaf (and address chunk) used last, the leaf (and
+//! chunk); a removal hashes nothing but the way in.
 
 use alloc::vec::Vec;
+use core::ops::{Deref, DerefMut};
 
 use hashbrown::HashMap;
 
+use crate::addr::AddrIndex;
+use crate::chunk::{ChunkMap, Dense, CHUNK, CHUNK_BITS};
 use crate::error::{AddCopyError, AddFrameError, InsertError, RemoveCopyError, RemoveError, RemoveFrameError};
+use crate::table::{pos32, swap_remove, List, Table, NONE};
 use crate::types::{AsId, CapSlot, FrameId, LeafTable, Mapping, PageSize, Rights, USER_VADDR_END};
+
+/// Inline capacity of a frame's list of capabilities (the original and two copies).
+pub(crate) const COPIES_INLINE: usize = 3;
+/// Inline capacity of a frame's list of mapped capabilities.
+pub(crate) const MAPPED_INLINE: usize = 5;
 
 /// Per frame (keyed by its original slot): its address, size and the slots of every capability to it, and of those holding mappings.
 #[derive(Clone, Debug)]
@@ -13,18 +28,20 @@ pub(crate) struct FrameNode {
     pub(crate) paddr: u64,
     pub(crate) size: PageSize,
     /// Every capability to the frame, original included; `caps[s].copy_pos` is `s`'s position.
-    pub(crate) copies: Vec<CapSlot>,
-    /// The capabilities that hold a mapping; `caps[s].map.frame_pos` is `s`'s position.
-    pub(crate) mapped: Vec<CapSlot>,
+    pub(crate) copies: List<CapSlot, COPIES_INLINE>,
+    /// The capabilities (positions in `caps`) that hold a mapping; the record's `frame_pos` is the position here.
+    pub(crate) mapped: List<u32, MAPPED_INLINE>,
 }
 
 /// Per capability slot: which frame, where it was derived from, and the mapping it holds.
 #[derive(Clone, Debug)]
 pub(crate) struct CapNode {
-    /// The frame's original slot (the key of `frames`).
-    pub(crate) frame: CapSlot,
+    /// The frame's position in `frames` (whose key is the frame's original slot).
+    pub(crate) frame: u32,
     /// The slot this copy was derived from; the slot itself for the original.
     pub(crate) parent: CapSlot,
+    /// `parent`'s position in `caps`.
+    pub(crate) parent_pos: u32,
     /// How many copies name this slot as their parent.
     pub(crate) children: u32,
     /// Position in `frames[frame].copies`.
@@ -33,22 +50,24 @@ pub(crate) struct CapNode {
     pub(crate) map: Option<Placed>,
 }
 
-/// The part of a mapping record that is not implied by its capability node.
+/// The part of a mapping record that is not implied by its capability node (the address space and table
+/// are the leaf's key).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Placed {
     pub(crate) vaddr: u64,
-    pub(crate) table: CapSlot,
-    pub(crate) asid: AsId,
+    /// The leaf table's position in `leaves`.
+    pub(crate) leaf: u32,
     /// Position in `frames[frame].mapped`.
     pub(crate) frame_pos: u32,
-    /// Position in `spaces[asid]`.
+    /// Position in the list of the address space (in `spaces`).
     pub(crate) space_pos: u32,
     pub(crate) index: u16,
     pub(crate) size: PageSize,
     pub(crate) rights: Rights,
 }
 
-/// Key of the (address space, page start) index.
+/// An (address space, page start) address (the tests remove one from the address index).
+#[cfg(test)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(crate) struct VKey {
     pub(crate) asid: AsId,
@@ -63,18 +82,27 @@ pub(crate) struct SpanKey {
     pub(crate) base: u64,
 }
 
-/// Per leaf table that has entries in use: the region it covers and which entries.
+/// Per leaf table that has entries in use: the region it covers and which entries, and where the things
+/// every page of the leaf touches are.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LeafNode {
     pub(crate) region: u64,
     pub(crate) used: [u64; 8],
+    /// Number of entries in use (the bits set in `used`).
+    pub(crate) count: u32,
+    /// The address space's position in `spaces`.
+    pub(crate) space: u32,
+    /// Positions in `spans` of the counters the leaf's pages count in: for each size larger than the page
+    /// size, smallest first, the counter of the region of that size containing the leaf's region; [`NONE`]
+    /// past the largest size.
+    pub(crate) spans: [u32; 2],
 }
 
 impl LeafNode {
     pub(crate) fn is_set(&self, index: u16) -> bool {
         self.used[usize::from(index / 64)] & (1 << (index % 64)) != 0
     }
-    pub(crate) fn count(&self) -> usize {
+    pub(crate) fn bits(&self) -> usize {
         self.used.iter().map(|w| w.count_ones() as usize).sum()
     }
     fn set(&mut self, index: u16) {
@@ -99,41 +127,132 @@ impl LeafNode {
     }
 }
 
+/// Per address space with mappings: the capabilities (positions in `caps`) holding them, and how many are of
+/// 2 MiB and 1 GiB pages. Dereferences to the list.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SpaceNode {
+    pub(crate) maps: Vec<u32>,
+    pub(crate) big: [u32; 2],
+}
+
+impl Deref for SpaceNode {
+    type Target = Vec<u32>;
+    fn deref(&self) -> &Vec<u32> {
+        &self.maps
+    }
+}
+
+impl DerefMut for SpaceNode {
+    fn deref_mut(&mut self) -> &mut Vec<u32> {
+        &mut self.maps
+    }
+}
+
+/// The sizes larger than `size`, smallest first.
+pub(crate) const fn larger(size: PageSize) -> &'static [PageSize] {
+    match size {
+        PageSize::Small => &[PageSize::Large, PageSize::Huge],
+        PageSize::Large => &[PageSize::Huge],
+        PageSize::Huge => &[],
+    }
+}
+
+/// Where `size` is counted in the per-size counts of large pages (`big`).
+pub(crate) const fn big_idx(size: PageSize) -> Option<usize> {
+    match size {
+        PageSize::Small => None,
+        PageSize::Large => Some(0),
+        PageSize::Huge => Some(1),
+    }
+}
+
+/// Capability slots are dense (a CSpace's slots are numbered from 0 up per CNode): 64 neighbouring slots
+/// share a chunk of the by-cap index.
+impl Dense for CapSlot {
+    type Id = u64;
+    #[inline(always)]
+    fn split(self) -> (u64, usize) {
+        (self.0 >> CHUNK_BITS, (self.0 as usize) & (CHUNK - 1))
+    }
+}
+
+/// The by-cap table: slot -> node, through a [`ChunkMap`].
+pub(crate) type Caps = Table<CapSlot, CapNode, ChunkMap<CapSlot>>;
+/// The frames: original slot -> node, through a [`ChunkMap`].
+pub(crate) type Frames = Table<CapSlot, FrameNode, ChunkMap<CapSlot>>;
+
 /// The root task's mapping database. See the crate documentation for the model and the invariants.
 #[derive(Clone, Debug, Default)]
 pub struct MappingDb {
     /// Original slot -> the frame.
-    pub(crate) frames: HashMap<CapSlot, FrameNode>,
+    pub(crate) frames: Frames,
     /// Every capability the database knows, with the mapping record it holds (the by-cap index).
-    pub(crate) caps: HashMap<CapSlot, CapNode>,
-    /// (address space, page start) -> the capability whose mapping starts there.
-    pub(crate) by_vaddr: HashMap<VKey, CapSlot>,
+    pub(crate) caps: Caps,
+    /// (address space, page size, page start) -> the capability whose mapping starts there.
+    pub(crate) by_vaddr: AddrIndex,
     /// Address space -> the capabilities holding its mappings; no empty lists.
-    pub(crate) spaces: HashMap<AsId, Vec<CapSlot>>,
+    pub(crate) spaces: Table<AsId, SpaceNode>,
     /// Leaf tables with at least one entry in use.
-    pub(crate) leaves: HashMap<LeafTable, LeafNode>,
+    pub(crate) leaves: Table<LeafTable, LeafNode>,
     /// Nonzero counts of pages inside larger aligned regions (for the overlap check of large pages).
-    pub(crate) spans: HashMap<SpanKey, u32>,
+    pub(crate) spans: Table<SpanKey, u32>,
     pub(crate) len: usize,
+    /// Records of 2 MiB and of 1 GiB pages, in all address spaces (none: lookups probe 4 KiB pages only).
+    pub(crate) big: [usize; 2],
+    /// Position in `leaves` of the leaf inserted into last (a guess, checked before use).
+    pub(crate) hint_leaf: u32,
 }
 
 /// What a batch has changed so far, seen through by validation before anything is applied.
-#[derive(Default)]
 pub(crate) struct Overlay {
     /// The batch's leaf table, with its region and number of entries after the batch so far.
-    pub(crate) leaf: Option<(LeafTable, Option<u64>, usize)>,
-    /// Capabilities whose mapped state the batch changed: `true` mapped, `false` unmapped.
-    pub(crate) mapped: HashMap<CapSlot, bool>,
-    /// Entries of the batch's leaf the batch changed: `Some(cap)` claimed, `None` free.
-    pub(crate) ptes: HashMap<u16, Option<CapSlot>>,
+    pub(crate) leaf: (LeafTable, Option<u64>, usize),
+    /// The leaf's position in `leaves`, if it has entries in the database.
+    pub(crate) leaf_pos: Option<u32>,
+    /// Capabilities (positions in `caps`) whose mapped state the batch changed: `true` mapped, `false` unmapped.
+    pub(crate) mapped: HashMap<u32, bool>,
+    /// Per entry of the batch's leaf: [`UNTOUCHED`], [`FREED`] by the batch, or the capability (position)
+    /// the batch mapped there.
+    pub(crate) ptes: Vec<u32>,
+}
+
+/// An entry of the batch's leaf the batch did not change ([`Overlay::ptes`]).
+pub(crate) const UNTOUCHED: u32 = NONE;
+/// An entry of the batch's leaf the batch freed ([`Overlay::ptes`]).
+pub(crate) const FREED: u32 = NONE - 1;
+
+impl Overlay {
+    /// The overlay of an empty batch of `leaf`, for up to `ops` operations.
+    pub(crate) fn new(db: &MappingDb, leaf: LeafTable, ops: usize) -> Self {
+        let leaf_pos = db.leaves.pos(&leaf);
+        let (region, used) = leaf_pos.map_or((None, 0), |p| {
+            let n = db.leaves.at(p);
+            (Some(n.region), n.count as usize)
+        });
+        Overlay {
+            leaf: (leaf, region, used),
+            leaf_pos,
+            mapped: HashMap::with_capacity(ops),
+            ptes: alloc::vec![UNTOUCHED; usize::from(crate::ENTRIES_PER_TABLE)],
+        }
+    }
+
+    /// What the batch did to entry `index`: [`UNTOUCHED`], [`FREED`] or the capability mapped there.
+    fn pte(&self, index: u16) -> u32 {
+        self.ptes.get(usize::from(index)).copied().unwrap_or(UNTOUCHED)
+    }
+}
+
+/// Where a validated insert goes: positions found while validating.
+struct Plan {
+    cap: u32,
+    frame: u32,
+    leaf: Option<u32>,
+    chunk: Option<u32>,
 }
 
 fn pos(p: u32) -> usize {
     p as usize
-}
-
-fn pos32(p: usize) -> u32 {
-    u32::try_from(p).expect("more than u32::MAX entries in one list")
 }
 
 impl MappingDb {
@@ -146,62 +265,80 @@ impl MappingDb {
 
     /// Records a frame of `size` whose original capability is in `frame.slot`.
     pub fn add_frame(&mut self, frame: FrameId, size: PageSize) -> Result<(), AddFrameError> {
-        if self.caps.contains_key(&frame.slot) {
-            return Err(AddFrameError::SlotInUse);
-        }
         if !size.is_aligned(frame.paddr) {
-            return Err(AddFrameError::Misaligned);
+            return Err(if self.caps.contains_key(&frame.slot) {
+                AddFrameError::SlotInUse
+            } else {
+                AddFrameError::Misaligned
+            });
         }
         let slot = frame.slot;
-        self.caps.insert(
-            slot,
-            CapNode {
-                frame: slot,
+        let cap = self
+            .caps
+            .try_insert(slot, || CapNode {
+                frame: NONE,
                 parent: slot,
+                parent_pos: NONE,
                 children: 0,
                 copy_pos: 0,
                 map: None,
-            },
-        );
+            })
+            .map_err(|_| AddFrameError::SlotInUse)?;
         let node = FrameNode {
             paddr: frame.paddr,
             size,
-            copies: alloc::vec![slot],
-            mapped: Vec::new(),
+            copies: List::one(slot),
+            mapped: List::empty(NONE),
         };
-        self.frames.insert(slot, node);
+        // No frame is keyed by a slot the caps do not know (F1).
+        let f = self.frames.insert_new(slot, node);
+        let c = self.caps.at_mut(cap);
+        c.frame = f;
+        c.parent_pos = cap;
         Ok(())
     }
 
     /// Records that `copy` holds a copy of a capability to `frame`, derived from the one in `parent`
     /// (`CNode_Copy`/`CNode_Mint` from `parent` to `copy`).
     pub fn add_copy(&mut self, frame: FrameId, copy: CapSlot, parent: CapSlot) -> Result<(), AddCopyError> {
-        let node = self
-            .frames
-            .get_mut(&frame.slot)
-            .filter(|n| n.paddr == frame.paddr)
-            .ok_or(AddCopyError::UnknownFrame)?;
-        if self.caps.contains_key(&copy) {
-            return Err(AddCopyError::SlotInUse);
+        // Fast path: the parent is known and a cap to `frame` (so the frame is known); then only the slot
+        // can be in use. Anything else is refused, by the checks in their documented order.
+        let Some(pp) = self.caps.pos_mut(&parent) else {
+            return Err(self.add_copy_error(frame, copy, parent));
+        };
+        let f = self.caps.at(pp).frame;
+        let (orig, node) = self.frames.entry_at(f);
+        if orig != frame.slot || node.paddr != frame.paddr {
+            return Err(self.add_copy_error(frame, copy, parent));
         }
-        let p = self.caps.get_mut(&parent).ok_or(AddCopyError::UnknownParent)?;
-        if p.frame != frame.slot {
-            return Err(AddCopyError::ParentOfOtherFrame);
-        }
-        p.children += 1;
         let copy_pos = pos32(node.copies.len());
-        node.copies.push(copy);
-        self.caps.insert(
-            copy,
-            CapNode {
-                frame: frame.slot,
+        self.caps
+            .try_insert(copy, || CapNode {
+                frame: f,
                 parent,
+                parent_pos: pp,
                 children: 0,
                 copy_pos,
                 map: None,
-            },
-        );
+            })
+            .map_err(|_| AddCopyError::SlotInUse)?;
+        self.caps.at_mut(pp).children += 1;
+        self.frames.at_mut(f).copies.push(copy);
         Ok(())
+    }
+
+    /// Why `add_copy(frame, copy, parent)` is refused, where the parent is unknown or not a cap to `frame`.
+    #[cold]
+    fn add_copy_error(&self, frame: FrameId, copy: CapSlot, parent: CapSlot) -> AddCopyError {
+        if self.frame_node(frame).is_none() {
+            AddCopyError::UnknownFrame
+        } else if self.caps.contains_key(&copy) {
+            AddCopyError::SlotInUse
+        } else if !self.caps.contains_key(&parent) {
+            AddCopyError::UnknownParent
+        } else {
+            AddCopyError::ParentOfOtherFrame
+        }
     }
 
     /// Forgets the copy in `slot`.
@@ -210,9 +347,9 @@ impl MappingDb {
     /// mapping, and for a copy other copies were derived from and are still present. So the derivation tree
     /// only ever loses leaves, and every recorded parent exists.
     pub fn remove_copy(&mut self, slot: CapSlot) -> Result<(), RemoveCopyError> {
-        let node = self.caps.get(&slot).ok_or(RemoveCopyError::UnknownCap)?;
-        let parent = node.parent;
-        if parent == slot {
+        let cap = self.caps.pos_mut(&slot).ok_or(RemoveCopyError::UnknownCap)?;
+        let node = self.caps.at(cap);
+        if node.parent == slot {
             return Err(RemoveCopyError::IsOriginal);
         }
         if node.map.is_some() {
@@ -221,15 +358,9 @@ impl MappingDb {
         if node.children > 0 {
             return Err(RemoveCopyError::HasChildren);
         }
-        let node = self.caps.remove(&slot).expect("present");
-        self.caps.get_mut(&parent).expect("parent of a present copy").children -= 1;
-        let copies = &mut self
-            .frames
-            .get_mut(&node.frame)
-            .expect("frame of a present copy")
-            .copies;
-        copies.swap_remove(pos(node.copy_pos));
-        if let Some(&moved) = copies.get(pos(node.copy_pos)) {
+        let node = self.caps.remove_at(cap);
+        self.caps.at_mut(node.parent_pos).children -= 1;
+        if let Some(moved) = self.frames.at_mut(node.frame).copies.swap_remove(pos(node.copy_pos)) {
             self.caps.get_mut(&moved).expect("listed copy").copy_pos = node.copy_pos;
         }
         Ok(())
@@ -258,7 +389,7 @@ impl MappingDb {
 
     /// The frame the capability in `slot` refers to.
     pub fn frame_of_cap(&self, slot: CapSlot) -> Option<FrameId> {
-        self.caps.get(&slot).map(|n| self.frame_id(n.frame))
+        self.caps.get(&slot).map(|n| self.frame_at(n.frame))
     }
 
     /// The slot the copy in `slot` was derived from (`None` for an original or an unknown slot).
@@ -298,37 +429,51 @@ impl MappingDb {
         self.len == 0
     }
 
-    /// The record of the mapping the capability in `cap` holds; the caller knows `cap` is mapped.
-    pub(crate) fn record(&self, cap: CapSlot) -> Mapping {
-        let node = &self.caps[&cap];
+    /// The record of the mapping the capability at position `cap` holds; the caller knows it is mapped.
+    #[inline]
+    pub(crate) fn record(&self, cap: u32) -> Mapping {
+        let (slot, node) = self.caps.entry_at(cap);
         let p = node.map.as_ref().expect("record of an unmapped cap");
-        to_mapping(cap, self.frame_id(node.frame), p)
+        to_mapping(slot, self.frame_at(node.frame), self.leaves.key_at(p.leaf), p)
     }
 
     /// The mapping the capability in `slot` holds.
     pub fn mapping_of_cap(&self, slot: CapSlot) -> Option<Mapping> {
-        let node = self.caps.get(&slot)?;
-        node.map
-            .as_ref()
-            .map(|p| to_mapping(slot, self.frame_id(node.frame), p))
+        let cap = self.caps.pos(&slot)?;
+        self.caps.at(cap).map.is_some().then(|| self.record(cap))
     }
 
     /// The mapping of address space `asid` whose page contains `vaddr` (any address in the page).
     ///
-    /// O(1): probes the starts of the 4 KiB, 2 MiB and 1 GiB pages that would contain `vaddr`.
+    /// O(1): probes the 4 KiB, 2 MiB and 1 GiB pages that would contain `vaddr` (the larger sizes only while
+    /// the database has pages of them).
     pub fn lookup(&self, asid: AsId, vaddr: u64) -> Option<Mapping> {
         self.lookup_cap(asid, vaddr).map(|cap| self.record(cap))
     }
 
-    pub(crate) fn lookup_cap(&self, asid: AsId, vaddr: u64) -> Option<CapSlot> {
-        PageSize::ALL.into_iter().find_map(|size| {
-            let cap = *self.by_vaddr.get(&VKey {
-                asid,
-                vaddr: size.align_down(vaddr),
-            })?;
-            let p = self.caps[&cap].map.as_ref().expect("indexed cap is mapped");
-            (vaddr - p.vaddr < p.size.bytes()).then_some(cap)
-        })
+    /// The position of the capability whose page contains `vaddr` in `asid`.
+    #[inline]
+    pub(crate) fn lookup_cap(&self, asid: AsId, vaddr: u64) -> Option<u32> {
+        if let Some(cap) = self.by_vaddr.get(asid, PageSize::Small, vaddr) {
+            return Some(cap);
+        }
+        self.lookup_big(asid, vaddr)
+    }
+
+    /// [`lookup_cap`](Self::lookup_cap), remembering the address chunk for the next lookup nearby.
+    #[inline]
+    pub(crate) fn lookup_cap_mut(&mut self, asid: AsId, vaddr: u64) -> Option<u32> {
+        if let Some(cap) = self.by_vaddr.get_mut(asid, PageSize::Small, vaddr) {
+            return Some(cap);
+        }
+        self.lookup_big(asid, vaddr)
+    }
+
+    fn lookup_big(&self, asid: AsId, vaddr: u64) -> Option<u32> {
+        [PageSize::Large, PageSize::Huge]
+            .into_iter()
+            .filter(|&s| self.big[big_idx(s).expect("large size")] > 0)
+            .find_map(|s| self.by_vaddr.get(asid, s, vaddr))
     }
 
     /// Every mapping of `frame`, in every address space: who can reach this memory.
@@ -343,17 +488,17 @@ impl MappingDb {
         self.spaces
             .get(&asid)
             .into_iter()
-            .flat_map(move |v| v.iter().map(move |&cap| self.record(cap)))
+            .flat_map(move |v| v.maps.iter().map(move |&cap| self.record(cap)))
     }
 
     /// Number of mappings of address space `asid`.
     pub fn space_len(&self, asid: AsId) -> usize {
-        self.spaces.get(&asid).map_or(0, Vec::len)
+        self.spaces.get(&asid).map_or(0, |s| s.maps.len())
     }
 
     /// Number of entries of `leaf` in use.
     pub fn leaf_used(&self, leaf: LeafTable) -> usize {
-        self.leaves.get(&leaf).map_or(0, LeafNode::count)
+        self.leaves.get(&leaf).map_or(0, |n| n.count as usize)
     }
 
     /// The mappings held by entries of `leaf`, by ascending entry index.
@@ -363,7 +508,7 @@ impl MappingDb {
             let region = node.region;
             node.indices().map(move |i| {
                 let vaddr = region | (u64::from(i) << size.bits());
-                self.record(self.by_vaddr[&VKey { asid: leaf.asid, vaddr }])
+                self.record(self.by_vaddr.get(leaf.asid, size, vaddr).expect("indexed entry"))
             })
         })
     }
@@ -382,24 +527,26 @@ impl MappingDb {
 
     /// Records `m`. Refused, with nothing changed, when any check of [`InsertError`] fails.
     pub fn insert(&mut self, m: Mapping) -> Result<(), InsertError> {
-        self.validate_insert(&m, None)?;
-        self.apply_insert(m);
+        if self.insert_fast(core::slice::from_ref(&m)) == 0 {
+            self.validate_insert(&m, None)?;
+            self.apply_insert(m);
+        }
         Ok(())
     }
 
     /// Removes the mapping whose page contains `vaddr` in `asid` and hands its record back.
     pub fn remove_by_vaddr(&mut self, asid: AsId, vaddr: u64) -> Result<Mapping, RemoveError> {
-        let cap = self.lookup_cap(asid, vaddr).ok_or(RemoveError::NotMapped)?;
+        let cap = self.lookup_cap_mut(asid, vaddr).ok_or(RemoveError::NotMapped)?;
         Ok(self.unmap(cap))
     }
 
     /// Removes the mapping the capability in `slot` holds and hands its record back.
     pub fn remove_by_cap(&mut self, slot: CapSlot) -> Result<Mapping, RemoveError> {
-        let node = self.caps.get(&slot).ok_or(RemoveError::UnknownCap)?;
-        if node.map.is_none() {
+        let cap = self.caps.pos(&slot).ok_or(RemoveError::UnknownCap)?;
+        if self.caps.at(cap).map.is_none() {
             return Err(RemoveError::NotMapped);
         }
-        Ok(self.unmap(slot))
+        Ok(self.unmap(cap))
     }
 
     /// Removes the mapping held by entry `index` of `leaf` and hands its record back.
@@ -411,7 +558,7 @@ impl MappingDb {
     /// Removes every mapping of address space `asid` and hands the records back (in no particular order).
     pub fn remove_space(&mut self, asid: AsId) -> Vec<Mapping> {
         let mut out = Vec::with_capacity(self.space_len(asid));
-        while let Some(&cap) = self.spaces.get(&asid).and_then(|v| v.last()) {
+        while let Some(&cap) = self.spaces.get(&asid).and_then(|v| v.maps.last()) {
             out.push(self.unmap(cap));
         }
         out
@@ -425,53 +572,236 @@ impl MappingDb {
     }
 
     /// The id of the frame whose original is in `orig` (known).
+    #[cfg(test)]
     pub(crate) fn frame_id(&self, orig: CapSlot) -> FrameId {
-        FrameId::new(orig, self.frames[&orig].paddr)
+        FrameId::new(orig, self.frames.get(&orig).expect("known frame").paddr)
     }
 
-    /// Whether the capability in `cap` (known) is mapped, after the overlay's changes.
-    fn cap_mapped(&self, ov: Option<&Overlay>, cap: CapSlot, node: &CapNode) -> bool {
+    /// The id of the frame at position `f` of `frames`.
+    #[inline]
+    fn frame_at(&self, f: u32) -> FrameId {
+        let (orig, node) = self.frames.entry_at(f);
+        FrameId::new(orig, node.paddr)
+    }
+
+    /// Whether the capability at position `cap` is mapped, after the overlay's changes.
+    fn cap_mapped(&self, ov: Option<&Overlay>, cap: u32, node: &CapNode) -> bool {
         ov.and_then(|o| o.mapped.get(&cap).copied())
             .unwrap_or(node.map.is_some())
     }
 
     /// The region `leaf` covers and its number of entries in use, after the overlay's changes.
     fn leaf_state(&self, ov: Option<&Overlay>, leaf: LeafTable) -> (Option<u64>, usize) {
-        match ov.and_then(|o| o.leaf) {
+        match ov.map(|o| o.leaf) {
             Some((l, region, count)) if l == leaf => (region, count),
             _ => self
                 .leaves
                 .get(&leaf)
-                .map_or((None, 0), |n| (Some(n.region), n.count())),
+                .map_or((None, 0), |n| (Some(n.region), n.count as usize)),
         }
     }
 
-    /// Which capability holds entry `index` of `leaf`, after the overlay's changes.
-    pub(crate) fn pte_owner(&self, ov: Option<&Overlay>, leaf: LeafTable, index: u16) -> Option<CapSlot> {
-        if let Some(o) = ov {
-            if o.leaf.is_some_and(|(l, _, _)| l == leaf) {
-                if let Some(&owner) = o.ptes.get(&index) {
-                    return owner;
-                }
+    /// Which capability (position) holds entry `index` of `leaf`, after the overlay's changes.
+    pub(crate) fn pte_owner(&self, ov: Option<&Overlay>, leaf: LeafTable, index: u16) -> Option<u32> {
+        let mut pos = None;
+        if let Some(o) = ov.filter(|o| o.leaf.0 == leaf) {
+            match o.pte(index) {
+                UNTOUCHED => {}
+                FREED => return None,
+                cap => return Some(cap),
             }
+            pos = Some(o.leaf_pos?);
         }
-        let node = self.leaves.get(&leaf)?;
+        let node = self.leaves.at(match pos {
+            Some(p) => p,
+            None => self.leaves.find(self.hint_leaf, &leaf)?,
+        });
         if index >= crate::ENTRIES_PER_TABLE || !node.is_set(index) {
             return None;
         }
-        let vaddr = node.region | (u64::from(index) << leaf.level.page_size().bits());
-        Some(self.by_vaddr[&VKey { asid: leaf.asid, vaddr }])
+        let size = leaf.level.page_size();
+        let vaddr = node.region | (u64::from(index) << size.bits());
+        Some(self.by_vaddr.get(leaf.asid, size, vaddr).expect("indexed entry"))
     }
 
-    /// Whether the database's record held by `cap` was removed by the overlay (a batch removal of its entry).
-    fn removed_by(&self, ov: Option<&Overlay>, cap: CapSlot) -> bool {
+    /// Whether the database's record held by the capability at `cap` was removed by the overlay (a batch
+    /// removal of its entry).
+    fn removed_by(&self, ov: Option<&Overlay>, cap: u32) -> bool {
         let Some(o) = ov else { return false };
-        let Some((leaf, _, _)) = o.leaf else { return false };
-        let p = self.caps[&cap].map.as_ref().expect("indexed cap is mapped");
-        leaf.table == p.table
-            && leaf.asid == p.asid
-            && leaf.level == p.size.leaf_level()
-            && o.ptes.contains_key(&p.index)
+        let p = self.caps.at(cap).map.as_ref().expect("indexed cap is mapped");
+        o.leaf_pos == Some(p.leaf) && o.pte(p.index) != UNTOUCHED
+    }
+
+    /// Inserts records of `recs`, in order, for as long as each passes every check of [`InsertError`] on the
+    /// fast path, and returns how many it inserted. The first record not inserted may still be valid (the
+    /// fast path gives up on anything unusual): the caller decides it with [`validate_insert`](Self::validate_insert).
+    ///
+    /// The checks are those of `validate_insert`, all at once: a record passes them all or is left to the
+    /// caller. Consecutive records of one leaf table share the work on the leaf, its address space and span
+    /// counters: the span counters and large-page counts of the leaf's pages are added when the run leaves the
+    /// leaf (no check of a record of the leaf's size reads them).
+    #[inline(always)]
+    pub(crate) fn insert_fast(&mut self, recs: &[Mapping]) -> usize {
+        let mut done = 0;
+        while let Some(first) = recs.get(done) {
+            let n = match self.leaves.find(self.hint_leaf, &first.leaf) {
+                Some(leaf) => self.insert_in_leaf(leaf, &recs[done..]),
+                None => self.insert_new_leaf(first),
+            };
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        done
+    }
+
+    /// The fast path for the records at the start of `recs` that go into the leaf table at position `leaf`
+    /// (which exists): inserts them until one fails a check or names another leaf, and returns how many it
+    /// inserted.
+    #[inline(always)]
+    pub(crate) fn insert_in_leaf<'a>(&mut self, leaf: u32, recs: impl IntoIterator<Item = &'a Mapping>) -> usize {
+        let MappingDb {
+            frames,
+            caps,
+            by_vaddr,
+            spaces,
+            leaves,
+            spans,
+            len,
+            big,
+            hint_leaf,
+        } = self;
+        *hint_leaf = leaf;
+        let (key, l) = leaves.entry_at_mut(leaf);
+        let size = key.level.page_size();
+        let (region, counters) = (l.region, l.spans);
+        let s = spaces.at_mut(l.space);
+        // The pages of one leaf are of one size, aligned, in the leaf's region (below the end of user space).
+        let page_mask = size.bytes() - 1;
+        let region_mask = !((size.bytes() << 9) - 1);
+        // Whether the address space may have pages larger than the leaf's (then each page is probed for one).
+        let probe_larger = (big[0] | big[1]) != 0
+            && larger(size).iter().any(|&b| {
+                let b = big_idx(b).expect("larger sizes are large");
+                big[b] > 0 && s.big[b] > 0
+            });
+        let mut n = 0;
+        for m in recs {
+            if m.leaf != key
+                || m.size != size
+                || m.asid != key.asid
+                || m.vaddr & page_mask != 0
+                || m.vaddr & region_mask != region
+                || m.index != size.entry_index(m.vaddr)
+            {
+                break;
+            }
+            // The cap is known, unmapped, a cap to `m.frame` (known, by F2), of the size.
+            let Some(cap) = caps.pos_mut(&m.cap) else { break };
+            let node = caps.at_mut(cap);
+            let (orig, f) = frames.entry_at_mut(node.frame);
+            if node.map.is_some() || orig != m.frame.slot || f.paddr != m.frame.paddr || f.size != size {
+                break;
+            }
+            // No larger page contains the page, no smaller page lies inside it.
+            if probe_larger && larger(size).iter().any(|&b| by_vaddr.get(m.asid, b, m.vaddr).is_some()) {
+                break;
+            }
+            if size != PageSize::Small
+                && spans.contains_key(&SpanKey {
+                    asid: m.asid,
+                    size,
+                    base: m.vaddr,
+                })
+            {
+                break;
+            }
+            // No page of its size starts there (so, the region being the leaf's, the entry is free): the last
+            // check, which claims the address.
+            if by_vaddr.try_insert(m.asid, size, m.vaddr, cap).is_err() {
+                break;
+            }
+            debug_assert!(!l.is_set(m.index));
+            l.set(m.index);
+            l.count += 1;
+            let space_pos = pos32(s.maps.len());
+            s.maps.push(cap);
+            let frame_pos = pos32(f.mapped.len());
+            f.mapped.push(cap);
+            node.map = Some(Placed {
+                vaddr: m.vaddr,
+                leaf,
+                frame_pos,
+                space_pos,
+                index: m.index,
+                size,
+                rights: m.rights,
+            });
+            n += 1;
+        }
+        if n > 0 {
+            if let Some(b) = big_idx(size) {
+                s.big[b] += n;
+                big[b] += n as usize;
+            }
+            for sp in counters {
+                if sp != NONE {
+                    *spans.at_mut(sp) += n;
+                }
+            }
+            *len += n as usize;
+        }
+        n as usize
+    }
+
+    /// The fast path for a record whose leaf table does not exist yet: 1 if it inserted it, creating the
+    /// leaf, else 0.
+    #[inline(never)]
+    pub(crate) fn insert_new_leaf(&mut self, m: &Mapping) -> usize {
+        let size = m.size;
+        if !size.is_aligned(m.vaddr)
+            || m.vaddr >= USER_VADDR_END
+            || m.leaf.asid != m.asid
+            || m.leaf.level != size.leaf_level()
+            || m.index != size.entry_index(m.vaddr)
+        {
+            return 0;
+        }
+        let Some(cap) = self.caps.pos_mut(&m.cap) else { return 0 };
+        let node = self.caps.at(cap);
+        let (orig, f) = self.frames.entry_at(node.frame);
+        if node.map.is_some() || orig != m.frame.slot || f.paddr != m.frame.paddr || f.size != size {
+            return 0;
+        }
+        // Whether the address space has larger pages is not known without its node: any there are count.
+        if larger(size).iter().any(|&b| {
+            self.big[big_idx(b).expect("larger sizes are large")] > 0 && self.by_vaddr.get(m.asid, b, m.vaddr).is_some()
+        }) {
+            return 0;
+        }
+        if size != PageSize::Small
+            && self.spans.contains_key(&SpanKey {
+                asid: m.asid,
+                size,
+                base: m.vaddr,
+            })
+        {
+            return 0;
+        }
+        let Ok(chunk) = self.by_vaddr.vacancy(m.asid, size, m.vaddr) else {
+            return 0;
+        };
+        self.apply(
+            *m,
+            Plan {
+                cap,
+                frame: node.frame,
+                leaf: None,
+                chunk,
+            },
+        );
+        1
     }
 
     /// Runs every check of [`InsertError`], in order, against the database with the overlay's changes.
@@ -492,15 +822,25 @@ impl MappingDb {
         if m.index != size.entry_index(m.vaddr) {
             return Err(InsertError::IndexMismatch);
         }
-        let frame = self.frame_node(m.frame).ok_or(InsertError::UnknownFrame)?;
+        // The frame, through the cap when it is a cap to the frame (the usual case), else by its slot.
+        let cap_pos = self.caps.pos(&m.cap);
+        let via_cap = cap_pos.map(|c| self.caps.at(c).frame).and_then(|f| {
+            let (orig, node) = self.frames.entry_at(f);
+            (orig == m.frame.slot && node.paddr == m.frame.paddr).then_some(node)
+        });
+        let frame = match via_cap {
+            Some(node) => node,
+            None => self.frame_node(m.frame).ok_or(InsertError::UnknownFrame)?,
+        };
         if frame.size != size {
             return Err(InsertError::SizeMismatch);
         }
-        let cap = self.caps.get(&m.cap).ok_or(InsertError::UnknownCap)?;
-        if cap.frame != m.frame.slot {
+        let cap_pos = cap_pos.ok_or(InsertError::UnknownCap)?;
+        let cap = self.caps.at(cap_pos);
+        if self.frames.key_at(cap.frame) != m.frame.slot {
             return Err(InsertError::NotACopy);
         }
-        if self.cap_mapped(ov, m.cap, cap) {
+        if self.cap_mapped(ov, cap_pos, cap) {
             return Err(InsertError::CapMapped);
         }
         if let (Some(region), _) = self.leaf_state(ov, m.leaf) {
@@ -509,7 +849,7 @@ impl MappingDb {
             }
         }
         if let Some(owner) = self.pte_owner(ov, m.leaf, m.index) {
-            return Err(InsertError::PteClaimed(owner));
+            return Err(InsertError::PteClaimed(self.caps.key_at(owner)));
         }
         if self.overlaps(ov, m.asid, m.vaddr, size) {
             return Err(InsertError::Overlap);
@@ -525,12 +865,11 @@ impl MappingDb {
     /// and region, so among themselves they can only meet at the same entry, which `PteClaimed` refuses first.
     fn overlaps(&self, ov: Option<&Overlay>, asid: AsId, vaddr: u64, size: PageSize) -> bool {
         for s in PageSize::ALL.into_iter().filter(|&s| s >= size) {
-            if let Some(&cap) = self.by_vaddr.get(&VKey {
-                asid,
-                vaddr: s.align_down(vaddr),
-            }) {
-                let p_size = self.caps[&cap].map.as_ref().expect("indexed cap is mapped").size;
-                if p_size == s && !self.removed_by(ov, cap) {
+            if big_idx(s).is_some_and(|b| self.big[b] == 0) {
+                continue;
+            }
+            if let Some(cap) = self.by_vaddr.get(asid, s, vaddr) {
+                if !self.removed_by(ov, cap) {
                     return true;
                 }
             }
@@ -543,122 +882,202 @@ impl MappingDb {
             })
     }
 
-    /// Adds a validated record to every index.
+    /// Adds a record to every index, without checking it (the caller did).
     pub(crate) fn apply_insert(&mut self, m: Mapping) {
-        let frame = self.frames.get_mut(&m.frame.slot).expect("validated");
-        let frame_pos = pos32(frame.mapped.len());
-        frame.mapped.push(m.cap);
-        let space = self.spaces.entry(m.asid).or_default();
-        let space_pos = pos32(space.len());
-        space.push(m.cap);
-        self.by_vaddr.insert(
-            VKey {
-                asid: m.asid,
-                vaddr: m.vaddr,
-            },
-            m.cap,
-        );
-        self.leaves
-            .entry(m.leaf)
-            .or_insert(LeafNode {
-                region: m.size.leaf_region(m.vaddr),
-                used: [0; 8],
-            })
-            .set(m.index);
-        for s in PageSize::ALL.into_iter().filter(|&s| s > m.size) {
-            *self
-                .spans
-                .entry(SpanKey {
-                    asid: m.asid,
-                    size: s,
-                    base: s.align_down(m.vaddr),
-                })
-                .or_insert(0) += 1;
+        let cap = self.caps.pos(&m.cap).expect("known cap");
+        let plan = Plan {
+            cap,
+            frame: self.caps.at(cap).frame,
+            leaf: self.leaves.find(self.hint_leaf, &m.leaf),
+            chunk: self.by_vaddr.vacancy(m.asid, m.size, m.vaddr).expect("free address"),
+        };
+        self.apply(m, plan);
+    }
+
+    /// Adds a record to every index, at the positions `plan` found.
+    #[inline(always)]
+    fn apply(&mut self, m: Mapping, plan: Plan) {
+        let Plan {
+            cap,
+            frame,
+            leaf,
+            chunk,
+        } = plan;
+        let size = m.size;
+        let leaf = match leaf {
+            Some(p) => p,
+            None => new_leaf(&m, &mut self.leaves, &mut self.spaces, &mut self.spans),
+        };
+        self.hint_leaf = leaf;
+        let l = self.leaves.at_mut(leaf);
+        l.set(m.index);
+        l.count += 1;
+        let (space, spans) = (l.space, l.spans);
+        for sp in spans {
+            if sp != NONE {
+                *self.spans.at_mut(sp) += 1;
+            }
         }
-        self.caps.get_mut(&m.cap).expect("validated").map = Some(Placed {
+        let s = self.spaces.at_mut(space);
+        let space_pos = pos32(s.maps.len());
+        s.maps.push(cap);
+        if let Some(b) = big_idx(size) {
+            s.big[b] += 1;
+            self.big[b] += 1;
+        }
+        let f = self.frames.at_mut(frame);
+        let frame_pos = pos32(f.mapped.len());
+        f.mapped.push(cap);
+        self.by_vaddr.insert(chunk, m.asid, size, m.vaddr, cap);
+        self.caps.at_mut(cap).map = Some(Placed {
             vaddr: m.vaddr,
-            table: m.leaf.table,
-            asid: m.asid,
+            leaf,
             frame_pos,
             space_pos,
             index: m.index,
-            size: m.size,
+            size,
             rights: m.rights,
         });
         self.len += 1;
     }
 
-    /// Removes the record `cap` (mapped) holds from every index and returns it.
-    fn unmap(&mut self, cap: CapSlot) -> Mapping {
-        let node = self.caps.get_mut(&cap).expect("known cap");
-        let p = node.map.take().expect("mapped cap");
-        let frame = self.frames.get_mut(&node.frame).expect("frame of a cap");
-        let m = to_mapping(cap, FrameId::new(node.frame, frame.paddr), &p);
+    /// Removes the record the capability at position `cap` (mapped) holds from every index and returns it.
+    pub(crate) fn unmap(&mut self, cap: u32) -> Mapping {
+        let mut out = None;
+        self.unmap_in_leaf(&[cap], |m| out = Some(m));
+        out.expect("one record removed")
+    }
 
-        let mapped = &mut frame.mapped;
-        mapped.swap_remove(pos(p.frame_pos));
-        if let Some(&moved) = mapped.get(pos(p.frame_pos)) {
-            self.caps
-                .get_mut(&moved)
-                .and_then(|n| n.map.as_mut())
-                .expect("listed mapping")
-                .frame_pos = p.frame_pos;
+    /// Removes the records the capabilities at `caps` (mapped, distinct) hold, in order, appending them to
+    /// `out`.
+    pub(crate) fn unmap_all(&mut self, caps: &[u32], out: &mut Vec<Mapping>) {
+        let mut done = 0;
+        while done < caps.len() {
+            done += self.unmap_in_leaf(&caps[done..], |m| out.push(m));
         }
+    }
 
-        let space = self.spaces.get_mut(&m.asid).expect("space of a mapping");
-        space.swap_remove(pos(p.space_pos));
-        if let Some(&moved) = space.get(pos(p.space_pos)) {
-            self.caps
-                .get_mut(&moved)
-                .and_then(|n| n.map.as_mut())
-                .expect("listed mapping")
-                .space_pos = p.space_pos;
-        }
-        if space.is_empty() {
-            self.spaces.remove(&m.asid);
-        }
-
-        self.by_vaddr.remove(&VKey {
-            asid: m.asid,
-            vaddr: m.vaddr,
-        });
-
-        let leaf = self.leaves.get_mut(&m.leaf).expect("leaf of a mapping");
-        leaf.clear(m.index);
-        if leaf.used == [0; 8] {
-            self.leaves.remove(&m.leaf);
-        }
-
-        for s in PageSize::ALL.into_iter().filter(|&s| s > m.size) {
-            let key = SpanKey {
-                asid: m.asid,
-                size: s,
-                base: s.align_down(m.vaddr),
+    /// Removes the records held by the capabilities at the start of `caps` (mapped, distinct) that are in the
+    /// leaf table of the first, handing each to `out`; returns how many. The span counters of the leaf's pages
+    /// are updated once, at the end.
+    #[inline(always)]
+    fn unmap_in_leaf(&mut self, cps: &[u32], mut out: impl FnMut(Mapping)) -> usize {
+        let MappingDb {
+            frames,
+            caps,
+            by_vaddr,
+            spaces,
+            leaves,
+            spans,
+            len,
+            big,
+            ..
+        } = self;
+        let leaf = caps.at(cps[0]).map.as_ref().expect("mapped cap").leaf;
+        let (key, l) = leaves.entry_at_mut(leaf);
+        let (counters, space) = (l.spans, l.space);
+        let s = spaces.at_mut(space);
+        let mut n = 0;
+        for &cap in cps {
+            let (slot, node) = caps.entry_at_mut(cap);
+            let p = match node.map {
+                Some(p) if p.leaf == leaf => p,
+                _ => break,
             };
-            let count = self.spans.get_mut(&key).expect("span of a mapping");
-            *count -= 1;
-            if *count == 0 {
-                self.spans.remove(&key);
+            node.map = None;
+            let (orig, f) = frames.entry_at_mut(node.frame);
+            let frame = FrameId::new(orig, f.paddr);
+            if let Some(moved) = f.mapped.swap_remove(pos(p.frame_pos)) {
+                placed_mut(caps, moved).frame_pos = p.frame_pos;
+            }
+            l.clear(p.index);
+            l.count -= 1;
+            if let Some(moved) = swap_remove(&mut s.maps, pos(p.space_pos)) {
+                placed_mut(caps, moved).space_pos = p.space_pos;
+            }
+            by_vaddr.remove_sized(key.asid, p.size, p.vaddr);
+            out(to_mapping(slot, frame, key, &p));
+            n += 1;
+        }
+        let size = key.level.page_size();
+        if let Some(b) = big_idx(size) {
+            s.big[b] -= n;
+            big[b] -= n as usize;
+        }
+        let (leaf_empty, space_empty) = (l.count == 0, s.maps.is_empty());
+        if space_empty {
+            spaces.remove_at(space);
+        }
+        if leaf_empty {
+            leaves.remove_at(leaf);
+        }
+        for sp in counters {
+            if sp != NONE {
+                let count = spans.at_mut(sp);
+                *count -= n;
+                if *count == 0 {
+                    spans.remove_at(sp);
+                }
             }
         }
-        self.len -= 1;
-        m
+        *len -= n as usize;
+        n as usize
     }
 }
 
-pub(crate) fn to_mapping(cap: CapSlot, frame: FrameId, p: &Placed) -> Mapping {
+/// The record held by the capability at `cap` (mapped).
+#[inline(always)]
+fn placed_mut(caps: &mut Caps, cap: u32) -> &mut Placed {
+    caps.at_mut(cap).map.as_mut().expect("listed mapping")
+}
+
+/// Creates the (empty) node of `m.leaf`, with its address space's list and its span counters if new.
+#[cold]
+fn new_leaf(
+    m: &Mapping,
+    leaves: &mut Table<LeafTable, LeafNode>,
+    spaces: &mut Table<AsId, SpaceNode>,
+    spans: &mut Table<SpanKey, u32>,
+) -> u32 {
+    let space = match spaces.pos(&m.asid) {
+        Some(p) => p,
+        None => spaces.insert_new(m.asid, SpaceNode::default()),
+    };
+    let region = m.size.leaf_region(m.vaddr);
+    let mut counters = [NONE; 2];
+    for (sp, &s) in counters.iter_mut().zip(larger(m.size)) {
+        let key = SpanKey {
+            asid: m.asid,
+            size: s,
+            base: s.align_down(region),
+        };
+        *sp = match spans.pos(&key) {
+            Some(p) => p,
+            None => spans.insert_new(key, 0),
+        };
+    }
+    leaves.insert_new(
+        m.leaf,
+        LeafNode {
+            region,
+            used: [0; 8],
+            count: 0,
+            space,
+            spans: counters,
+        },
+    )
+}
+
+#[inline]
+pub(crate) fn to_mapping(cap: CapSlot, frame: FrameId, leaf: LeafTable, p: &Placed) -> Mapping {
     Mapping {
         frame,
         cap,
-        asid: p.asid,
+        asid: leaf.asid,
         vaddr: p.vaddr,
         size: p.size,
         rights: p.rights,
-        leaf: LeafTable {
-            asid: p.asid,
-            table: p.table,
-            level: p.size.leaf_level(),
-        },
+        leaf,
         index: p.index,
     }
 }

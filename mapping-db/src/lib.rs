@@ -4,7 +4,7 @@
 //! direction; to map one frame into several address spaces, user level copies the capability (`CNode_Copy`)
 //! and maps the copy ("copy&map"). This crate keeps, for the root task, one record per frame mapping it makes
 //! ([`Mapping`]), together with the frames and the derivation tree of their capability copies, and answers in
-//! O(1) expected time (hashbrown tables):
+//! O(1) expected time:
 //!
 //! - by capability: [`MappingDb::mapping_of_cap`], [`MappingDb::frame_of_cap`], [`MappingDb::remove_by_cap`];
 //! - by address: [`MappingDb::lookup`] (any address inside a 4 KiB, 2 MiB or 1 GiB page),
@@ -15,7 +15,20 @@
 //!
 //! Every update is validated first: a refused update returns a typed error (one enum per operation) and
 //! changes nothing. A [`Batch`] collects updates to one leaf table and [`MappingDb::commit`] applies them all
-//! or none. Removals hand the record back to the caller, who then owns the unmapped capability.
+//! or none. The runs [`MappingDb::insert_run`], [`MappingDb::remove_run`] and [`MappingDb::add_copies`] do what
+//! a loop of the single operation does, all or none, at less cost per element (the bookkeeping shared by
+//! consecutive pages of one leaf table is done once). Removals hand the record back to the caller, who then
+//! owns the unmapped capability.
+//!
+//! # Layout and cost
+//!
+//! Each index is a slab of nodes (stable `u32` positions) with a key -> position index; the nodes name each
+//! other by position, so only the caller's keys are looked up. Capability slots (dense in a CSpace) and page
+//! addresses are looked up through chunked arrays of 64 neighbours (one hash lookup per chunk, none while the
+//! chunk is one of the two used last); leaf tables, address spaces and span counters through hashbrown tables
+//! (the leaf last inserted into is tried first). A 4 KiB insert, removal or lookup touches a fixed handful of
+//! nodes and allocates nothing (short per-frame lists are kept inline), apart from the amortised growth of the
+//! tables and per-space lists. `examples/opcount.rs` counts the instructions per operation.
 //!
 //! The crate knows nothing of seL4 invocations: the caller performs `X86Page_Map`/`Unmap` and `CNode_Copy`/
 //! `Delete`, and records them here. It builds with `no_std` + `alloc` and is tested on the host.
@@ -81,6 +94,13 @@
 //! - **S** (span counters) a counter for (space, size `S`, base) exists <=> it is nonzero <=> it equals the
 //!   number of records of that space smaller than `S` inside `[base, base + S)`.
 //!
+//! Links (the representation: each is what the indexes above are made of)
+//! - **L** every position names an entry in use that names back: a capability's frame, parent and place in
+//!   its frame's copy list; a record's leaf and places in its frame's and its space's lists; a leaf's address
+//!   space (the one of its key) and span counters (the counters of the larger regions containing its region).
+//!   Each table's key index names exactly its entries in use, and each cached count (entries in use per leaf,
+//!   2 MiB and 1 GiB records per space and in all) equals what it counts.
+//!
 //! [`MappingDb::check`] verifies all of them.
 //!
 //! # Memory
@@ -93,11 +113,14 @@
 
 extern crate alloc;
 
+mod addr;
 mod batch;
 mod check;
+mod chunk;
 mod cost;
 mod db;
 mod error;
+mod table;
 mod types;
 
 #[cfg(test)]

@@ -1,0 +1,236 @@
+//! Instruction counts of the per-page operations, for `valgrind --tool=callgrind`.
+//!
+//! Mirrors the memory manager's map, clone and destroy of a run of 4 KiB pages: 4096 frames mapped
+//! (originals) at `SRC` in space 0 (8 full page tables), then per round: lookups of the sources, lookups of
+//! the (free) destination, a copy of each frame's cap, the copies mapped at `DST` in space 1, lookups there,
+//! then removal of the mappings and of the copies. Round 1 starts from tables that never held the copies,
+//! round 2 runs in tables already grown. Each phase is its own non-inlined function, so its cost can be cut
+//! out of the profile.
+//!
+//! Modes (first argument): `single` (default) uses one call per page; `run` uses
+//! [`MappingDb::add_copies`], [`MappingDb::insert_run`] and [`MappingDb::remove_run`] (one call for the
+//! 4096 pages); `batch` uses one [`Batch`] per page table (512 pages) for the inserts and the removals.
+//!
+//! ```text
+//! cargo build --release -p mapping-db --example opcount
+//! valgrind --tool=callgrind --dump-before='*phase_*' --callgrind-out-file=cg.out \
+//!     target/release/examples/opcount [single|run|batch]
+//! ```
+//!
+//! Each dump `cg.out.K` then holds phase K-1 (and `cg.out` the last one): its `totals:` line divided by
+//! `N` is the cost per page, the phase's loop included (about 10 to 30 instructions per page: the phase
+//! function's own cost in `callgrind_annotate`). Without valgrind the program prints the heap allocations
+//! per phase.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mapping_db::*;
+
+/// Counts heap allocations (and reallocations).
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const N: u64 = 4096;
+const PAGE: u64 = 4096;
+const SRC: u64 = 0x100_0000_0000;
+const DST: u64 = 0x200_0000_0000;
+const RW: Rights = Rights::READ.union(Rights::WRITE);
+
+fn frame(i: u64) -> FrameId {
+    FrameId::new(CapSlot(0x1000 + i), 0x1_0000_0000 + i * PAGE)
+}
+
+fn copy_slot(round: u64, i: u64) -> CapSlot {
+    CapSlot(0x10_0000 * (round + 1) + i)
+}
+
+fn rec(f: FrameId, cap: CapSlot, asid: AsId, base: u64, i: u64) -> Mapping {
+    let va = base + i * PAGE;
+    Mapping::new(
+        f,
+        cap,
+        asid,
+        va,
+        PageSize::Small,
+        RW,
+        CapSlot(0x8000 + asid.0 as u64 * 64 + (va >> 21) % 64),
+    )
+}
+
+#[inline(never)]
+fn phase_add_frame(db: &mut MappingDb) {
+    for i in 0..N {
+        db.add_frame(frame(i), PageSize::Small).unwrap();
+    }
+}
+
+#[inline(never)]
+fn phase_insert_orig(db: &mut MappingDb) {
+    for i in 0..N {
+        db.insert(rec(frame(i), frame(i).slot, AsId(0), SRC, i)).unwrap();
+    }
+}
+
+#[inline(never)]
+fn phase_lookup_hit(db: &MappingDb, asid: AsId, base: u64) {
+    for i in 0..N {
+        black_box(db.lookup(asid, base + i * PAGE).unwrap());
+    }
+}
+
+#[inline(never)]
+fn phase_lookup_miss(db: &MappingDb, asid: AsId, base: u64) {
+    for i in 0..N {
+        assert!(db.lookup(asid, base + i * PAGE).is_none());
+    }
+}
+
+#[inline(never)]
+fn phase_add_copy(db: &mut MappingDb, round: u64) {
+    for i in 0..N {
+        db.add_copy(frame(i), copy_slot(round, i), frame(i).slot).unwrap();
+    }
+}
+
+#[inline(never)]
+fn phase_insert(db: &mut MappingDb, round: u64) {
+    for i in 0..N {
+        db.insert(rec(frame(i), copy_slot(round, i), AsId(1), DST, i)).unwrap();
+    }
+}
+
+#[inline(never)]
+fn phase_remove_by_vaddr(db: &mut MappingDb) {
+    for i in 0..N {
+        black_box(db.remove_by_vaddr(AsId(1), DST + i * PAGE).unwrap());
+    }
+}
+
+#[inline(never)]
+fn phase_remove_copy(db: &mut MappingDb, round: u64) {
+    for i in 0..N {
+        db.remove_copy(copy_slot(round, i)).unwrap();
+    }
+}
+
+#[inline(never)]
+fn phase_add_copies(db: &mut MappingDb, copies: &[(FrameId, CapSlot, CapSlot)]) {
+    db.add_copies(copies).unwrap();
+}
+
+#[inline(never)]
+fn phase_insert_run(db: &mut MappingDb, recs: &[Mapping]) {
+    db.insert_run(recs).unwrap();
+}
+
+#[inline(never)]
+fn phase_remove_run(db: &mut MappingDb) {
+    black_box(db.remove_run(AsId(1), DST, N as usize).unwrap());
+}
+
+#[inline(never)]
+fn phase_commit_insert(db: &mut MappingDb, batches: Vec<Batch>) {
+    for b in batches {
+        db.commit(b).unwrap();
+    }
+}
+
+#[inline(never)]
+fn phase_commit_remove(db: &mut MappingDb, batches: Vec<Batch>) {
+    for b in batches {
+        black_box(db.commit(b).unwrap());
+    }
+}
+
+/// Runs `f` and prints the heap allocations it made, per page.
+fn counted(name: &str, f: impl FnOnce()) {
+    let before = ALLOCS.load(Ordering::Relaxed);
+    f();
+    let n = ALLOCS.load(Ordering::Relaxed) - before;
+    println!("{name:24} {:8.3} allocations per page", n as f64 / N as f64);
+}
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "single".into());
+    let mut db = MappingDb::new();
+    counted("add_frame", || phase_add_frame(&mut db));
+    counted("insert (originals)", || phase_insert_orig(&mut db));
+    for round in 0..2 {
+        counted("lookup (sources)", || phase_lookup_hit(&db, AsId(0), SRC));
+        counted("lookup (destination)", || phase_lookup_miss(&db, AsId(1), DST));
+        let recs: Vec<Mapping> = (0..N)
+            .map(|i| rec(frame(i), copy_slot(round, i), AsId(1), DST, i))
+            .collect();
+        match mode.as_str() {
+            "single" => {
+                counted("add_copy", || phase_add_copy(&mut db, round));
+                counted("insert", || phase_insert(&mut db, round));
+            }
+            "run" => {
+                let copies: Vec<_> = (0..N).map(|i| (frame(i), copy_slot(round, i), frame(i).slot)).collect();
+                counted("add_copies", || phase_add_copies(&mut db, &copies));
+                counted("insert_run", || phase_insert_run(&mut db, &recs));
+            }
+            "batch" => {
+                counted("add_copy", || phase_add_copy(&mut db, round));
+                let batches = recs
+                    .chunks(512)
+                    .map(|c| {
+                        let mut b = Batch::new(c[0].leaf);
+                        for &m in c {
+                            b.insert(m);
+                        }
+                        b
+                    })
+                    .collect();
+                counted("commit (inserts)", || phase_commit_insert(&mut db, batches));
+            }
+            _ => panic!("mode: single, run or batch"),
+        }
+        counted("lookup (copies)", || phase_lookup_hit(&db, AsId(1), DST));
+        match mode.as_str() {
+            "run" => counted("remove_run", || phase_remove_run(&mut db)),
+            "batch" => {
+                let batches = recs
+                    .chunks(512)
+                    .map(|c| {
+                        let mut b = Batch::new(c[0].leaf);
+                        for m in c {
+                            b.remove(m.index);
+                        }
+                        b
+                    })
+                    .collect();
+                counted("commit (removals)", || phase_commit_remove(&mut db, batches));
+            }
+            _ => counted("remove_by_vaddr", || phase_remove_by_vaddr(&mut db)),
+        }
+        counted("remove_copy", || phase_remove_copy(&mut db, round));
+    }
+    db.check().unwrap();
+    assert_eq!(db.len(), N as usize);
+}

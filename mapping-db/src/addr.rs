@@ -1,0 +1,123 @@
+//! The by-address index: (address space, page size, page start) -> the capability (position in `caps`) whose
+//! mapping starts there.
+//!
+//! A [`ChunkMap`]: 64 consecutive same-size pages of one address space share a chunk (256 KiB of 4 KiB pages,
+//! 128 MiB of 2 MiB pages, 64 GiB of 1 GiB pages), which exists only while one of its pages is mapped.
+
+use crate::chunk::{chunk_bytes, ChunkMap, Dense, CHUNK, CHUNK_BITS};
+#[cfg(test)]
+use crate::db::VKey;
+use crate::types::{AsId, PageSize, USER_VADDR_END};
+
+/// A page below [`USER_VADDR_END`]: its chunk, packed as `asid << 31 | size << 29 | number >> CHUNK_BITS`
+/// (the page number `vaddr >> size.bits()` is below 2^35, so the chunk number below 2^29), and its place in
+/// the chunk (`number % CHUNK`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Page {
+    chunk: u64,
+    at: usize,
+}
+
+impl Page {
+    #[inline(always)]
+    fn new(asid: AsId, size: PageSize, vaddr: u64) -> Self {
+        debug_assert!(vaddr < USER_VADDR_END);
+        let number = (vaddr & (USER_VADDR_END - 1)) >> size.bits();
+        Page {
+            chunk: u64::from(asid.0) << 31 | (size as u64) << 29 | number >> CHUNK_BITS,
+            at: (number as usize) & (CHUNK - 1),
+        }
+    }
+}
+
+impl Dense for Page {
+    type Id = u64;
+    #[inline(always)]
+    fn split(self) -> (u64, usize) {
+        (self.chunk, self.at)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AddrIndex {
+    map: ChunkMap<Page>,
+}
+
+impl AddrIndex {
+    /// Number of pages indexed.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capability whose page of `size` contains `vaddr` in `asid`.
+    #[inline(always)]
+    pub(crate) fn get(&self, asid: AsId, size: PageSize, vaddr: u64) -> Option<u32> {
+        if vaddr >= USER_VADDR_END {
+            return None;
+        }
+        self.map.get(Page::new(asid, size, vaddr))
+    }
+
+    /// [`get`](Self::get), remembering the chunk for the next lookup nearby.
+    #[inline(always)]
+    pub(crate) fn get_mut(&mut self, asid: AsId, size: PageSize, vaddr: u64) -> Option<u32> {
+        if vaddr >= USER_VADDR_END {
+            return None;
+        }
+        self.map.get_mut(Page::new(asid, size, vaddr))
+    }
+
+    /// Whether a page of `size` at `vaddr` can be added: `Ok` with its chunk's position if that exists, or
+    /// `Err` with the capability already there.
+    #[inline(always)]
+    pub(crate) fn vacancy(&self, asid: AsId, size: PageSize, vaddr: u64) -> Result<Option<u32>, u32> {
+        self.map.vacancy(Page::new(asid, size, vaddr))
+    }
+
+    /// Adds `cap`'s page of `size` at `vaddr`, where [`vacancy`](Self::vacancy) said `Ok(chunk)`.
+    #[inline(always)]
+    pub(crate) fn insert(&mut self, chunk: Option<u32>, asid: AsId, size: PageSize, vaddr: u64, cap: u32) {
+        self.map.insert_at(chunk, Page::new(asid, size, vaddr), cap);
+    }
+
+    /// Adds `cap`'s page of `size` at `vaddr`, unless a page of that size starts there: then `Err` with its
+    /// capability (and nothing changed).
+    #[inline(always)]
+    pub(crate) fn try_insert(&mut self, asid: AsId, size: PageSize, vaddr: u64, cap: u32) -> Result<(), u32> {
+        self.map.try_insert(Page::new(asid, size, vaddr), cap)
+    }
+
+    /// Removes the page of `size` containing `vaddr` and returns its capability.
+    #[inline(always)]
+    pub(crate) fn remove_sized(&mut self, asid: AsId, size: PageSize, vaddr: u64) -> Option<u32> {
+        self.map.remove(Page::new(asid, size, vaddr))
+    }
+
+    /// Removes the page starting at `k.vaddr`, whatever its size.
+    #[cfg(test)]
+    pub(crate) fn remove(&mut self, k: &VKey) -> Option<u32> {
+        if k.vaddr >= USER_VADDR_END {
+            return None;
+        }
+        PageSize::ALL
+            .into_iter()
+            .filter(|s| s.is_aligned(k.vaddr))
+            .find_map(|s| self.remove_sized(k.asid, s, k.vaddr))
+    }
+
+    pub(crate) fn consistent(&self) -> bool {
+        self.map.consistent()
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.map.heap_bytes()
+    }
+}
+
+/// Bytes of one address chunk.
+pub(crate) const CHUNK_BYTES: usize = chunk_bytes::<Page>();

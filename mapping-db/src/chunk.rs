@@ -1,0 +1,248 @@
+//! A map from dense keys to positions: keys are grouped in chunks of [`CHUNK`] neighbours, a hash table finds
+//! a chunk and an array inside it the key's position. Neighbouring keys share a chunk, and the chunks used
+//! last are tried before hashing, so a run of neighbouring keys costs one hash lookup (or none).
+
+use alloc::vec::Vec;
+use core::fmt::Debug;
+use core::hash::Hash;
+use core::mem::size_of;
+
+use hashbrown::HashMap;
+
+use crate::table::{bucket_bytes, map_bytes, pos32, NONE};
+
+/// log2 of the keys per chunk.
+pub(crate) const CHUNK_BITS: u32 = 6;
+/// Keys per chunk.
+pub(crate) const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// A key of a [`ChunkMap`]: which chunk, and where in it.
+pub(crate) trait Dense: Copy {
+    /// Names a chunk.
+    type Id: Copy + Eq + Hash + Debug;
+    /// The chunk and the place in it (`< CHUNK`).
+    fn split(self) -> (Self::Id, usize);
+}
+
+#[derive(Clone, Debug)]
+struct Chunk<Id> {
+    id: Id,
+    /// Entries in use; 0 for a free chunk (whose entries are all [`NONE`]).
+    used: u32,
+    pos: [u32; CHUNK],
+}
+
+/// The map. Positions are `u32` values other than [`NONE`].
+#[derive(Clone, Debug)]
+pub(crate) struct ChunkMap<K: Dense> {
+    index: HashMap<K::Id, u32>,
+    chunks: Vec<Chunk<K::Id>>,
+    free: Vec<u32>,
+    len: usize,
+    /// The two chunks used last, most recent first (guesses, checked before use).
+    hints: [u32; 2],
+}
+
+impl<K: Dense> Default for ChunkMap<K> {
+    fn default() -> Self {
+        Self {
+            index: HashMap::default(),
+            chunks: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+            hints: [NONE; 2],
+        }
+    }
+}
+
+impl<K: Dense> ChunkMap<K> {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether chunk `c` is in use as chunk `id`.
+    #[inline(always)]
+    fn is(&self, c: u32, id: &K::Id) -> bool {
+        matches!(self.chunks.get(c as usize), Some(ch) if ch.used != 0 && ch.id == *id)
+    }
+
+    /// The position of chunk `id`, trying the remembered ones first.
+    #[inline(always)]
+    fn chunk(&self, id: &K::Id) -> Option<u32> {
+        let [h0, h1] = self.hints;
+        if self.is(h0, id) {
+            Some(h0)
+        } else if self.is(h1, id) {
+            Some(h1)
+        } else {
+            self.index.get(id).copied()
+        }
+    }
+
+    /// The position of chunk `id`, remembered as the most recent.
+    #[inline(always)]
+    fn chunk_mut(&mut self, id: &K::Id) -> Option<u32> {
+        let c = self.chunk(id)?;
+        self.remember(c);
+        Some(c)
+    }
+
+    #[inline(always)]
+    fn remember(&mut self, c: u32) {
+        if self.hints[0] != c {
+            self.hints = [c, self.hints[0]];
+        }
+    }
+
+    /// `k`'s value.
+    #[inline(always)]
+    pub(crate) fn get(&self, k: K) -> Option<u32> {
+        let (id, i) = k.split();
+        let c = self.chunk(&id)?;
+        let v = self.chunks[c as usize].pos[i];
+        (v != NONE).then_some(v)
+    }
+
+    /// `k`'s value; its chunk is remembered.
+    #[inline(always)]
+    pub(crate) fn get_mut(&mut self, k: K) -> Option<u32> {
+        let (id, i) = k.split();
+        let c = self.chunk_mut(&id)?;
+        let v = self.chunks[c as usize].pos[i];
+        (v != NONE).then_some(v)
+    }
+
+    /// Whether `k` can be added: `Ok` with its chunk if that exists, `Err` with the value `k` has.
+    #[inline(always)]
+    pub(crate) fn vacancy(&self, k: K) -> Result<Option<u32>, u32> {
+        let (id, i) = k.split();
+        match self.chunk(&id) {
+            None => Ok(None),
+            Some(c) => match self.chunks[c as usize].pos[i] {
+                NONE => Ok(Some(c)),
+                v => Err(v),
+            },
+        }
+    }
+
+    /// Adds `k` -> `v` where [`vacancy`](Self::vacancy) said `Ok(chunk)` (nothing changed since).
+    #[inline(always)]
+    pub(crate) fn insert_at(&mut self, chunk: Option<u32>, k: K, v: u32) {
+        let (id, i) = k.split();
+        let c = match chunk {
+            Some(c) => c,
+            None => self.new_chunk(id),
+        };
+        self.remember(c);
+        let ch = &mut self.chunks[c as usize];
+        debug_assert!(ch.pos[i] == NONE && v != NONE);
+        ch.pos[i] = v;
+        ch.used += 1;
+        self.len += 1;
+    }
+
+    /// Adds `k` -> `v`, unless `k` has a value: then `Err` with it (and nothing changed).
+    #[inline(always)]
+    pub(crate) fn try_insert(&mut self, k: K, v: u32) -> Result<(), u32> {
+        let (id, i) = k.split();
+        let c = match self.chunk(&id) {
+            Some(c) => c,
+            None => self.new_chunk(id),
+        };
+        self.remember(c);
+        let ch = &mut self.chunks[c as usize];
+        match ch.pos[i] {
+            NONE => {
+                ch.pos[i] = v;
+                ch.used += 1;
+                self.len += 1;
+                Ok(())
+            }
+            old => Err(old),
+        }
+    }
+
+    #[cold]
+    fn new_chunk(&mut self, id: K::Id) -> u32 {
+        let c = match self.free.pop() {
+            Some(c) => {
+                self.chunks[c as usize].id = id;
+                c
+            }
+            None => {
+                let c = pos32(self.chunks.len());
+                self.chunks.push(Chunk {
+                    id,
+                    used: 0,
+                    pos: [NONE; CHUNK],
+                });
+                c
+            }
+        };
+        self.index.insert(id, c);
+        c
+    }
+
+    /// Removes `k` and returns its value.
+    #[inline(always)]
+    pub(crate) fn remove(&mut self, k: K) -> Option<u32> {
+        let (id, i) = k.split();
+        let c = self.chunk_mut(&id)?;
+        let ch = &mut self.chunks[c as usize];
+        let v = core::mem::replace(&mut ch.pos[i], NONE);
+        if v == NONE {
+            return None;
+        }
+        ch.used -= 1;
+        self.len -= 1;
+        if ch.used == 0 {
+            self.free_chunk(c);
+        }
+        Some(v)
+    }
+
+    #[cold]
+    fn free_chunk(&mut self, c: u32) {
+        let id = self.chunks[c as usize].id;
+        self.index.remove(&id);
+        self.free.push(c);
+    }
+
+    /// Whether the chunks agree with the index and the counts: each indexed chunk is in use under its id and
+    /// counts its entries, the free list names the others, and the counts add up to [`len`](Self::len).
+    pub(crate) fn consistent(&self) -> bool {
+        let mut total = 0;
+        let mut in_use = 0;
+        for (c, ch) in self.chunks.iter().enumerate() {
+            let used = ch.pos.iter().filter(|&&v| v != NONE).count();
+            if used != ch.used as usize {
+                return false;
+            }
+            if used > 0 {
+                in_use += 1;
+                total += used;
+                if self.index.get(&ch.id) != Some(&(c as u32)) {
+                    return false;
+                }
+            }
+        }
+        let mut free = self.free.clone();
+        free.sort_unstable();
+        free.dedup();
+        total == self.len
+            && in_use == self.index.len()
+            && free.len() == self.free.len()
+            && in_use + free.len() == self.chunks.len()
+            && free.iter().all(|&c| self.chunks[c as usize].used == 0)
+    }
+
+    /// Heap bytes.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        map_bytes(&self.index) + self.chunks.capacity() * size_of::<Chunk<K::Id>>() + self.free.capacity() * 4
+    }
+}
+
+/// Bytes of one chunk of a map of `K`: its bucket in the hash index and the chunk.
+pub(crate) const fn chunk_bytes<K: Dense>() -> usize {
+    bucket_bytes::<(K::Id, u32)>() + size_of::<Chunk<K::Id>>()
+}
