@@ -159,12 +159,13 @@ impl Mm {
     fn record(&mut self, asid: AsId, vaddr: u64, caps: &[(FrameId, u64)], rights: Rights) -> Result<(), MmError> {
         let space = self.spaces.get(&asid).ok_or(MmError::UnknownSpace(asid))?;
         let leaves = Self::leaves(space);
+        let mut recs = Vec::with_capacity(caps.len());
         for (i, &(frame, cap)) in caps.iter().enumerate() {
             let va = vaddr + i as u64 * PAGE;
             let table = *leaves
                 .get(&(va & !((1 << 21) - 1)))
                 .ok_or(MmError::Inconsistent("no leaf table"))?;
-            let rec = Mapping::new(
+            recs.push(Mapping::new(
                 frame,
                 CapSlot(cap),
                 asid,
@@ -172,12 +173,19 @@ impl Mm {
                 PageSize::Small,
                 db_rights(rights),
                 CapSlot(table),
-            );
-            self.db
-                .insert(rec)
-                .map_err(|_| MmError::Inconsistent("database refused a mapping the kernel made"))?;
+            ));
         }
-        Ok(())
+        self.db
+            .insert_run(&recs)
+            .map_err(|_| MmError::Inconsistent("database refused a mapping the kernel made"))
+    }
+
+    /// Records cap copies (`copy` of `frame`, derived from its original).
+    fn record_copies(&mut self, copies: &[(FrameId, u64)]) -> Result<(), MmError> {
+        let run: Vec<(FrameId, CapSlot, CapSlot)> = copies.iter().map(|&(f, c)| (f, CapSlot(c), f.slot)).collect();
+        self.db
+            .add_copies(&run)
+            .map_err(|_| MmError::Inconsistent("copy known twice"))
     }
 
     /// Allocates `n` fresh frames and maps their original caps at `vaddr`
@@ -295,14 +303,9 @@ impl Mm {
             undo(m, &copies);
             return Err(MmError::Map(e));
         }
-        let mut recs = Vec::with_capacity(n as usize);
-        for (s, c) in sources.iter().zip(&caps) {
-            // The kernel's derivation: a copy of a frame cap is a child of the original.
-            self.db
-                .add_copy(s.frame, CapSlot(c.0), s.frame.slot)
-                .map_err(|_| MmError::Inconsistent("copy known twice"))?;
-            recs.push((s.frame, c.0));
-        }
+        // The kernel's derivation: a copy of a frame cap is a child of the original.
+        let recs: Vec<(FrameId, u64)> = sources.iter().zip(&caps).map(|(s, c)| (s.frame, c.0)).collect();
+        self.record_copies(&recs)?;
         self.record(dst, dst_va, &recs, rights)
     }
 
@@ -354,13 +357,8 @@ impl Mm {
             return Err(MmError::Map(e));
         }
         m.cs.adopt_copies(&src_slots, run).map_err(MmError::Cap)?;
-        let mut recs = Vec::with_capacity(n as usize);
-        for (s, c) in sources.iter().zip(&dests) {
-            self.db
-                .add_copy(s.frame, CapSlot(c.0), s.frame.slot)
-                .map_err(|_| MmError::Inconsistent("copy known twice"))?;
-            recs.push((s.frame, c.0));
-        }
+        let recs: Vec<(FrameId, u64)> = sources.iter().zip(&dests).map(|(s, c)| (s.frame, c.0)).collect();
+        self.record_copies(&recs)?;
         self.record(dst, dst_va, &recs, rights)
     }
 
@@ -398,10 +396,10 @@ impl Mm {
                 .collect();
             m.cs.adopt_deletes(&gone).map_err(MmError::Cap)?;
         }
+        self.db
+            .remove_run(asid, vaddr, n as usize)
+            .map_err(|_| MmError::Inconsistent("record vanished"))?;
         for r in recs {
-            self.db
-                .remove_by_vaddr(asid, r.vaddr)
-                .map_err(|_| MmError::Inconsistent("record vanished"))?;
             if r.cap == r.frame.slot {
                 continue;
             }
