@@ -36,7 +36,7 @@ run: deps
 	@$(CARGO) run --quiet -p sel4-tests --bin sel4-boot -- run --config $(CONFIG)
 
 bench: deps
-	@$(CARGO) run --quiet -p sel4-tests --bin sel4-boot -- bench --config release-up
+	@$(CARGO) run --quiet -p sel4-tests --bin sel4-boot -- bench
 
 test: deps lint unit qemu-tests
 
