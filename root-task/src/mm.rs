@@ -504,6 +504,53 @@ impl Mm {
     }
 }
 
+/// The `VSpaceKernel` methods a wrapper kernel passes straight to its
+/// `inner` kernel: everything but the frame maps and unmaps it specialises.
+#[cfg(sel4_batched_leaf)]
+macro_rules! delegate_to_inner {
+    () => {
+        fn alloc_root(&mut self) -> Result<CapRef, vspace::KernelFailure> {
+            self.inner.alloc_root()
+        }
+        fn assign_asid(&mut self, root: CapRef) -> Result<(), vspace::KernelFailure> {
+            self.inner.assign_asid(root)
+        }
+        fn free_root(&mut self, root: CapRef) {
+            self.inner.free_root(root)
+        }
+        fn alloc_table(&mut self, level: TableLevel) -> Result<CapRef, vspace::KernelFailure> {
+            self.inner.alloc_table(level)
+        }
+        fn free_table(&mut self, level: TableLevel, table: CapRef) {
+            self.inner.free_table(level, table)
+        }
+        fn map_table(
+            &mut self,
+            level: TableLevel,
+            table: CapRef,
+            root: CapRef,
+            vaddr: vspace::VirtAddr,
+        ) -> Result<(), vspace::KernelFailure> {
+            self.inner.map_table(level, table, root, vaddr)
+        }
+        fn unmap_table(&mut self, level: TableLevel, table: CapRef) -> Result<(), vspace::KernelFailure> {
+            self.inner.unmap_table(level, table)
+        }
+        fn remap_frame(
+            &mut self,
+            frame: CapRef,
+            root: CapRef,
+            rights: Rights,
+            attr: CacheAttr,
+        ) -> Result<(), vspace::KernelFailure> {
+            self.inner.remap_frame(frame, root, rights, attr)
+        }
+        fn unmap_frame(&mut self, frame: CapRef) -> Result<(), vspace::KernelFailure> {
+            self.inner.unmap_frame(frame)
+        }
+    };
+}
+
 /// The vspace kernel for a batched clone: the "frames" vspace maps are the
 /// destination slots of the copies, still empty; a leaf-table run is copied
 /// and mapped in one `X86PageTable_CopyMapRun` when its sources are
@@ -552,33 +599,8 @@ impl CopyMapKernel<'_, '_> {
 
 #[cfg(sel4_batched_leaf)]
 impl vspace::VSpaceKernel for CopyMapKernel<'_, '_> {
-    fn alloc_root(&mut self) -> Result<CapRef, vspace::KernelFailure> {
-        self.inner.alloc_root()
-    }
-    fn assign_asid(&mut self, root: CapRef) -> Result<(), vspace::KernelFailure> {
-        self.inner.assign_asid(root)
-    }
-    fn free_root(&mut self, root: CapRef) {
-        self.inner.free_root(root)
-    }
-    fn alloc_table(&mut self, level: TableLevel) -> Result<CapRef, vspace::KernelFailure> {
-        self.inner.alloc_table(level)
-    }
-    fn free_table(&mut self, level: TableLevel, table: CapRef) {
-        self.inner.free_table(level, table)
-    }
-    fn map_table(
-        &mut self,
-        level: TableLevel,
-        table: CapRef,
-        root: CapRef,
-        vaddr: vspace::VirtAddr,
-    ) -> Result<(), vspace::KernelFailure> {
-        self.inner.map_table(level, table, root, vaddr)
-    }
-    fn unmap_table(&mut self, level: TableLevel, table: CapRef) -> Result<(), vspace::KernelFailure> {
-        self.inner.unmap_table(level, table)
-    }
+    delegate_to_inner!();
+
     fn map_frame(
         &mut self,
         frame: CapRef,
@@ -593,18 +615,6 @@ impl vspace::VSpaceKernel for CopyMapKernel<'_, '_> {
             self.copy_one(i)?;
         }
         self.inner.map_frame(frame, root, vaddr, size, rights, attr)
-    }
-    fn remap_frame(
-        &mut self,
-        frame: CapRef,
-        root: CapRef,
-        rights: Rights,
-        attr: CacheAttr,
-    ) -> Result<(), vspace::KernelFailure> {
-        self.inner.remap_frame(frame, root, rights, attr)
-    }
-    fn unmap_frame(&mut self, frame: CapRef) -> Result<(), vspace::KernelFailure> {
-        self.inner.unmap_frame(frame)
     }
     fn map_frames_run(
         &mut self,
@@ -664,33 +674,8 @@ struct UnmapDeleteKernel<'a, 'b> {
 
 #[cfg(sel4_batched_leaf)]
 impl vspace::VSpaceKernel for UnmapDeleteKernel<'_, '_> {
-    fn alloc_root(&mut self) -> Result<CapRef, vspace::KernelFailure> {
-        self.inner.alloc_root()
-    }
-    fn assign_asid(&mut self, root: CapRef) -> Result<(), vspace::KernelFailure> {
-        self.inner.assign_asid(root)
-    }
-    fn free_root(&mut self, root: CapRef) {
-        self.inner.free_root(root)
-    }
-    fn alloc_table(&mut self, level: TableLevel) -> Result<CapRef, vspace::KernelFailure> {
-        self.inner.alloc_table(level)
-    }
-    fn free_table(&mut self, level: TableLevel, table: CapRef) {
-        self.inner.free_table(level, table)
-    }
-    fn map_table(
-        &mut self,
-        level: TableLevel,
-        table: CapRef,
-        root: CapRef,
-        vaddr: vspace::VirtAddr,
-    ) -> Result<(), vspace::KernelFailure> {
-        self.inner.map_table(level, table, root, vaddr)
-    }
-    fn unmap_table(&mut self, level: TableLevel, table: CapRef) -> Result<(), vspace::KernelFailure> {
-        self.inner.unmap_table(level, table)
-    }
+    delegate_to_inner!();
+
     fn map_frame(
         &mut self,
         frame: CapRef,
@@ -701,18 +686,6 @@ impl vspace::VSpaceKernel for UnmapDeleteKernel<'_, '_> {
         attr: CacheAttr,
     ) -> Result<(), vspace::KernelFailure> {
         self.inner.map_frame(frame, root, vaddr, size, rights, attr)
-    }
-    fn remap_frame(
-        &mut self,
-        frame: CapRef,
-        root: CapRef,
-        rights: Rights,
-        attr: CacheAttr,
-    ) -> Result<(), vspace::KernelFailure> {
-        self.inner.remap_frame(frame, root, rights, attr)
-    }
-    fn unmap_frame(&mut self, frame: CapRef) -> Result<(), vspace::KernelFailure> {
-        self.inner.unmap_frame(frame)
     }
     fn unmap_frames_run(&mut self, run: &vspace::LeafRun, frames: &[CapRef]) -> Result<(), vspace::RunFailure> {
         let all_copies = frames.iter().all(|f| self.copies.contains(&f.0));
