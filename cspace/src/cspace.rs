@@ -1073,10 +1073,14 @@ impl<K: KernelOps> CSpace<K> {
             if self.caps.get(i).parent == NIL {
                 return Err(CapError::IsOriginal(s));
             }
-            if recs.contains(&i) {
-                return Err(CapError::NotManaged(s));
-            }
             recs.push(i);
+        }
+        // A slot named twice: refused (sorting is O(n log n), not O(n^2)).
+        let mut sorted = recs.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            let dup = slots[recs.iter().rposition(|r| *r == w[0]).expect("present")];
+            return Err(CapError::NotManaged(dup));
         }
         for i in recs {
             self.forget_copy(i);

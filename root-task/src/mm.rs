@@ -239,9 +239,12 @@ impl Mm {
         if !self.spaces.contains_key(&asid) {
             return Err(MmError::UnknownSpace(asid));
         }
+        // The space's shadow holds every mapping of the books (and those made
+        // outside them): one lookup per page answers for both.
+        let space = &self.spaces[&asid];
         for i in 0..n {
             let va = vaddr + i * PAGE;
-            if self.db.lookup(asid, va).is_some() || self.spaces[&asid].lookup(vspace::VirtAddr::new(va)).is_some() {
+            if space.lookup(vspace::VirtAddr::new(va)).is_some() {
                 return Err(MmError::DestinationOccupied { vaddr: va });
             }
         }
@@ -335,22 +338,21 @@ impl Mm {
                     .ok_or(MmError::Inconsistent("cap slot"))
             })
             .collect::<Result<_, _>>()?;
-        let src_paths: Vec<cspace::CapPath> = src_slots.iter().map(|s| m.cs.path(*s)).collect();
-        let dest_paths: Vec<cspace::CapPath> = (0..n).map(|i| m.cs.path(run.slot(i))).collect();
+        let srcs: Vec<CapRef> = sources.iter().map(|s| CapRef(s.cap.0)).collect();
         let mut made = alloc::vec![false; n as usize];
         let space = self.spaces.get_mut(&dst).ok_or(MmError::UnknownSpace(dst))?;
         let mut k = CopyMapKernel {
             inner: m.vk(),
             dest_base: dests[0].0,
-            srcs: &src_paths,
-            dests: &dest_paths,
+            srcs: &srcs,
             made: &mut made,
             rights: crate::backend::vs_rights(rights),
         };
         let mapped = space.map(&mut k, range, &dests, rights, CacheAttr::WriteBack);
         if let Err(e) = mapped {
             // The mappings were rolled back; delete the copies made, free the run.
-            for (p, _) in dest_paths.iter().zip(&made).filter(|(_, m)| **m) {
+            for (i, _) in made.iter().enumerate().filter(|(_, m)| **m) {
+                let p = m.cs.path(run.slot(i as u64));
                 let _ = sel4::cap::CNode::from_bits(p.root.0).cnode_delete(p.index, p.depth);
             }
             let _ = m.cs.release_slots(run);
@@ -559,9 +561,10 @@ macro_rules! delegate_to_inner {
 #[cfg(sel4_batched_leaf)]
 struct CopyMapKernel<'a, 'b> {
     inner: crate::backend::VsKernel<'a>,
+    /// The destination slots are the consecutive cptrs from `dest_base`.
     dest_base: u64,
-    srcs: &'b [cspace::CapPath],
-    dests: &'b [cspace::CapPath],
+    /// The source cap of each destination, in order.
+    srcs: &'b [CapRef],
     made: &'b mut [bool],
     rights: sel4::CapRights,
 }
@@ -572,8 +575,18 @@ impl CopyMapKernel<'_, '_> {
         (dest.0 - self.dest_base) as usize
     }
 
+    fn path(&self, cptr: u64) -> Result<cspace::CapPath, vspace::KernelFailure> {
+        let slot = self
+            .inner
+            .cs
+            .layout()
+            .slot_of(cspace::CPtr(cptr))
+            .ok_or(vspace::KernelFailure::InvalidCapability)?;
+        Ok(self.inner.cs.path(slot))
+    }
+
     fn copy_one(&mut self, i: usize) -> Result<(), vspace::KernelFailure> {
-        let (d, s) = (self.dests[i], self.srcs[i]);
+        let (d, s) = (self.path(self.dest_base + i as u64)?, self.path(self.srcs[i].0)?);
         sel4::cap::CNode::from_bits(d.root.0)
             .cnode_copy(
                 d.index,
@@ -586,14 +599,6 @@ impl CopyMapKernel<'_, '_> {
             .map_err(crate::backend::vs_err)?;
         self.made[i] = true;
         Ok(())
-    }
-
-    /// Whether sources `i..i + n` are consecutive slots of one CNode.
-    fn consecutive(&self, i: usize, n: usize) -> bool {
-        let s = &self.srcs[i..i + n];
-        s.iter()
-            .enumerate()
-            .all(|(k, p)| p.root == s[0].root && p.depth == s[0].depth && p.index == s[0].index + k as u64)
     }
 }
 
@@ -626,8 +631,17 @@ impl vspace::VSpaceKernel for CopyMapKernel<'_, '_> {
     ) -> Result<(), vspace::RunFailure> {
         let i = self.offset(frames[0]);
         let n = frames.len();
-        if run.level == TableLevel::Pt && n >= crate::backend::MIN_RUN && self.consecutive(i, n) {
-            let (s, d) = (self.srcs[i], self.dests[i]);
+        // The sources' path, if they are consecutive slots of one CNode (the
+        // destinations are, by construction).
+        let src_run = if run.level == TableLevel::Pt && n >= crate::backend::MIN_RUN {
+            self.inner.run_path(&self.srcs[i..i + n])
+        } else {
+            None
+        };
+        if let Some(s) = src_run {
+            let d = self
+                .path(frames[0].0)
+                .map_err(|failure| vspace::RunFailure { done: 0, failure })?;
             sel4::cap::PageTable::from_bits(run.table.0)
                 .x86_page_table_copy_map_run(
                     sel4::CPtr(root.0),
