@@ -12,7 +12,7 @@
 use alloc::vec::Vec;
 
 use crate::cspace::ObjectId;
-use crate::layout::{CNodeRef, Slot};
+use crate::layout::{CNodeRef, Slot, SlotRange};
 use crate::types::ObjectType;
 
 /// Index of a record in the arena.
@@ -108,6 +108,44 @@ impl CapTable {
         (i != NIL).then_some(i)
     }
 
+    /// The record of the cap in `slot`, which [`find`](Self::find) has
+    /// found since the table last changed.
+    #[inline(always)]
+    pub fn find_known(&self, slot: Slot) -> Idx {
+        let CNodeRef::Level2(k) = slot.cnode else {
+            unreachable!("managed caps live in level-2 CNodes")
+        };
+        let i = self.by_slot[((k as usize) << self.l2_bits) | slot.index as usize];
+        debug_assert_ne!(i, NIL);
+        i
+    }
+
+    /// Checks that the `n` consecutive slots from `first` all hold managed
+    /// caps; if not, the first that holds none (as [`find`](Self::find) of
+    /// each in turn would tell).
+    pub fn find_run(&self, first: Slot, n: u64) -> Result<(), Slot> {
+        if n == 0 {
+            return Ok(());
+        }
+        let Some(base) = self.key(first) else {
+            return Err(first);
+        };
+        // Slots past the CNode's end hold no managed cap.
+        let room = (1u64 << self.l2_bits) - first.index;
+        let len = n.min(room) as usize;
+        let end = (base + len).min(self.by_slot.len());
+        let held = self.by_slot.get(base..end).unwrap_or(&[]);
+        let missing = match held.iter().position(|&i| i == NIL) {
+            Some(p) => p as u64,
+            None if end - base == len && n <= room => return Ok(()),
+            None => (end - base) as u64,
+        };
+        Err(Slot {
+            cnode: first.cnode,
+            index: first.index + missing,
+        })
+    }
+
     #[inline]
     pub fn get(&self, i: Idx) -> &CapRecord {
         let r = &self.recs[i as usize];
@@ -184,6 +222,234 @@ impl CapTable {
         i
     }
 
+    /// Records a copy, badge `badge`, of the cap of record `si` into the
+    /// empty slot `d` (a reserved slot if `user_slot`), as the kernel's
+    /// `cteInsert` links it: under `si` if that is revocable, else under its
+    /// parent; revocable if an untyped, or a badgeable cap whose badge
+    /// differs. Counts it on the object's original. Returns its index (the
+    /// one [`insert`](Self::insert) would take).
+    #[inline(always)]
+    pub fn insert_copy(&mut self, si: Idx, d: Slot, badge: u64, user_slot: bool) -> Idx {
+        let s = &self.recs[si as usize];
+        debug_assert!(s.live, "live record");
+        let parent = if s.revocable {
+            si
+        } else {
+            debug_assert_ne!(s.parent, NIL, "a derived cap has a parent");
+            s.parent
+        };
+        // `cteInsert`: a derived cap is revocable if it is an untyped, or an
+        // endpoint/notification whose badge differs from its source's.
+        let revocable = s.ty == ObjectType::Untyped || (s.ty.badgeable() && badge != s.badge);
+        let (object, ty, orig) = (s.object, s.ty, s.orig);
+        let Some(i) = self.vacant.pop() else {
+            let i = self.insert(CapRecord {
+                slot: d,
+                object,
+                ty,
+                orig,
+                parent,
+                first_child: NIL,
+                prev: NIL,
+                next: NIL,
+                copies: 0,
+                revocable,
+                badge,
+                user_slot,
+                mark: false,
+                live: true,
+            });
+            self.recs[orig as usize].copies += 1;
+            return i;
+        };
+        let e = self.entry(d);
+        debug_assert_eq!(*e, NIL, "slot already holds a managed cap");
+        *e = i;
+        let recs = &mut self.recs[..];
+        let first = core::mem::replace(&mut recs[parent as usize].first_child, i);
+        if first != NIL {
+            recs[first as usize].prev = i;
+        }
+        // A vacant entry is overwritten in place, field by field.
+        let r = &mut recs[i as usize];
+        debug_assert!(!r.live, "vacant entry");
+        r.slot = d;
+        r.object = object;
+        r.ty = ty;
+        r.orig = orig;
+        r.parent = parent;
+        r.first_child = NIL;
+        r.prev = NIL;
+        r.next = first;
+        r.copies = 0;
+        r.revocable = revocable;
+        r.badge = badge;
+        r.user_slot = user_slot;
+        r.mark = false;
+        r.live = true;
+        recs[orig as usize].copies += 1;
+        i
+    }
+
+    /// [`insert_copy`](Self::insert_copy) of the cap in `srcs[j]` into
+    /// `dests.slot(j)`, in order, with the source's badge and not into a
+    /// reserved slot: every source holds a managed cap and every destination
+    /// is an empty level-2 slot of the layout (`srcs` yields `dests.len`
+    /// slots). The table's parts are borrowed apart so that the loop keeps
+    /// them in registers.
+    pub fn insert_copies(&mut self, srcs: impl Iterator<Item = Slot>, dests: SlotRange) {
+        if dests.len == 0 {
+            return;
+        }
+        let CNodeRef::Level2(k) = dests.cnode else {
+            unreachable!("managed caps live in level-2 CNodes")
+        };
+        let l2 = self.l2_bits;
+        let dkey = ((k as usize) << l2) | dests.start as usize;
+        if dkey + dests.len as usize > self.by_slot.len() {
+            self.extend_to(dkey + dests.len as usize - 1);
+        }
+        let n = dests.len as usize;
+        let mut srcs = srcs.map(|src| {
+            let CNodeRef::Level2(sk) = src.cnode else {
+                unreachable!("managed caps live in level-2 CNodes")
+            };
+            ((sk as usize) << l2) | src.index as usize
+        });
+        let slot = |j: usize| Slot {
+            cnode: dests.cnode,
+            index: dests.start + j as u64,
+        };
+        // First into vacant entries (last first, as `insert` pops them),
+        // with the arena as a slice; then into fresh ones.
+        let reuse = self.vacant.len().min(n);
+        let keep = self.vacant.len() - reuse;
+        {
+            let by_slot = &mut self.by_slot[..];
+            let recs = &mut self.recs[..];
+            let reused = self.vacant[keep..].iter().rev();
+            for (j, (skey, &i)) in srcs.by_ref().take(reuse).zip(reused).enumerate() {
+                let rec = Self::link_copy(by_slot, recs, skey, dkey + j, slot(j), i);
+                debug_assert!(!recs[i as usize].live, "vacant entry");
+                recs[i as usize] = rec;
+            }
+        }
+        self.vacant.truncate(keep);
+        for (j, skey) in (reuse..n).zip(srcs) {
+            let i = Self::fresh_index(self.recs.len());
+            let rec = Self::link_copy(&mut self.by_slot, &mut self.recs, skey, dkey + j, slot(j), i);
+            self.recs.push(rec);
+        }
+    }
+
+    /// Books copy `i` (a vacant or fresh arena entry) of the record at
+    /// table key `skey` into the empty slot `slot` at table key `dkey`, with
+    /// the source's badge and not into a reserved slot: the table entry, the
+    /// link under its parent, its original's count. Returns its record.
+    #[inline(always)]
+    fn link_copy(
+        by_slot: &mut [Idx],
+        recs: &mut [CapRecord],
+        skey: usize,
+        dkey: usize,
+        slot: Slot,
+        i: Idx,
+    ) -> CapRecord {
+        let si = by_slot[skey];
+        let s = &recs[si as usize];
+        debug_assert!(s.live, "live record");
+        let parent = if s.revocable {
+            si
+        } else {
+            debug_assert_ne!(s.parent, NIL, "a derived cap has a parent");
+            s.parent
+        };
+        // `cteInsert` with the source's own badge: revocable only if an
+        // untyped.
+        let revocable = s.ty == ObjectType::Untyped;
+        let (object, ty, orig, badge) = (s.object, s.ty, s.orig, s.badge);
+        let e = &mut by_slot[dkey];
+        debug_assert_eq!(*e, NIL, "slot already holds a managed cap");
+        *e = i;
+        let first = core::mem::replace(&mut recs[parent as usize].first_child, i);
+        if first != NIL {
+            recs[first as usize].prev = i;
+        }
+        recs[orig as usize].copies += 1;
+        CapRecord {
+            slot,
+            object,
+            ty,
+            orig,
+            parent,
+            first_child: NIL,
+            prev: NIL,
+            next: first,
+            copies: 0,
+            revocable,
+            badge,
+            user_slot: false,
+            mark: false,
+            live: true,
+        }
+    }
+
+    /// Removes the copies (not originals, each named once) in `slots`, in
+    /// order, as [`hand_children_to_parent`](Self::hand_children_to_parent)
+    /// then [`remove`](Self::remove) of each would, taking one from its
+    /// original's copies; `gone` gets what is left of each.
+    pub fn remove_copies(&mut self, slots: &[Slot], mut gone: impl FnMut(Gone)) {
+        let l2 = self.l2_bits;
+        let CapTable {
+            by_slot, recs, vacant, ..
+        } = self;
+        for &slot in slots {
+            let CNodeRef::Level2(k) = slot.cnode else {
+                unreachable!("managed caps live in level-2 CNodes")
+            };
+            let e = &mut by_slot[((k as usize) << l2) | slot.index as usize];
+            let i = core::mem::replace(e, NIL);
+            debug_assert_ne!(i, NIL);
+            let r = &mut recs[i as usize];
+            debug_assert!(r.live, "live record");
+            debug_assert_ne!(r.parent, NIL, "a copy");
+            r.live = false;
+            r.mark = false;
+            let (parent, orig, user_slot) = (r.parent, r.orig, r.user_slot);
+            let first = core::mem::replace(&mut r.first_child, NIL);
+            // Its children go to its parent (first), then it leaves its
+            // parent's children.
+            if first != NIL {
+                let mut last = first;
+                let mut c = first;
+                while c != NIL {
+                    let r = &mut recs[c as usize];
+                    r.parent = parent;
+                    last = c;
+                    c = r.next;
+                }
+                let old_first = core::mem::replace(&mut recs[parent as usize].first_child, first);
+                recs[last as usize].next = old_first;
+                if old_first != NIL {
+                    recs[old_first as usize].prev = last;
+                }
+            }
+            // (Read after the hand-off, which may have linked it after them.)
+            let (prev, next) = (recs[i as usize].prev, recs[i as usize].next);
+            if prev != NIL {
+                recs[prev as usize].next = next;
+            } else {
+                recs[parent as usize].first_child = next;
+            }
+            if next != NIL {
+                recs[next as usize].prev = prev;
+            }
+            recs[orig as usize].copies -= 1;
+            vacant.push(i);
+            gone(Gone { slot, orig, user_slot });
+        }
+    }
+
     /// The index of a new arena entry after `len` entries.
     fn fresh_index(len: usize) -> Idx {
         match Idx::try_from(len) {
@@ -201,6 +467,7 @@ impl CapTable {
         debug_assert!(r.live, "live record");
         debug_assert_eq!(r.first_child, NIL, "children go first");
         r.live = false;
+        r.mark = false;
         let (prev, next, parent) = (r.prev, r.next, r.parent);
         let gone = Gone {
             slot: r.slot,

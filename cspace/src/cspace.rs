@@ -4,11 +4,12 @@
 use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 
 use crate::captable::{CapRecord, CapTable, Gone, Idx, NIL};
 use crate::kernel::{KernelOp, KernelOps};
 use crate::layout::{CNodeRef, CapPath, Layout, LayoutError, Slot, SlotRange};
+use crate::reserved::Reserved;
 use crate::slots::{SlotAllocator, SlotError};
 use crate::types::{pow2, CPtr, CapData, KernelError, ObjectType, Rights, RETYPE_FAN_OUT_LIMIT, WORD_BITS};
 use crate::untyped::{BootUntyped, MemStats, NodeId, NodeState, Request, UntypedAllocator, UntypedConfigError};
@@ -360,7 +361,7 @@ pub struct CSpace<K: KernelOps> {
     slots: SlotAllocator,
     ut: UntypedAllocator,
     caps: CapTable,
-    reserved: HashSet<Slot>,
+    reserved: Reserved,
     objects: HashMap<ObjectId, ObjectRecord>,
     next_object: u64,
     counts: [u64; ObjectType::ALL.len()],
@@ -436,7 +437,7 @@ impl<K: KernelOps> CSpace<K> {
             slots,
             ut,
             caps: CapTable::new(config.l1_bits, config.l2_bits),
-            reserved: HashSet::new(),
+            reserved: Reserved::new(config.l1_bits, config.l2_bits),
             objects: HashMap::new(),
             next_object: 0,
             counts: [0; ObjectType::ALL.len()],
@@ -565,7 +566,7 @@ impl<K: KernelOps> CSpace<K> {
             cnode_bytes,
             slots_capacity: self.slots.capacity(),
             slots_free: self.slots.free_count(),
-            slots_reserved: self.reserved.len() as u64,
+            slots_reserved: self.reserved.len(),
             untyped_nodes: self.ut.node_count() as u64,
             reclaim_failures: self.reclaim_failures,
         }
@@ -642,7 +643,7 @@ impl<K: KernelOps> CSpace<K> {
 
     /// The empty slots handed out by [`alloc_slots`](Self::alloc_slots).
     pub fn reserved_slots(&self) -> impl Iterator<Item = Slot> + '_ {
-        self.reserved.iter().copied()
+        self.reserved.iter()
     }
 
     /// Whether a rollback failed (every mutating operation then refuses).
@@ -895,7 +896,7 @@ impl<K: KernelOps> CSpace<K> {
         let mut tx = Tx::default();
         match self.acquire(&mut tx, &|_| Some(vec![n])) {
             Ok(runs) => {
-                self.reserved.extend(runs[0].iter());
+                self.reserved.insert_run(runs[0]);
                 Ok(runs[0])
             }
             Err(f) => {
@@ -917,12 +918,10 @@ impl<K: KernelOps> CSpace<K> {
     /// reserved and empty (the manager cannot see caps put there by other
     /// means: delete them first).
     pub fn release_slots(&mut self, range: SlotRange) -> Result<(), CapError> {
-        if let Some(s) = range.iter().find(|s| !self.reserved.contains(s)) {
+        if let Some(s) = self.reserved.first_missing(range) {
             return Err(CapError::NotReserved(s));
         }
-        for s in range.iter() {
-            self.reserved.remove(&s);
-        }
+        self.reserved.remove_run(range);
         self.slots.free_run(range).expect("reserved slots are allocated");
         Ok(())
     }
@@ -1040,18 +1039,41 @@ impl<K: KernelOps> CSpace<K> {
                 needed: srcs.len() as u64,
             });
         }
-        let mut recs = Vec::with_capacity(srcs.len());
-        for &s in srcs {
-            recs.push(self.caps.find(s).ok_or(CapError::NotManaged(s))?);
+        if let Some(&s) = srcs.iter().find(|&&s| self.caps.find(s).is_none()) {
+            return Err(CapError::NotManaged(s));
         }
-        if let Some(d) = dests.iter().find(|d| !self.reserved.contains(d)) {
+        if let Some(d) = self.reserved.first_missing(dests) {
             return Err(CapError::NotReserved(d));
         }
-        for (si, d) in recs.into_iter().zip(dests.iter()) {
-            let badge = self.caps.get(si).badge;
-            self.reserved.remove(&d);
-            self.record_copy(si, d, badge, false);
+        self.reserved.remove_run(dests);
+        // As `record_copy(source, dest, source's badge, false)` of each.
+        self.caps.insert_copies(srcs.iter().copied(), dests);
+        self.copies += dests.len;
+        Ok(())
+    }
+
+    /// [`adopt_copies`](Self::adopt_copies) with the `n` consecutive slots
+    /// from `srcs_first` as the sources: `srcs_first.index + i` was copied
+    /// into `dests.slot(i)`. Same outcome, refusals and books as
+    /// `adopt_copies` of those slots.
+    pub fn adopt_copies_run(&mut self, srcs_first: Slot, n: u64, dests: SlotRange) -> Result<(), CapError> {
+        if self.poisoned {
+            return Err(CapError::Poisoned);
         }
+        if n != dests.len {
+            return Err(CapError::OutOfSlots { needed: n });
+        }
+        self.caps.find_run(srcs_first, n).map_err(CapError::NotManaged)?;
+        if let Some(d) = self.reserved.first_missing(dests) {
+            return Err(CapError::NotReserved(d));
+        }
+        self.reserved.remove_run(dests);
+        let srcs = (0..n).map(|i| Slot {
+            cnode: srcs_first.cnode,
+            index: srcs_first.index + i,
+        });
+        self.caps.insert_copies(srcs, dests);
+        self.copies += n;
         Ok(())
     }
 
@@ -1067,24 +1089,61 @@ impl<K: KernelOps> CSpace<K> {
         if self.poisoned {
             return Err(CapError::Poisoned);
         }
-        let mut recs = Vec::with_capacity(slots.len());
+        // Marks each record seen; a slot named twice is refused after every
+        // other check, naming the slot of the lowest-numbered record named
+        // twice (records are renumbered only by adding and removing).
+        let mut bad = None;
+        let mut dup: Option<(Idx, Slot)> = None;
+        let mut seen = 0;
         for &s in slots {
-            let i = self.caps.find(s).ok_or(CapError::NotManaged(s))?;
-            if self.caps.get(i).parent == NIL {
-                return Err(CapError::IsOriginal(s));
+            let Some(i) = self.caps.find(s) else {
+                bad = Some(CapError::NotManaged(s));
+                break;
+            };
+            let r = self.caps.get_mut(i);
+            if r.parent == NIL {
+                bad = Some(CapError::IsOriginal(s));
+                break;
             }
-            recs.push(i);
+            if r.mark {
+                if dup.is_none_or(|(j, _)| i < j) {
+                    dup = Some((i, s));
+                }
+            } else {
+                r.mark = true;
+            }
+            seen += 1;
         }
-        // A slot named twice: refused (sorting is O(n log n), not O(n^2)).
-        let mut sorted = recs.clone();
-        sorted.sort_unstable();
-        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-            let dup = slots[recs.iter().rposition(|r| *r == w[0]).expect("present")];
-            return Err(CapError::NotManaged(dup));
+        // Removing a record below clears its mark.
+        if bad.is_some() || dup.is_some() {
+            for &s in &slots[..seen] {
+                let i = self.caps.find_known(s);
+                self.caps.get_mut(i).mark = false;
+            }
+            return Err(bad.or(dup.map(|(_, s)| CapError::NotManaged(s))).expect("refused"));
         }
-        for i in recs {
-            self.forget_copy(i);
+        // As `forget_copy` of each; consecutive slots of the manager's own
+        // go back a run at a time.
+        let mut run: Option<SlotRange> = None;
+        let (slot_books, reserved) = (&mut self.slots, &mut self.reserved);
+        self.caps.remove_copies(slots, |g| {
+            if g.user_slot {
+                reserved.insert(g.slot);
+                return;
+            }
+            match &mut run {
+                Some(r) if r.cnode == g.slot.cnode && r.start + r.len == g.slot.index => r.len += 1,
+                _ => {
+                    if let Some(r) = run.replace(one(g.slot)) {
+                        slot_books.free_run(r).expect("slots were allocated");
+                    }
+                }
+            }
+        });
+        if let Some(r) = run {
+            self.slots.free_run(r).expect("slots were allocated");
         }
+        self.copies -= slots.len() as u64;
         Ok(())
     }
 
@@ -1163,34 +1222,7 @@ impl<K: KernelOps> CSpace<K> {
     /// kernel into slot `d` (a reserved slot if `user_slot`).
     #[inline(always)]
     fn record_copy(&mut self, si: Idx, d: Slot, badge: u64, user_slot: bool) {
-        let s = self.caps.get(si);
-        let parent = if s.revocable {
-            si
-        } else {
-            debug_assert_ne!(s.parent, NIL, "a derived cap has a parent");
-            s.parent
-        };
-        // `cteInsert`: a derived cap is revocable if it is an untyped, or an
-        // endpoint/notification whose badge differs from its source's.
-        let revocable = s.ty == ObjectType::Untyped || (s.ty.badgeable() && badge != s.badge);
-        let (object, ty, orig) = (s.object, s.ty, s.orig);
-        self.caps.insert(CapRecord {
-            slot: d,
-            object,
-            ty,
-            orig,
-            parent,
-            first_child: NIL,
-            prev: NIL,
-            next: NIL,
-            copies: 0,
-            revocable,
-            badge,
-            user_slot,
-            mark: false,
-            live: true,
-        });
-        self.caps.get_mut(orig).copies += 1;
+        self.caps.insert_copy(si, d, badge, user_slot);
         if user_slot {
             self.reserved.remove(&d);
         }

@@ -98,6 +98,7 @@ pub mod kernel;
 pub mod layout;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
+mod reserved;
 pub mod slots;
 pub mod types;
 pub mod untyped;

@@ -411,7 +411,7 @@ impl SlotAllocator {
         if range.start < c.usable_range.start || end > c.usable_range.end {
             return Err(SlotError::NotAllocated(range.slot(0)));
         }
-        if let Some(i) = (range.start..end).find(|&i| !c.is_used(i)) {
+        if let Some(i) = c.next_free(range.start).filter(|&i| i < end) {
             return Err(SlotError::NotAllocated(Slot {
                 cnode: range.cnode,
                 index: i,

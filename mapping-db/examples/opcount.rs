@@ -9,12 +9,14 @@
 //!
 //! Modes (first argument): `single` (default) uses one call per page; `run` uses
 //! [`MappingDb::add_copies`], [`MappingDb::insert_run`] and [`MappingDb::remove_run`] (one call for the
-//! 4096 pages); `batch` uses one [`Batch`] per page table (512 pages) for the inserts and the removals.
+//! 4096 pages); `batch` uses one [`Batch`] per page table (512 pages) for the inserts and the removals;
+//! `clone` looks the sources up with [`MappingDb::mappings_run`], copies and maps with
+//! [`MappingDb::clone_run`] and removes with [`MappingDb::remove_run`] (one call each for the 4096 pages).
 //!
 //! ```text
 //! cargo build --release -p mapping-db --example opcount
 //! valgrind --tool=callgrind --dump-before='*phase_*' --callgrind-out-file=cg.out \
-//!     target/release/examples/opcount [single|run|batch]
+//!     target/release/examples/opcount [single|run|batch|clone]
 //! ```
 //!
 //! Each dump `cg.out.K` then holds phase K-1 (and `cg.out` the last one): its `totals:` line divided by
@@ -153,6 +155,16 @@ fn phase_remove_run(db: &mut MappingDb) {
 }
 
 #[inline(never)]
+fn phase_mappings_run(db: &MappingDb, asid: AsId, base: u64) {
+    black_box(db.mappings_run(asid, base, N as usize).unwrap());
+}
+
+#[inline(never)]
+fn phase_clone_run(db: &mut MappingDb, recs: &[(Mapping, CapSlot)]) {
+    db.clone_run(recs).unwrap();
+}
+
+#[inline(never)]
 fn phase_commit_insert(db: &mut MappingDb, batches: Vec<Batch>) {
     for b in batches {
         db.commit(b).unwrap();
@@ -180,7 +192,11 @@ fn main() {
     counted("add_frame", || phase_add_frame(&mut db));
     counted("insert (originals)", || phase_insert_orig(&mut db));
     for round in 0..2 {
-        counted("lookup (sources)", || phase_lookup_hit(&db, AsId(0), SRC));
+        if mode == "clone" {
+            counted("mappings_run (sources)", || phase_mappings_run(&db, AsId(0), SRC));
+        } else {
+            counted("lookup (sources)", || phase_lookup_hit(&db, AsId(0), SRC));
+        }
         counted("lookup (destination)", || phase_lookup_miss(&db, AsId(1), DST));
         let recs: Vec<Mapping> = (0..N)
             .map(|i| rec(frame(i), copy_slot(round, i), AsId(1), DST, i))
@@ -209,11 +225,15 @@ fn main() {
                     .collect();
                 counted("commit (inserts)", || phase_commit_insert(&mut db, batches));
             }
-            _ => panic!("mode: single, run or batch"),
+            "clone" => {
+                let clones: Vec<_> = recs.iter().map(|&m| (m, m.frame.slot)).collect();
+                counted("clone_run", || phase_clone_run(&mut db, &clones));
+            }
+            _ => panic!("mode: single, run, batch or clone"),
         }
         counted("lookup (copies)", || phase_lookup_hit(&db, AsId(1), DST));
         match mode.as_str() {
-            "run" => counted("remove_run", || phase_remove_run(&mut db)),
+            "run" | "clone" => counted("remove_run", || phase_remove_run(&mut db)),
             "batch" => {
                 let batches = recs
                     .chunks(512)

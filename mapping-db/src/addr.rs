@@ -72,6 +72,13 @@ impl AddrIndex {
         self.map.get_mut(Page::new(asid, size, vaddr))
     }
 
+    /// The capabilities of the pages of `size` from the one containing `vaddr` (below [`USER_VADDR_END`]) to
+    /// the end of its chunk, [`NONE`](crate::table::NONE) where none starts, if the chunk exists.
+    #[inline(always)]
+    pub(crate) fn tail(&self, asid: AsId, size: PageSize, vaddr: u64) -> Option<&[u32]> {
+        self.map.tail(Page::new(asid, size, vaddr))
+    }
+
     /// Whether a page of `size` at `vaddr` can be added: `Ok` with its chunk's position if that exists, or
     /// `Err` with the capability already there.
     #[inline(always)]

@@ -3,9 +3,10 @@
 
 use alloc::vec::Vec;
 
-use crate::db::{MappingDb, Overlay, FREED};
-use crate::error::{AddCopyError, BatchError, BatchErrorKind, InsertError, RemoveError};
-use crate::types::{AsId, CapSlot, FrameId, LeafTable, Mapping};
+use crate::db::{big_idx, larger, to_mapping, CapNode, MappingDb, Overlay, Placed, SpanKey, FREED};
+use crate::error::{AddCopyError, BatchError, BatchErrorKind, CloneError, InsertError, RemoveError};
+use crate::table::{pos32, NONE};
+use crate::types::{AsId, CapSlot, FrameId, LeafTable, Mapping, PageSize, USER_VADDR_END};
 
 /// One operation of a [`Batch`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -198,5 +199,211 @@ impl MappingDb {
             }
         }
         Ok(())
+    }
+
+    /// The records of the `n` consecutive 4 KiB pages of `asid` from `vaddr` (`vaddr + i * 4096`), in address
+    /// order, as a loop of [`lookup`](Self::lookup) would find them, but only where a 4 KiB mapping starts
+    /// exactly at each address: otherwise the index in the run of the first page without one, and
+    /// [`RemoveError::NotMapped`] (as [`remove_run`](Self::remove_run) reports a gap).
+    ///
+    /// Reads the address index a chunk (64 pages) at a time: one lookup per chunk, none per page.
+    pub fn mappings_run(&self, asid: AsId, vaddr: u64, n: usize) -> Result<Vec<Mapping>, (usize, RemoveError)> {
+        let mut out = Vec::with_capacity(n);
+        if n == 0 {
+            return Ok(out);
+        }
+        let small = PageSize::Small;
+        if !small.is_aligned(vaddr) {
+            return Err((0, RemoveError::NotMapped));
+        }
+        // The leaf of the page before (consecutive pages share it 511 times in 512).
+        let mut leaf = (NONE, None);
+        let mut va = vaddr;
+        while out.len() < n {
+            let miss = Err((out.len(), RemoveError::NotMapped));
+            if va >= USER_VADDR_END {
+                return miss;
+            }
+            let Some(tail) = self.by_vaddr.tail(asid, small, va) else {
+                return miss;
+            };
+            let tail = &tail[..tail.len().min(n - out.len())];
+            for &cap in tail {
+                if cap == NONE {
+                    return Err((out.len(), RemoveError::NotMapped));
+                }
+                let (slot, node) = self.caps.entry_at(cap);
+                let p = node.map.as_ref().expect("indexed cap is mapped");
+                let key = match leaf {
+                    (l, Some(key)) if l == p.leaf => key,
+                    _ => {
+                        let key = self.leaves.key_at(p.leaf);
+                        leaf = (p.leaf, Some(key));
+                        key
+                    }
+                };
+                let (orig, f) = self.frames.entry_at(node.frame);
+                out.push(to_mapping(slot, FrameId::new(orig, f.paddr), key, p));
+            }
+            // The chunk ends at a chunk boundary, below USER_VADDR_END: no overflow.
+            va += tail.len() as u64 * small.bytes();
+        }
+        Ok(out)
+    }
+
+    /// Clones records: for each `(rec, parent)`, in order, records `rec.cap` as a copy of `rec.frame`
+    /// derived from `parent` and inserts `rec`, as the loop
+    /// `for (r, p) in recs { add_copy(r.frame, r.cap, p)?; insert(r)? }` would (an element's cap may be the
+    /// parent of a later one), but all or none: on the first refusal, what the run did so far is undone (in
+    /// reverse order) and the refused element's index and error ([`CloneError::Copy`] if its copy was
+    /// refused, else [`CloneError::Insert`]) are returned; nothing has changed then.
+    ///
+    /// Meant for a run of consecutive pages in one leaf table (the manager's clone of a region): each new
+    /// capability's node is created with its record in place, and the leaf table, address space and span
+    /// counters are found once per leaf. Any elements are accepted.
+    pub fn clone_run(&mut self, recs: &[(Mapping, CapSlot)]) -> Result<(), (usize, CloneError)> {
+        let mut i = 0;
+        loop {
+            while let Some((first, _)) = recs.get(i) {
+                let Some(leaf) = self.leaves.find(self.hint_leaf, &first.leaf) else {
+                    break;
+                };
+                let k = self.clone_in_leaf(leaf, &recs[i..]);
+                if k == 0 {
+                    break;
+                }
+                i += k;
+            }
+            // Off the fast path (or the first page of a new leaf): the single operations.
+            let Some(&(m, parent)) = recs.get(i) else { return Ok(()) };
+            let err = match self.add_copy(m.frame, m.cap, parent) {
+                Err(e) => CloneError::Copy(e),
+                Ok(()) => match self.insert(m) {
+                    Ok(()) => {
+                        i += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.remove_copy(m.cap).expect("added by this run");
+                        CloneError::Insert(e)
+                    }
+                },
+            };
+            for (r, _) in recs[..i].iter().rev() {
+                self.remove_by_cap(r.cap).expect("inserted by this run");
+                self.remove_copy(r.cap).expect("added by this run");
+            }
+            return Err((i, err));
+        }
+    }
+
+    /// The fast path of [`clone_run`](Self::clone_run) for the elements at the start of `recs` whose records
+    /// go into the leaf table at position `leaf` (which exists): clones them until one fails a check (of
+    /// `add_copy` or `insert`) or names another leaf, and returns how many it cloned. The checks are those of
+    /// [`insert_in_leaf`](Self::insert_in_leaf), with the parent in place of the (new, so known, unmapped)
+    /// capability.
+    #[inline(always)]
+    fn clone_in_leaf(&mut self, leaf: u32, recs: &[(Mapping, CapSlot)]) -> usize {
+        let MappingDb {
+            frames,
+            caps,
+            by_vaddr,
+            spaces,
+            leaves,
+            spans,
+            len,
+            big,
+            hint_leaf,
+        } = self;
+        *hint_leaf = leaf;
+        let (key, l) = leaves.entry_at_mut(leaf);
+        let size = key.level.page_size();
+        let (region, counters) = (l.region, l.spans);
+        let s = spaces.at_mut(l.space);
+        let page_mask = size.bytes() - 1;
+        let region_mask = !((size.bytes() << 9) - 1);
+        let probe_larger = (big[0] | big[1]) != 0
+            && larger(size).iter().any(|&b| {
+                let b = big_idx(b).expect("larger sizes are large");
+                big[b] > 0 && s.big[b] > 0
+            });
+        let mut n = 0;
+        for &(m, parent) in recs {
+            if m.leaf != key
+                || m.size != size
+                || m.asid != key.asid
+                || m.vaddr & page_mask != 0
+                || m.vaddr & region_mask != region
+                || m.index != size.entry_index(m.vaddr)
+            {
+                break;
+            }
+            // The parent is known and a cap to `m.frame`, of the size.
+            let Some(pp) = caps.pos_mut(&parent) else { break };
+            let frame = caps.at(pp).frame;
+            let (orig, f) = frames.entry_at_mut(frame);
+            if orig != m.frame.slot || f.paddr != m.frame.paddr || f.size != size {
+                break;
+            }
+            if probe_larger && larger(size).iter().any(|&b| by_vaddr.get(m.asid, b, m.vaddr).is_some()) {
+                break;
+            }
+            if size != PageSize::Small
+                && spans.contains_key(&SpanKey {
+                    asid: m.asid,
+                    size,
+                    base: m.vaddr,
+                })
+            {
+                break;
+            }
+            // No page of its size starts there (so the entry is free).
+            let Ok(chunk) = by_vaddr.vacancy(m.asid, size, m.vaddr) else {
+                break;
+            };
+            let placed = Placed {
+                vaddr: m.vaddr,
+                leaf,
+                frame_pos: pos32(f.mapped.len()),
+                space_pos: pos32(s.maps.len()),
+                index: m.index,
+                size,
+                rights: m.rights,
+            };
+            let copy_pos = pos32(f.copies.len());
+            // The last check: the copy's slot is free (then it is claimed, with the record in place).
+            let Ok(cap) = caps.try_insert(m.cap, || CapNode {
+                frame,
+                parent,
+                parent_pos: pp,
+                children: 0,
+                copy_pos,
+                map: Some(placed),
+            }) else {
+                break;
+            };
+            caps.at_mut(pp).children += 1;
+            f.copies.push(m.cap);
+            f.mapped.push(cap);
+            s.maps.push(cap);
+            by_vaddr.insert(chunk, m.asid, size, m.vaddr, cap);
+            debug_assert!(!l.is_set(m.index));
+            l.set(m.index);
+            l.count += 1;
+            n += 1;
+        }
+        if n > 0 {
+            if let Some(b) = big_idx(size) {
+                s.big[b] += n;
+                big[b] += n as usize;
+            }
+            for sp in counters {
+                if sp != NONE {
+                    *spans.at_mut(sp) += n;
+                }
+            }
+            *len += n as usize;
+        }
+        n as usize
     }
 }

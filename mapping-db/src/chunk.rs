@@ -112,6 +112,14 @@ impl<K: Dense> ChunkMap<K> {
         (v != NONE).then_some(v)
     }
 
+    /// The values of `k` and of the keys after it in its chunk (`NONE` where absent), if the chunk exists.
+    #[inline(always)]
+    pub(crate) fn tail(&self, k: K) -> Option<&[u32]> {
+        let (id, i) = k.split();
+        let c = self.chunk(&id)?;
+        Some(&self.chunks[c as usize].pos[i..])
+    }
+
     /// Whether `k` can be added: `Ok` with its chunk if that exists, `Err` with the value `k` has.
     #[inline(always)]
     pub(crate) fn vacancy(&self, k: K) -> Result<Option<u32>, u32> {

@@ -105,7 +105,7 @@ impl LeafNode {
     pub(crate) fn bits(&self) -> usize {
         self.used.iter().map(|w| w.count_ones() as usize).sum()
     }
-    fn set(&mut self, index: u16) {
+    pub(crate) fn set(&mut self, index: u16) {
         self.used[usize::from(index / 64)] |= 1 << (index % 64);
     }
     fn clear(&mut self, index: u16) {

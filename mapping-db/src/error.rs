@@ -93,6 +93,16 @@ pub enum RemoveError {
     NotMapped,
 }
 
+/// Why [`MappingDb::clone_run`](crate::MappingDb::clone_run) refused an element: the error of the single
+/// operation (`add_copy`, then `insert`) that refused it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CloneError {
+    /// Recording the element's capability as a copy was refused.
+    Copy(AddCopyError),
+    /// Inserting the element's record (after its copy was recorded) was refused.
+    Insert(InsertError),
+}
+
 /// What went wrong with one operation of a [`Batch`](crate::Batch).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum BatchErrorKind {
@@ -160,6 +170,7 @@ display_as_debug!(
     RemoveFrameError,
     InsertError,
     RemoveError,
+    CloneError,
     BatchErrorKind,
     BatchError,
     InvariantViolation

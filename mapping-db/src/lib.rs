@@ -17,8 +17,10 @@
 //! changes nothing. A [`Batch`] collects updates to one leaf table and [`MappingDb::commit`] applies them all
 //! or none. The runs [`MappingDb::insert_run`], [`MappingDb::remove_run`] and [`MappingDb::add_copies`] do what
 //! a loop of the single operation does, all or none, at less cost per element (the bookkeeping shared by
-//! consecutive pages of one leaf table is done once). Removals hand the record back to the caller, who then
-//! owns the unmapped capability.
+//! consecutive pages of one leaf table is done once); [`MappingDb::clone_run`] does the copy and the insert of
+//! each page of a clone in one go, and [`MappingDb::mappings_run`] reads the records of consecutive 4 KiB pages
+//! a chunk of the address index at a time. Removals hand the record back to the caller, who then owns the
+//! unmapped capability.
 //!
 //! # Layout and cost
 //!
@@ -130,8 +132,8 @@ pub use batch::{Batch, BatchOp};
 pub use cost::{mapping_cost, MappingCost};
 pub use db::MappingDb;
 pub use error::{
-    AddCopyError, AddFrameError, BatchError, BatchErrorKind, InsertError, InvariantViolation, RemoveCopyError,
-    RemoveError, RemoveFrameError,
+    AddCopyError, AddFrameError, BatchError, BatchErrorKind, CloneError, InsertError, InvariantViolation,
+    RemoveCopyError, RemoveError, RemoveFrameError,
 };
 pub use types::{
     AsId, CapSlot, FrameId, LeafLevel, LeafTable, Mapping, PageSize, Rights, ENTRIES_PER_TABLE, USER_VADDR_END,

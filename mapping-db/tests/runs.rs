@@ -1,4 +1,4 @@
-//! The run operations (`insert_run`, `remove_run`, `add_copies`) against loops of the single operations:
+//! The run operations (`insert_run`, `remove_run`, `add_copies`, `mappings_run`, `clone_run`) against loops of the single operations:
 //! the same outcome, the same records, and on a refusal the refused element's index, its error, and a
 //! database left as it was.
 
@@ -421,4 +421,260 @@ fn remove_run_follows_page_sizes() {
     assert_eq!(db.remove_run(AsId(1), MIB2 - 1, 3), Ok(vec![a, b, c]));
     db.check().unwrap();
     assert!(db.is_empty());
+}
+
+// ----- mappings_run and clone_run ---------------------------------------------------------------------------
+
+/// Slots of the capabilities `clone_run` creates in the tests (beyond those `build` uses).
+const NEW_SLOTS: std::ops::Range<u64> = 100..140;
+
+/// [`snapshot`], with the rows of the slots `clone_run` creates.
+fn snapshot_all(db: &MappingDb) -> (Snapshot, Vec<CapRow>) {
+    let extra = NEW_SLOTS
+        .map(|s| {
+            let s = CapSlot(s);
+            (
+                s.0,
+                db.frame_of_cap(s),
+                db.parent_of(s),
+                db.children_of(s),
+                db.mapping_of_cap(s),
+            )
+        })
+        .collect();
+    (snapshot(db), extra)
+}
+
+/// The loop of lookups `mappings_run` replaces: each page must hold a 4 KiB mapping starting exactly there.
+fn lookup_loop(db: &MappingDb, asid: AsId, vaddr: u64, n: usize) -> Result<Vec<Mapping>, (usize, RemoveError)> {
+    (0..n)
+        .map(|i| {
+            let va = vaddr + i as u64 * KIB4;
+            match db.lookup(asid, va) {
+                Some(r) if r.vaddr == va && r.size == PageSize::Small => Ok(r),
+                _ => Err((i, RemoveError::NotMapped)),
+            }
+        })
+        .collect()
+}
+
+/// The loop of single copies and inserts `clone_run` replaces, all or nothing.
+fn clone_loop(db: &mut MappingDb, recs: &[(Mapping, CapSlot)]) -> Result<(), (usize, CloneError)> {
+    let before = db.clone();
+    for (i, &(r, p)) in recs.iter().enumerate() {
+        let res = db
+            .add_copy(r.frame, r.cap, p)
+            .map_err(CloneError::Copy)
+            .and_then(|()| db.insert(r).map_err(CloneError::Insert));
+        if let Err(e) = res {
+            *db = before;
+            return Err((i, e));
+        }
+    }
+    Ok(())
+}
+
+/// A clone run of `n` records into consecutive pages from `start`: new caps (sometimes a slot in use or one of
+/// the run's again), derived from the frame's original, an earlier cap of the run or any slot; some picks
+/// name a wrong frame, a misaligned address or a table from a tiny pool.
+fn clone_records(
+    db: &MappingDb,
+    size: PageSize,
+    asid: u32,
+    start: u64,
+    n: usize,
+    picks: &[u64],
+) -> Vec<(Mapping, CapSlot)> {
+    let frames: Vec<FrameId> = (0..SLOTS)
+        .filter_map(|s| db.frame_of_cap(CapSlot(s)))
+        .filter(|&f| db.frame_size(f) == Some(size))
+        .collect();
+    let start = size.align_down(start);
+    let mut out: Vec<(Mapping, CapSlot)> = Vec::new();
+    for i in 0..n {
+        let p = picks[i % picks.len()];
+        let vaddr = start + i as u64 * size.bytes();
+        let frame = match p % 29 {
+            3 => FrameId::new(CapSlot(997), 0),
+            _ if frames.is_empty() => FrameId::new(CapSlot(998), 0),
+            _ => frames[(p / 29) as usize % frames.len()],
+        };
+        let cap = match p % 31 {
+            7 => CapSlot(p % SLOTS),
+            8 if i > 0 => out[(p as usize / 31) % i].0.cap,
+            _ => CapSlot(NEW_SLOTS.start + i as u64),
+        };
+        let parent = match p % 11 {
+            4 if i > 0 => out[(p as usize / 11) % i].0.cap,
+            5 => CapSlot(p / 11 % SLOTS),
+            _ => frame.slot,
+        };
+        let mut m = Mapping::new(frame, cap, AsId(asid), vaddr, size, RW, table(asid, size, vaddr, None));
+        if p % 37 == 9 {
+            m.leaf.table = table(asid, size, vaddr, Some(p % 3));
+        }
+        if p % 97 == 5 {
+            m.vaddr += 8;
+        }
+        out.push((m, parent));
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mappings_run_is_the_loop(
+        seed in seed(),
+        fill in prop::collection::vec(2..u64::MAX, 1..8),
+        asid in 0..SPACES,
+        start in 0..4 * GIB,
+        len in 0..80usize,
+        skip in 0..4usize,
+        n in prop_oneof![2 => Just(None), 1 => (0..90usize).prop_map(Some)],
+        over in 0..2usize,
+    ) {
+        let mut db = build(&seed);
+        for m in run_records(&db, PageSize::Small, asid, start, len, &fill, false) {
+            let _ = db.insert(m);
+        }
+        let vaddr = PageSize::Small.align_down(start) + skip as u64 * KIB4 + if skip == 3 { 5 } else { 0 };
+        let n = n.unwrap_or(len.saturating_sub(skip) + over);
+        let before = snapshot(&db);
+        prop_assert_eq!(db.mappings_run(AsId(asid), vaddr, n), lookup_loop(&db, AsId(asid), vaddr, n));
+        prop_assert_eq!(snapshot(&db), before);
+    }
+
+    #[test]
+    fn clone_run_is_the_loop(
+        seed in seed(),
+        fill in prop::collection::vec(2..u64::MAX, 1..8),
+        size in prop_oneof![4 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize)],
+        asid in 0..SPACES,
+        start in 0..4 * GIB,
+        len in 0..12usize,
+        n in 0..40usize,
+        picks in prop::collection::vec(any::<u64>(), 1..8),
+    ) {
+        // Some pages mapped before (in the way of the run, or not), then the run.
+        let mut db = build(&seed);
+        for m in run_records(&db, SIZES[size], asid, start + (fill[0] % 64) * KIB4, len, &fill, false) {
+            let _ = db.insert(m);
+        }
+        let recs = clone_records(&db, SIZES[size], asid, start, n, &picks);
+        let mut expect = db.clone();
+        let want = clone_loop(&mut expect, &recs);
+        let before = snapshot_all(&db);
+        let got = db.clone_run(&recs);
+        prop_assert_eq!(got, want);
+        db.check().unwrap();
+        prop_assert_eq!(snapshot_all(&db), snapshot_all(&expect));
+        if got.is_err() {
+            prop_assert_eq!(snapshot_all(&db), before);
+        } else {
+            // The clones are found by address, as a run.
+            let small: Vec<Mapping> = recs.iter().map(|r| r.0).collect();
+            if SIZES[size] == PageSize::Small && !small.is_empty() {
+                prop_assert_eq!(db.mappings_run(AsId(asid), small[0].vaddr, small.len()), Ok(small));
+            }
+        }
+    }
+}
+
+/// 1024 pages in 2 leaf tables cloned by one run and found by one run; refusals in the second leaf.
+#[test]
+fn clone_run_over_two_leaves() {
+    let mut db = MappingDb::new();
+    let mut originals = Vec::new();
+    let mut clones = Vec::new();
+    for i in 0..1024 {
+        let f = FrameId::new(CapSlot(i), i * KIB4);
+        db.add_frame(f, PageSize::Small).unwrap();
+        let m = |cap, asid, base: u64| {
+            let vaddr = base + i * KIB4;
+            Mapping::new(
+                f,
+                cap,
+                AsId(asid),
+                vaddr,
+                PageSize::Small,
+                RW,
+                CapSlot(50 + 10 * u64::from(asid) + (i >> 9)),
+            )
+        };
+        originals.push(m(f.slot, 1, 0x4000_0000));
+        clones.push((m(CapSlot(10_000 + i), 2, 0x8000_0000), f.slot));
+    }
+    db.insert_run(&originals).unwrap();
+    assert_eq!(db.mappings_run(AsId(1), 0x4000_0000, 1024).unwrap(), originals);
+    assert_eq!(
+        db.mappings_run(AsId(1), 0x4000_0000, 1025),
+        Err((1024, RemoveError::NotMapped))
+    );
+    assert_eq!(
+        db.mappings_run(AsId(1), 0x4000_0001, 1),
+        Err((0, RemoveError::NotMapped))
+    );
+    assert_eq!(db.mappings_run(AsId(1), 0x4000_0001, 0), Ok(Vec::new()));
+    let before = db.clone();
+    let snap = snapshot(&db);
+    // A slot in use, then an entry claimed, in the second leaf: nothing changes.
+    let mut bad = clones.clone();
+    bad[700].0.cap = CapSlot(3);
+    assert_eq!(
+        db.clone_run(&bad),
+        Err((700, CloneError::Copy(AddCopyError::SlotInUse)))
+    );
+    assert_eq!(snapshot(&db), snap);
+    assert_eq!(db.cap_count(), before.cap_count());
+    let mut bad = clones.clone();
+    bad[900].0.vaddr = bad[899].0.vaddr;
+    bad[900].0.index = bad[899].0.index;
+    assert_eq!(
+        db.clone_run(&bad),
+        Err((900, CloneError::Insert(InsertError::PteClaimed(CapSlot(10_899)))))
+    );
+    assert_eq!(snapshot(&db), snap);
+    assert_eq!((db.cap_count(), db.len()), (before.cap_count(), before.len()));
+    db.check().unwrap();
+    db.clone_run(&clones).unwrap();
+    db.check().unwrap();
+    assert_eq!((db.len(), db.cap_count(), db.leaves().count()), (2048, 2048, 4));
+    let got = db.mappings_run(AsId(2), 0x8000_0000, 1024).unwrap();
+    assert!(got.iter().zip(&clones).all(|(a, b)| *a == b.0));
+    assert_eq!(db.parent_of(CapSlot(10_512)), Some(CapSlot(512)));
+    assert_eq!(db.children_of(CapSlot(512)), 1);
+    // Copies derived from the run's own copies, mapped in a third space.
+    let more: Vec<_> = clones[..3]
+        .iter()
+        .map(|(m, _)| {
+            let mut r = *m;
+            r.cap = CapSlot(m.cap.0 + 20_000);
+            r.asid = AsId(3);
+            r.leaf.asid = AsId(3);
+            (r, m.cap)
+        })
+        .collect();
+    db.clone_run(&more).unwrap();
+    assert_eq!(db.parent_of(CapSlot(30_001)), Some(CapSlot(10_001)));
+    db.check().unwrap();
+    assert_eq!(db.clone_run(&[]), Ok(()));
+}
+
+/// A run of lookups stops at the end of user space.
+#[test]
+fn mappings_run_stops_at_the_end_of_user_space() {
+    let mut db = MappingDb::new();
+    let f = frame(1);
+    db.add_frame(f, PageSize::Small).unwrap();
+    let va = USER_VADDR_END - KIB4;
+    let m = Mapping::new(f, f.slot, AsId(1), va, PageSize::Small, RW, CapSlot(100));
+    db.insert(m).unwrap();
+    assert_eq!(db.mappings_run(AsId(1), va, 1), Ok(vec![m]));
+    assert_eq!(db.mappings_run(AsId(1), va, 2), Err((1, RemoveError::NotMapped)));
+    assert_eq!(
+        db.mappings_run(AsId(1), USER_VADDR_END, 1),
+        Err((0, RemoveError::NotMapped))
+    );
 }

@@ -587,3 +587,154 @@ fn adopted_deletes_are_booked_like_deletes() {
     crate::tests::audit(&cs);
     cs.free(a.id).unwrap();
 }
+
+/// Books of two managers that must agree.
+fn same_books(x: &CSpace<MockKernel>, y: &CSpace<MockKernel>) {
+    assert_eq!(x.stats(), y.stats());
+    assert_eq!(caps(x), caps(y));
+    assert!(x.reserved_slots().eq(y.reserved_slots()));
+}
+
+/// Copies made by the "kernel extension" directly in the mock.
+fn kernel_copies(cs: &mut CSpace<MockKernel>, srcs: &[Slot], dests: crate::SlotRange) {
+    for (i, src) in srcs.iter().enumerate() {
+        let (dp, sp) = (cs.path(dests.slot(i as u64)), cs.path(*src));
+        crate::KernelOps::cnode_copy(cs.kernel_mut(), dp, sp, Rights::all()).unwrap();
+    }
+}
+
+#[test]
+fn adopted_runs_match_adopted_lists_and_copies() {
+    // Three managers: `copy_to` one at a time, `adopt_copies`, `adopt_copies_run`.
+    let mut cs: Vec<CSpace<MockKernel>> = (0..3).map(|_| crate::tests::boot()).collect();
+    let mut frames = vec![];
+    for c in cs.iter_mut() {
+        frames = c.alloc_many(T::Frame4K, 0, 40, Placement::Anywhere).unwrap();
+    }
+    let srcs: Vec<Slot> = frames.iter().map(|a| a.slot).collect();
+    // Copies of copies too (sources that are not revocable), and copies into
+    // reserved slots (deleting them gives the slot back to the caller).
+    let mut extra = vec![];
+    for c in cs.iter_mut() {
+        extra = (0..8)
+            .map(|i| c.copy(srcs[i], Rights::all()).unwrap())
+            .collect::<Vec<_>>();
+        let r = c.alloc_slots(4).unwrap();
+        for i in 0..4 {
+            c.copy_to(srcs[10 + i as usize], r.slot(i), Rights::all()).unwrap();
+        }
+    }
+    for round in 0..3 {
+        let mut runs = vec![];
+        for (m, c) in cs.iter_mut().enumerate() {
+            let run = c.alloc_slots(srcs.len() as u64).unwrap();
+            match m {
+                0 => {
+                    for (i, &s) in srcs.iter().enumerate() {
+                        c.copy_to(s, run.slot(i as u64), Rights::all()).unwrap();
+                    }
+                }
+                1 => {
+                    kernel_copies(c, &srcs, run);
+                    c.adopt_copies(&srcs, run).unwrap();
+                }
+                _ => {
+                    kernel_copies(c, &srcs, run);
+                    c.adopt_copies_run(srcs[0], srcs.len() as u64, run).unwrap();
+                }
+            }
+            crate::tests::audit(c);
+            runs.push(run);
+        }
+        // Copies adopted from copies (a list).
+        for c in cs.iter_mut().skip(1) {
+            let run = c.alloc_slots(extra.len() as u64).unwrap();
+            kernel_copies(c, &extra, run);
+            c.adopt_copies(&extra, run).unwrap();
+        }
+        {
+            let c = &mut cs[0];
+            let run = c.alloc_slots(extra.len() as u64).unwrap();
+            for (i, &s) in extra.iter().enumerate() {
+                c.copy_to(s, run.slot(i as u64), Rights::all()).unwrap();
+            }
+        }
+        // `copy_to` books the copies in the caller's slots; adopted ones are
+        // the manager's own.
+        assert_eq!(caps(&cs[0]), caps(&cs[1]));
+        same_books(&cs[1], &cs[2]);
+        // Delete every other copy of the run: by loop, and by adopt_deletes.
+        let dels: Vec<Slot> = runs[0].iter().step_by(2 + round).collect();
+        for (m, c) in cs.iter_mut().enumerate() {
+            if m == 0 {
+                for &s in &dels {
+                    c.delete(s).unwrap();
+                }
+            } else {
+                for &s in &dels {
+                    let p = c.path(s);
+                    crate::KernelOps::cnode_delete(c.kernel_mut(), p).unwrap();
+                }
+                c.adopt_deletes(&dels).unwrap();
+            }
+            crate::tests::audit(c);
+        }
+        assert_eq!(caps(&cs[0]), caps(&cs[1]));
+        same_books(&cs[1], &cs[2]);
+    }
+}
+
+#[test]
+fn adopt_refusals_change_nothing() {
+    let mut c = crate::tests::boot();
+    let frames = c.alloc_many(T::Frame4K, 0, 8, Placement::Anywhere).unwrap();
+    let srcs: Vec<Slot> = frames.iter().map(|a| a.slot).collect();
+    let run = c.alloc_slots(8).unwrap();
+    let st = c.stats();
+    let past = Slot {
+        cnode: srcs[0].cnode,
+        index: srcs[7].index + 1,
+    };
+    // The run variant names the first source that holds no managed cap.
+    assert_eq!(c.adopt_copies_run(srcs[1], 8, run), Err(CapError::NotManaged(past)));
+    assert_eq!(
+        c.adopt_copies_run(srcs[0], 7, run),
+        Err(CapError::OutOfSlots { needed: 7 })
+    );
+    assert_eq!(c.adopt_copies(&srcs[..7], run), Err(CapError::OutOfSlots { needed: 7 }));
+    let mut bad = srcs.clone();
+    bad[5] = past;
+    assert_eq!(c.adopt_copies(&bad, run), Err(CapError::NotManaged(past)));
+    let wider = crate::SlotRange { len: 9, ..run };
+    let mut nine = srcs.clone();
+    nine.push(srcs[0]);
+    assert_eq!(c.adopt_copies(&nine, wider), Err(CapError::NotReserved(wider.slot(8))));
+    assert_eq!(c.stats(), st);
+    kernel_copies(&mut c, &srcs, run);
+    c.adopt_copies_run(srcs[0], 8, run).unwrap();
+    let st = c.stats();
+    let copies: Vec<Slot> = run.iter().collect();
+    // Named twice: the slot is named; an original or an unmanaged slot
+    // anywhere is named first.
+    assert_eq!(
+        c.adopt_deletes(&[copies[3], copies[1], copies[3]]),
+        Err(CapError::NotManaged(copies[3]))
+    );
+    assert_eq!(
+        c.adopt_deletes(&[copies[3], copies[3], srcs[0]]),
+        Err(CapError::IsOriginal(srcs[0]))
+    );
+    assert_eq!(
+        c.adopt_deletes(&[copies[2], copies[2], Slot::root(99_999)]),
+        Err(CapError::NotManaged(Slot::root(99_999)))
+    );
+    assert_eq!(c.stats(), st);
+    crate::tests::audit(&c);
+    // The marks were cleared: the same slots once each are accepted.
+    for &s in &copies {
+        let p = c.path(s);
+        crate::KernelOps::cnode_delete(c.kernel_mut(), p).unwrap();
+    }
+    c.adopt_deletes(&copies).unwrap();
+    crate::tests::audit(&c);
+}
