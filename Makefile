@@ -12,7 +12,8 @@ CARGO ?= cargo
 ROOT := $(abspath .)
 CONFIGS := $(basename $(notdir $(wildcard kernel/configs/*.conf)))
 # Workspace-level cargo commands (clippy, host unit tests) need a kernel
-# build to generate the bindings from: the debug UP kernel.
+# build to generate the bindings from: the debug UP kernel (and, for the root
+# task's code behind the batched extension, the batched debug UP kernel).
 LINT_KERNEL := $(ROOT)/build/kernel/debug-up
 # Crates that only build for the root task (no_std binary, own panic handler).
 # They are checked apart from the host crates: cargo unifies features across
@@ -45,6 +46,8 @@ lint:
 	$(CARGO) fmt --all --check
 	SEL4_KERNEL_BUILD_DIR=$(LINT_KERNEL) $(CARGO) clippy --workspace $(EXCLUDE_TARGET_ONLY) --all-targets -- -D warnings
 	SEL4_KERNEL_BUILD_DIR=$(LINT_KERNEL) $(CARGO) clippy $(foreach c,$(TARGET_ONLY),-p $(c)) -- -D warnings
+	@python3 kernel/build.py debug-up-batched
+	SEL4_KERNEL_BUILD_DIR=$(LINT_KERNEL)-batched $(CARGO) clippy $(foreach c,$(TARGET_ONLY),-p $(c)) -- -D warnings
 
 # Host tests of every crate except the harness (whose tests boot QEMU).
 unit:

@@ -147,24 +147,28 @@ impl Mm {
         self.spaces.get_mut(&id)
     }
 
-    /// Leaf page tables of `space` by the base of the 2 MiB region they cover.
-    fn leaves(space: &AddressSpace) -> HashMap<u64, u64> {
-        space
-            .tables()
-            .filter(|t| t.level == TableLevel::Pt)
-            .map(|t| (t.base.as_u64(), t.cap.0))
-            .collect()
-    }
-
-    fn record(&mut self, asid: AsId, vaddr: u64, caps: &[(FrameId, u64)], rights: Rights) -> Result<(), MmError> {
+    /// The records of 4 KiB mappings of `caps` (frame, cap) at the pages
+    /// from `vaddr` in `asid`, each naming its leaf table (looked up once
+    /// per 2 MiB region).
+    fn records(
+        &self,
+        asid: AsId,
+        vaddr: u64,
+        caps: &[(FrameId, u64)],
+        rights: Rights,
+    ) -> Result<Vec<Mapping>, MmError> {
         let space = self.spaces.get(&asid).ok_or(MmError::UnknownSpace(asid))?;
-        let leaves = Self::leaves(space);
         let mut recs = Vec::with_capacity(caps.len());
+        let mut leaf = (u64::MAX, CapSlot(0));
         for (i, &(frame, cap)) in caps.iter().enumerate() {
             let va = vaddr + i as u64 * PAGE;
-            let table = *leaves
-                .get(&(va & !((1 << 21) - 1)))
-                .ok_or(MmError::Inconsistent("no leaf table"))?;
+            let base = va & !((1 << 21) - 1);
+            if leaf.0 != base {
+                let t = space
+                    .table_at(TableLevel::Pt, vspace::VirtAddr::new(va))
+                    .ok_or(MmError::Inconsistent("no leaf table"))?;
+                leaf = (base, CapSlot(t.0));
+            }
             recs.push(Mapping::new(
                 frame,
                 CapSlot(cap),
@@ -172,20 +176,37 @@ impl Mm {
                 va,
                 PageSize::Small,
                 db_rights(rights),
-                CapSlot(table),
+                leaf.1,
             ));
         }
+        Ok(recs)
+    }
+
+    fn record(&mut self, asid: AsId, vaddr: u64, caps: &[(FrameId, u64)], rights: Rights) -> Result<(), MmError> {
+        let recs = self.records(asid, vaddr, caps, rights)?;
         self.db
             .insert_run(&recs)
             .map_err(|_| MmError::Inconsistent("database refused a mapping the kernel made"))
     }
 
-    /// Records cap copies (`copy` of `frame`, derived from its original).
-    fn record_copies(&mut self, copies: &[(FrameId, u64)]) -> Result<(), MmError> {
-        let run: Vec<(FrameId, CapSlot, CapSlot)> = copies.iter().map(|&(f, c)| (f, CapSlot(c), f.slot)).collect();
+    /// Records the clones the kernel made: each (frame, copy) is a new copy
+    /// of the frame's original cap (the kernel's derivation), mapped at the
+    /// pages from `vaddr` in `asid`.
+    fn record_clones(
+        &mut self,
+        asid: AsId,
+        vaddr: u64,
+        copies: &[(FrameId, u64)],
+        rights: Rights,
+    ) -> Result<(), MmError> {
+        let recs: Vec<(Mapping, CapSlot)> = self
+            .records(asid, vaddr, copies, rights)?
+            .into_iter()
+            .map(|r| (r, r.frame.slot))
+            .collect();
         self.db
-            .add_copies(&run)
-            .map_err(|_| MmError::Inconsistent("copy known twice"))
+            .clone_run(&recs)
+            .map_err(|_| MmError::Inconsistent("database refused a clone the kernel made"))
     }
 
     /// Allocates `n` fresh frames and maps their original caps at `vaddr`
@@ -236,34 +257,24 @@ impl Mm {
     }
 
     fn check_free(&self, asid: AsId, vaddr: u64, n: u64) -> Result<(), MmError> {
-        if !self.spaces.contains_key(&asid) {
-            return Err(MmError::UnknownSpace(asid));
-        }
+        let space = self.spaces.get(&asid).ok_or(MmError::UnknownSpace(asid))?;
         // The space's shadow holds every mapping of the books (and those made
-        // outside them): one lookup per page answers for both.
-        let space = &self.spaces[&asid];
-        for i in 0..n {
-            let va = vaddr + i * PAGE;
-            if space.lookup(vspace::VirtAddr::new(va)).is_some() {
-                return Err(MmError::DestinationOccupied { vaddr: va });
-            }
+        // outside them): one walk per leaf table answers for both.
+        match space.first_mapped(region(vaddr, n)?) {
+            Some(va) => Err(MmError::DestinationOccupied { vaddr: va.as_u64() }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
+    /// The records of the `n` 4 KiB mappings from `vaddr` in `asid`, or
+    /// `err` of the first page that has none.
     fn mapped(&self, asid: AsId, vaddr: u64, n: u64, err: fn(u64) -> MmError) -> Result<Vec<Mapping>, MmError> {
         if !self.spaces.contains_key(&asid) {
             return Err(MmError::UnknownSpace(asid));
         }
-        (0..n)
-            .map(|i| {
-                let va = vaddr + i * PAGE;
-                match self.db.lookup(asid, va) {
-                    Some(r) if r.vaddr == va && r.size == PageSize::Small => Ok(r),
-                    _ => Err(err(va)),
-                }
-            })
-            .collect()
+        self.db
+            .mappings_run(asid, vaddr, n as usize)
+            .map_err(|(i, _)| err(vaddr + i as u64 * PAGE))
     }
 
     /// Shares the `n` pages at `from` into `to`:
@@ -308,8 +319,7 @@ impl Mm {
         }
         // The kernel's derivation: a copy of a frame cap is a child of the original.
         let recs: Vec<(FrameId, u64)> = sources.iter().zip(&caps).map(|(s, c)| (s.frame, c.0)).collect();
-        self.record_copies(&recs)?;
-        self.record(dst, dst_va, &recs, rights)
+        self.record_clones(dst, dst_va, &recs, rights)
     }
 
     /// The clone on a kernel with the batched leaf-table invocations: the
@@ -358,10 +368,18 @@ impl Mm {
             let _ = m.cs.release_slots(run);
             return Err(MmError::Map(e));
         }
-        m.cs.adopt_copies(&src_slots, run).map_err(MmError::Cap)?;
+        let consecutive = src_slots
+            .iter()
+            .zip(0..)
+            .all(|(s, i)| s.cnode == src_slots[0].cnode && s.index == src_slots[0].index + i);
+        if consecutive {
+            m.cs.adopt_copies_run(src_slots[0], n, run)
+        } else {
+            m.cs.adopt_copies(&src_slots, run)
+        }
+        .map_err(MmError::Cap)?;
         let recs: Vec<(FrameId, u64)> = sources.iter().zip(&dests).map(|(s, c)| (s.frame, c.0)).collect();
-        self.record_copies(&recs)?;
-        self.record(dst, dst_va, &recs, rights)
+        self.record_clones(dst, dst_va, &recs, rights)
     }
 
     /// Unmaps the `n` pages at `vaddr` in `asid` and deletes the cap copies

@@ -142,6 +142,42 @@ impl AddressSpace {
         self.shadow.lookup(vaddr.as_u64()).map(|(base, f)| mapping(base, &f))
     }
 
+    /// The cap of the paging structure of `level` covering `vaddr`, if the
+    /// space has one (`None` where a larger page or nothing covers it).
+    pub fn table_at(&self, level: TableLevel, vaddr: VirtAddr) -> Option<CapRef> {
+        let slot = self.shadow.find(level, vaddr.as_u64())?;
+        Some(self.shadow.at(slot).cap)
+    }
+
+    /// The first page of `range` that a mapping (of any size) covers, if
+    /// one does: one walk per leaf table the range touches, not one per page.
+    pub fn first_mapped<S: PageSize>(&self, range: PageRange<S>) -> Option<VirtAddr> {
+        let (start, end) = (range.start().start_address(), range.end().start_address());
+        let pt = TableLevel::Pt;
+        let mut va = start;
+        while va < end {
+            let base = pt.base_of(va);
+            let next = (base + (1 << pt.span_bits())).min(end);
+            match self.shadow.find(pt, va) {
+                Some(slot) => {
+                    let t = self.shadow.at(slot);
+                    let lo = pt.index_of(va) as usize;
+                    let hi = lo + ((next - va) >> pt.entry_bits()) as usize;
+                    if let Some(i) = t.frames.next_one_either(&t.frames, lo, hi) {
+                        return Some(VirtAddr::new_unchecked(t.vaddr_of(i)));
+                    }
+                }
+                None => {
+                    if self.shadow.lookup(va).is_some() {
+                        return Some(VirtAddr::new_unchecked(va));
+                    }
+                }
+            }
+            va = next;
+        }
+        None
+    }
+
     /// Where the frame cap is mapped in this space, if it is.
     pub fn mapping_of(&self, frame: CapRef) -> Option<Mapping> {
         let &base = self.shadow.by_cap.get(&frame)?;

@@ -388,3 +388,41 @@ proptest! {
         run(steps);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// `first_mapped` answers as a loop of `lookup` over the range's pages would, and `table_at` names
+    /// the leaf table a lookup of the kernel's tree would find, for random 4 KiB and 2 MiB mappings
+    /// around a 1 GiB boundary.
+    #[test]
+    fn first_mapped_and_table_at_agree_with_lookup(
+        small in proptest::collection::vec(0u64..2048, 0..24),
+        big in proptest::collection::vec(0u64..4, 0..3),
+        queries in proptest::collection::vec((0u64..2048, 1u64..1100), 1..16),
+    ) {
+        let base = GIB - 4 * MIB;
+        let mut k = MockKernel::new();
+        let mut s = AddressSpace::create(&mut k).expect("create");
+        for b in big {
+            let f = k.new_frame(FrameSize::Large);
+            let _ = s.map(&mut k, super::range::<Size2M>(base + b * 2 * MIB, 1), &[f], Rights::READ_WRITE,
+                CacheAttr::WriteBack);
+        }
+        for p in small {
+            let f = k.new_frame(FrameSize::Small);
+            let _ = s.map(&mut k, super::range::<Size4K>(base + p * 4096, 1), &[f], Rights::READ_WRITE,
+                CacheAttr::WriteBack);
+        }
+        for (first, n) in queries {
+            let r = super::range::<Size4K>(base + first * 4096, n);
+            let expect = (0..n)
+                .map(|i| base + (first + i) * 4096)
+                .find(|&va| s.lookup(VirtAddr::new(va)).is_some());
+            prop_assert_eq!(s.first_mapped(r).map(|v| v.as_u64()), expect);
+            let va = base + first * 4096;
+            let leaf = s.tables().find(|t| t.level == TableLevel::Pt && t.base.as_u64() == va & !(2 * MIB - 1));
+            prop_assert_eq!(s.table_at(TableLevel::Pt, VirtAddr::new(va)), leaf.map(|t| t.cap));
+        }
+    }
+}
