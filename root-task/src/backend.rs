@@ -8,6 +8,8 @@
 
 use cspace::{CPtr as CsCPtr, CapData as CsCapData, CapPath, KernelError, KernelOps, ObjectType, RetypeDest};
 use sel4::{cap, cap_type, init, object_type, size_bits, Cap, CapData, CapRights, Error, VmAttributes, Word};
+#[cfg(sel4_batched_leaf)]
+use vspace::VSpaceKernel as _;
 use vspace::{CacheAttr, CapRef, FrameSize, KernelFailure, TableLevel, VirtAddr};
 
 // The seL4-free crates carry object sizes of their own; they must be the
@@ -89,6 +91,12 @@ pub fn vs_err(e: Error) -> KernelFailure {
     }
 }
 
+/// A kernel invocation, timed as [`Phase::Kernel`](crate::phases::Phase::Kernel) when phases are on.
+#[inline(always)]
+pub fn kernel<R>(f: impl FnOnce() -> R) -> R {
+    crate::phases::nested(crate::phases::Phase::Kernel, f)
+}
+
 fn cnode(c: CsCPtr) -> cap::CNode {
     Cap::from_bits(c.0)
 }
@@ -147,8 +155,8 @@ impl KernelOps for Sel4Ops {
     }
 
     fn cnode_copy(&mut self, dest: CapPath, src: CapPath, rights: cspace::Rights) -> Result<(), KernelError> {
-        cnode(dest.root)
-            .cnode_copy(
+        kernel(|| {
+            cnode(dest.root).cnode_copy(
                 dest.index,
                 dest.depth,
                 cnode(src.root),
@@ -156,7 +164,8 @@ impl KernelOps for Sel4Ops {
                 src.depth,
                 cs_rights(rights),
             )
-            .map_err(cs_err)
+        })
+        .map_err(cs_err)
     }
 
     fn cnode_mint(
@@ -190,7 +199,7 @@ impl KernelOps for Sel4Ops {
     }
 
     fn cnode_delete(&mut self, slot: CapPath) -> Result<(), KernelError> {
-        cnode(slot.root).cnode_delete(slot.index, slot.depth).map_err(cs_err)
+        kernel(|| cnode(slot.root).cnode_delete(slot.index, slot.depth)).map_err(cs_err)
     }
 
     fn cnode_revoke(&mut self, slot: CapPath) -> Result<(), KernelError> {
@@ -239,15 +248,52 @@ impl VsKernel<'_> {
 /// or unmapped in one kernel entry.
 #[cfg(sel4_batched_leaf)]
 impl VsKernel<'_> {
-    /// The path of `caps[0]` if `caps` are consecutive slots of one CNode.
-    pub fn run_path(&self, caps: &[CapRef]) -> Option<CapPath> {
-        let first = *caps.first()?;
-        if !caps.iter().enumerate().all(|(i, c)| c.0 == first.0 + i as u64) {
-            return None;
-        }
+    /// How many caps at the start of `caps` are consecutive slots of one
+    /// CNode (a run invocation takes them from one CNode).
+    pub fn run_prefix(&self, caps: &[CapRef]) -> usize {
+        let Some(&first) = caps.first() else { return 0 };
         let l = self.cs.layout();
-        let (a, b) = (l.slot_of(CsCPtr(first.0))?, l.slot_of(CsCPtr(caps[caps.len() - 1].0))?);
-        (a.cnode == b.cnode).then(|| self.cs.path(a))
+        let Some(a) = l.slot_of(CsCPtr(first.0)) else { return 0 };
+        let k = caps
+            .iter()
+            .enumerate()
+            .take_while(|(i, c)| c.0 == first.0 + *i as u64)
+            .count();
+        // Consecutive cptrs stay in one CNode up to its last slot.
+        let room = l.capacity(a.cnode).saturating_sub(a.index) as usize;
+        k.min(room.max(1))
+    }
+
+    /// Runs `f(first, k)` on the maximal sub-runs of `frames` (from `first`,
+    /// `k` frames) whose caps are consecutive slots of one CNode, when they
+    /// have at least [`MIN_RUN`] frames, and `one(i)` on each other frame, in
+    /// order. A failure reports how many frames were done before it.
+    pub fn in_runs(
+        &mut self,
+        frames: &[CapRef],
+        mut f: impl FnMut(&mut Self, usize, usize) -> Result<(), KernelFailure>,
+        mut one: impl FnMut(&mut Self, usize) -> Result<(), KernelFailure>,
+    ) -> Result<(), vspace::RunFailure> {
+        let mut done = 0;
+        while done < frames.len() {
+            let k = match self.run_prefix(&frames[done..]) {
+                k if k >= MIN_RUN => f(self, done, k).map(|()| k),
+                _ => one(self, done).map(|()| 1),
+            }
+            .map_err(|failure| vspace::RunFailure { done, failure })?;
+            done += k;
+        }
+        Ok(())
+    }
+}
+
+/// The part of `run` from its `from`-th entry.
+#[cfg(sel4_batched_leaf)]
+pub fn sub_run(run: &vspace::LeafRun, from: usize) -> vspace::LeafRun {
+    vspace::LeafRun {
+        first_index: run.first_index + from as u16,
+        vaddr: run.vaddr_of(from),
+        ..*run
     }
 }
 
@@ -326,9 +372,15 @@ impl vspace::VSpaceKernel for VsKernel<'_> {
         rights: vspace::Rights,
         attr: CacheAttr,
     ) -> Result<(), KernelFailure> {
-        cap::Frame::from_bits(frame.0)
-            .x86_page_map(sel4::CPtr(root.0), vaddr.as_u64(), vs_rights(rights), vs_attr(attr))
-            .map_err(vs_err)
+        kernel(|| {
+            cap::Frame::from_bits(frame.0).x86_page_map(
+                sel4::CPtr(root.0),
+                vaddr.as_u64(),
+                vs_rights(rights),
+                vs_attr(attr),
+            )
+        })
+        .map_err(vs_err)
     }
 
     fn remap_frame(
@@ -344,7 +396,7 @@ impl vspace::VSpaceKernel for VsKernel<'_> {
     }
 
     fn unmap_frame(&mut self, frame: CapRef) -> Result<(), KernelFailure> {
-        cap::Frame::from_bits(frame.0).x86_page_unmap().map_err(vs_err)
+        kernel(|| cap::Frame::from_bits(frame.0).x86_page_unmap()).map_err(vs_err)
     }
 
     #[cfg(sel4_batched_leaf)]
@@ -356,56 +408,86 @@ impl vspace::VSpaceKernel for VsKernel<'_> {
         rights: vspace::Rights,
         attr: CacheAttr,
     ) -> Result<(), vspace::RunFailure> {
-        if run.level == TableLevel::Pt && frames.len() >= MIN_RUN {
-            if let Some(p) = self.run_path(frames) {
-                // All or nothing: on a refusal no entry was written.
-                return Cap::<cap_type::X86PageTable>::from_bits(run.table.0)
-                    .x86_page_table_map_run(
+        if run.level != TableLevel::Pt {
+            return map_each(self, root, run, frames, rights, attr);
+        }
+        // Each sub-run of caps in consecutive slots of one CNode in one entry
+        // (all or nothing: on a refusal no entry of it was written).
+        self.in_runs(
+            frames,
+            |k, from, n| {
+                let p =
+                    k.cs.path(k.cs.layout().slot_of(CsCPtr(frames[from].0)).expect("run slot"));
+                let r = sub_run(run, from);
+                kernel(|| {
+                    Cap::<cap_type::X86PageTable>::from_bits(r.table.0).x86_page_table_map_run(
                         sel4::CPtr(root.0),
-                        run.first_index as Word,
-                        frames.len() as Word,
+                        r.first_index as Word,
+                        n as Word,
                         vs_rights(rights),
                         vs_attr(attr),
                         cnode(p.root),
                         p.index,
                         p.depth as Word,
                     )
-                    .map_err(|e| vspace::RunFailure {
-                        done: 0,
-                        failure: vs_err(e),
-                    });
-            }
-        }
-        for (i, &frame) in frames.iter().enumerate() {
-            self.map_frame(frame, root, run.vaddr_of(i), run.size, rights, attr)
-                .map_err(|failure| vspace::RunFailure { done: i, failure })?;
-        }
-        Ok(())
+                })
+                .map_err(vs_err)
+            },
+            |k, i| k.map_frame(frames[i], root, run.vaddr_of(i), run.size, rights, attr),
+        )
     }
 
     #[cfg(sel4_batched_leaf)]
     fn unmap_frames_run(&mut self, run: &vspace::LeafRun, frames: &[CapRef]) -> Result<(), vspace::RunFailure> {
-        if run.level == TableLevel::Pt && frames.len() >= MIN_RUN {
-            if let Some(p) = self.run_path(frames) {
-                return Cap::<cap_type::X86PageTable>::from_bits(run.table.0)
-                    .x86_page_table_unmap_run(
-                        run.first_index as Word,
-                        frames.len() as Word,
+        if run.level != TableLevel::Pt {
+            return unmap_each(self, frames);
+        }
+        self.in_runs(
+            frames,
+            |k, from, n| {
+                let p =
+                    k.cs.path(k.cs.layout().slot_of(CsCPtr(frames[from].0)).expect("run slot"));
+                let r = sub_run(run, from);
+                kernel(|| {
+                    Cap::<cap_type::X86PageTable>::from_bits(r.table.0).x86_page_table_unmap_run(
+                        r.first_index as Word,
+                        n as Word,
                         cnode(p.root),
                         p.index,
                         p.depth as Word,
                         0,
                     )
-                    .map_err(|e| vspace::RunFailure {
-                        done: 0,
-                        failure: vs_err(e),
-                    });
-            }
-        }
-        for (i, &frame) in frames.iter().enumerate() {
-            self.unmap_frame(frame)
-                .map_err(|failure| vspace::RunFailure { done: i, failure })?;
-        }
-        Ok(())
+                })
+                .map_err(vs_err)
+            },
+            |k, i| k.unmap_frame(frames[i]),
+        )
     }
+}
+
+/// Maps `frames` one page at a time.
+#[cfg(sel4_batched_leaf)]
+fn map_each(
+    k: &mut VsKernel<'_>,
+    root: CapRef,
+    run: &vspace::LeafRun,
+    frames: &[CapRef],
+    rights: vspace::Rights,
+    attr: CacheAttr,
+) -> Result<(), vspace::RunFailure> {
+    for (i, &frame) in frames.iter().enumerate() {
+        k.map_frame(frame, root, run.vaddr_of(i), run.size, rights, attr)
+            .map_err(|failure| vspace::RunFailure { done: i, failure })?;
+    }
+    Ok(())
+}
+
+/// Unmaps `frames` one page at a time.
+#[cfg(sel4_batched_leaf)]
+fn unmap_each(k: &mut VsKernel<'_>, frames: &[CapRef]) -> Result<(), vspace::RunFailure> {
+    for (i, &frame) in frames.iter().enumerate() {
+        k.unmap_frame(frame)
+            .map_err(|failure| vspace::RunFailure { done: i, failure })?;
+    }
+    Ok(())
 }

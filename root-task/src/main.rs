@@ -17,6 +17,7 @@ mod mapping_checks;
 mod mm;
 mod mm_bench;
 mod objects;
+mod phases;
 mod probe;
 mod threads;
 mod vspace_bench;

@@ -20,6 +20,7 @@
 //! `mapping_checks`).
 
 use crate::manager::Manager;
+use crate::phases::{Clock, Phase};
 use alloc::vec::Vec;
 use cspace::{ObjectId, ObjectType, Rights as CsRights};
 use hashbrown::HashMap;
@@ -281,16 +282,19 @@ impl Mm {
     /// one cap copy and one mapping per page.
     pub fn clone_region(&mut self, m: &mut Manager, from: At, to: At, n: u64, rights: Rights) -> Result<(), MmError> {
         let (At(src, src_va), At(dst, dst_va)) = (from, to);
+        let mut clock = Clock::start();
         let range = region(dst_va, n)?;
         region(src_va, n)?;
         let sources = self.mapped(src, src_va, n, |vaddr| MmError::SourceNotMapped { vaddr })?;
-        self.check_free(dst, dst_va, n)?;
         if sources.iter().any(|s| !s.rights.contains(db_rights(rights))) {
             return Err(MmError::RightsExceed);
         }
+        clock.lap(Phase::Lookup);
+        self.check_free(dst, dst_va, n)?;
+        clock.lap(Phase::CheckFree);
         #[cfg(sel4_batched_leaf)]
         if n as usize >= crate::backend::MIN_RUN && n <= 4096 {
-            return self.clone_runs(m, &sources, dst, dst_va, range, rights);
+            return self.clone_runs(m, &sources, to, range, rights, clock);
         }
         let mut copies: Vec<cspace::Slot> = Vec::with_capacity(n as usize);
         let undo = |m: &mut Manager, copies: &[cspace::Slot]| {
@@ -312,14 +316,18 @@ impl Mm {
             }
         }
         let caps: Vec<CapRef> = copies.iter().map(|c| CapRef(m.cptr(*c))).collect();
+        clock.lap(Phase::CSpace);
         let space = self.spaces.get_mut(&dst).ok_or(MmError::UnknownSpace(dst))?;
         if let Err(e) = space.map(&mut m.vk(), range, &caps, rights, CacheAttr::WriteBack) {
             undo(m, &copies);
             return Err(MmError::Map(e));
         }
+        clock.lap(Phase::VSpace);
         // The kernel's derivation: a copy of a frame cap is a child of the original.
         let recs: Vec<(FrameId, u64)> = sources.iter().zip(&caps).map(|(s, c)| (s.frame, c.0)).collect();
-        self.record_clones(dst, dst_va, &recs, rights)
+        let r = self.record_clones(dst, dst_va, &recs, rights);
+        clock.lap(Phase::Database);
+        r
     }
 
     /// The clone on a kernel with the batched leaf-table invocations: the
@@ -332,10 +340,10 @@ impl Mm {
         &mut self,
         m: &mut Manager,
         sources: &[Mapping],
-        dst: AsId,
-        dst_va: u64,
+        At(dst, dst_va): At,
         range: PageRange<Size4K>,
         rights: Rights,
+        mut clock: Clock,
     ) -> Result<(), MmError> {
         let n = sources.len() as u64;
         let run = m.cs.alloc_slots(n).map_err(MmError::Alloc)?;
@@ -350,6 +358,7 @@ impl Mm {
             .collect::<Result<_, _>>()?;
         let srcs: Vec<CapRef> = sources.iter().map(|s| CapRef(s.cap.0)).collect();
         let mut made = alloc::vec![false; n as usize];
+        clock.lap(Phase::Slots);
         let space = self.spaces.get_mut(&dst).ok_or(MmError::UnknownSpace(dst))?;
         let mut k = CopyMapKernel {
             inner: m.vk(),
@@ -368,6 +377,7 @@ impl Mm {
             let _ = m.cs.release_slots(run);
             return Err(MmError::Map(e));
         }
+        clock.lap(Phase::VSpace);
         let consecutive = src_slots
             .iter()
             .zip(0..)
@@ -378,24 +388,30 @@ impl Mm {
             m.cs.adopt_copies(&src_slots, run)
         }
         .map_err(MmError::Cap)?;
+        clock.lap(Phase::CSpace);
         let recs: Vec<(FrameId, u64)> = sources.iter().zip(&dests).map(|(s, c)| (s.frame, c.0)).collect();
-        self.record_clones(dst, dst_va, &recs, rights)
+        let r = self.record_clones(dst, dst_va, &recs, rights);
+        clock.lap(Phase::Database);
+        r
     }
 
     /// Unmaps the `n` pages at `vaddr` in `asid` and deletes the cap copies
     /// that held them (original caps stay, unmapped).
     pub fn destroy_region(&mut self, m: &mut Manager, asid: AsId, vaddr: u64, n: u64) -> Result<(), MmError> {
+        let mut clock = Clock::start();
         let range = region(vaddr, n)?;
         let recs = self.mapped(asid, vaddr, n, |vaddr| MmError::NotMapped { vaddr })?;
+        clock.lap(Phase::Lookup);
         let space = self.spaces.get_mut(&asid).ok_or(MmError::UnknownSpace(asid))?;
+        // Page i's cap is a copy (not the frame's original), so the kernel may
+        // delete it with its unmap; and whether it did.
         #[cfg(sel4_batched_leaf)]
         let (released, deleted) = {
-            // Copies (not originals) may be deleted by the kernel with their unmap.
-            let copies: hashbrown::HashSet<u64> =
-                recs.iter().filter(|r| r.cap != r.frame.slot).map(|r| r.cap.0).collect();
-            let mut deleted = hashbrown::HashSet::new();
+            let copies: Vec<bool> = recs.iter().map(|r| r.cap != r.frame.slot).collect();
+            let mut deleted = alloc::vec![false; recs.len()];
             let mut k = UnmapDeleteKernel {
                 inner: m.vk(),
+                base: vaddr,
                 copies: &copies,
                 deleted: &mut deleted,
             };
@@ -404,6 +420,7 @@ impl Mm {
         };
         #[cfg(not(sel4_batched_leaf))]
         let released = space.unmap(&mut m.vk(), range).map_err(MmError::Unmap)?;
+        clock.lap(Phase::VSpace);
         if released.len() != recs.len() {
             return Err(MmError::Inconsistent("unmap released a different number of caps"));
         }
@@ -411,27 +428,31 @@ impl Mm {
         {
             let gone: Vec<cspace::Slot> = recs
                 .iter()
-                .filter(|r| deleted.contains(&r.cap.0))
-                .filter_map(|r| m.cs.layout().slot_of(cspace::CPtr(r.cap.0)))
+                .zip(&deleted)
+                .filter(|(_, d)| **d)
+                .filter_map(|(r, _)| m.cs.layout().slot_of(cspace::CPtr(r.cap.0)))
                 .collect();
             m.cs.adopt_deletes(&gone).map_err(MmError::Cap)?;
+            clock.lap(Phase::CSpace);
         }
         self.db
             .remove_run(asid, vaddr, n as usize)
             .map_err(|_| MmError::Inconsistent("record vanished"))?;
-        for r in recs {
+        for (i, r) in recs.iter().enumerate() {
             if r.cap == r.frame.slot {
                 continue;
             }
             #[cfg(sel4_batched_leaf)]
-            if deleted.contains(&r.cap.0) {
+            if deleted[i] {
                 self.db
                     .remove_copy(r.cap)
                     .map_err(|_| MmError::Inconsistent("copy not removable"))?;
                 continue;
             }
+            let _ = i;
             self.delete_copy(m, r.cap)?;
         }
+        clock.lap(Phase::Database);
         Ok(())
     }
 
@@ -605,8 +626,8 @@ impl CopyMapKernel<'_, '_> {
 
     fn copy_one(&mut self, i: usize) -> Result<(), vspace::KernelFailure> {
         let (d, s) = (self.path(self.dest_base + i as u64)?, self.path(self.srcs[i].0)?);
-        sel4::cap::CNode::from_bits(d.root.0)
-            .cnode_copy(
+        crate::backend::kernel(|| {
+            sel4::cap::CNode::from_bits(d.root.0).cnode_copy(
                 d.index,
                 d.depth,
                 sel4::cap::CNode::from_bits(s.root.0),
@@ -614,8 +635,43 @@ impl CopyMapKernel<'_, '_> {
                 s.depth,
                 self.rights,
             )
-            .map_err(crate::backend::vs_err)?;
+        })
+        .map_err(crate::backend::vs_err)?;
         self.made[i] = true;
+        Ok(())
+    }
+
+    /// `X86PageTable_CopyMapRun` of the `n` destinations from `i` (their
+    /// sources consecutive slots of one CNode) into `run`'s entries.
+    fn copy_map_run(
+        &mut self,
+        root: CapRef,
+        run: &vspace::LeafRun,
+        i: usize,
+        n: usize,
+        rights: Rights,
+        attr: CacheAttr,
+    ) -> Result<(), vspace::KernelFailure> {
+        let (s, d) = (self.path(self.srcs[i].0)?, self.path(self.dest_base + i as u64)?);
+        let cap_rights = self.rights;
+        crate::backend::kernel(|| {
+            sel4::cap::PageTable::from_bits(run.table.0).x86_page_table_copy_map_run(
+                sel4::CPtr(root.0),
+                run.first_index as u64,
+                n as u64,
+                crate::backend::vs_rights(rights),
+                crate::backend::vs_attr(attr),
+                sel4::cap::CNode::from_bits(s.root.0),
+                s.index,
+                s.depth as u64,
+                sel4::cap::CNode::from_bits(d.root.0),
+                d.index,
+                d.depth as u64,
+                cap_rights,
+            )
+        })
+        .map_err(crate::backend::vs_err)?;
+        self.made[i..i + n].iter_mut().for_each(|m| *m = true);
         Ok(())
     }
 }
@@ -648,43 +704,27 @@ impl vspace::VSpaceKernel for CopyMapKernel<'_, '_> {
         attr: CacheAttr,
     ) -> Result<(), vspace::RunFailure> {
         let i = self.offset(frames[0]);
-        let n = frames.len();
-        // The sources' path, if they are consecutive slots of one CNode (the
-        // destinations are, by construction).
-        let src_run = if run.level == TableLevel::Pt && n >= crate::backend::MIN_RUN {
-            self.inner.run_path(&self.srcs[i..i + n])
-        } else {
-            None
-        };
-        if let Some(s) = src_run {
-            let d = self
-                .path(frames[0].0)
-                .map_err(|failure| vspace::RunFailure { done: 0, failure })?;
-            sel4::cap::PageTable::from_bits(run.table.0)
-                .x86_page_table_copy_map_run(
-                    sel4::CPtr(root.0),
-                    run.first_index as u64,
-                    n as u64,
-                    crate::backend::vs_rights(rights),
-                    crate::backend::vs_attr(attr),
-                    sel4::cap::CNode::from_bits(s.root.0),
-                    s.index,
-                    s.depth as u64,
-                    sel4::cap::CNode::from_bits(d.root.0),
-                    d.index,
-                    d.depth as u64,
-                    self.rights,
-                )
-                .map_err(|e| vspace::RunFailure {
-                    done: 0,
-                    failure: crate::backend::vs_err(e),
-                })?;
-            self.made[i..i + n].iter_mut().for_each(|m| *m = true);
+        if run.level != TableLevel::Pt {
+            for (k, &frame) in frames.iter().enumerate() {
+                self.map_frame(frame, root, run.vaddr_of(k), run.size, rights, attr)
+                    .map_err(|failure| vspace::RunFailure { done: k, failure })?;
+            }
             return Ok(());
         }
-        for (k, &frame) in frames.iter().enumerate() {
-            self.map_frame(frame, root, run.vaddr_of(k), run.size, rights, attr)
-                .map_err(|failure| vspace::RunFailure { done: k, failure })?;
+        // Each sub-run whose sources are consecutive slots of one CNode (the
+        // destinations are, by construction) in one entry; the rest per page.
+        let mut done = 0;
+        while done < frames.len() {
+            let srcs = &self.srcs[i + done..i + frames.len()];
+            let k = self.inner.run_prefix(srcs).min(self.inner.run_prefix(&frames[done..]));
+            let r = if k >= crate::backend::MIN_RUN {
+                self.copy_map_run(root, &crate::backend::sub_run(run, done), i + done, k, rights, attr)
+                    .map(|()| k)
+            } else {
+                self.map_frame(frames[done], root, run.vaddr_of(done), run.size, rights, attr)
+                    .map(|()| 1)
+            };
+            done += r.map_err(|failure| vspace::RunFailure { done, failure })?;
         }
         Ok(())
     }
@@ -700,8 +740,23 @@ impl vspace::VSpaceKernel for CopyMapKernel<'_, '_> {
 #[cfg(sel4_batched_leaf)]
 struct UnmapDeleteKernel<'a, 'b> {
     inner: crate::backend::VsKernel<'a>,
-    copies: &'b hashbrown::HashSet<u64>,
-    deleted: &'b mut hashbrown::HashSet<u64>,
+    /// The region's first page: page i is at `base + i * PAGE`.
+    base: u64,
+    /// Whether page i's cap is a copy (which may be deleted with its unmap).
+    copies: &'b [bool],
+    /// Whether page i's cap was deleted by the kernel.
+    deleted: &'b mut [bool],
+}
+
+#[cfg(sel4_batched_leaf)]
+impl UnmapDeleteKernel<'_, '_> {
+    fn path(&self, frame: CapRef) -> Result<cspace::CapPath, vspace::RunFailure> {
+        let slot = self.inner.cs.layout().slot_of(cspace::CPtr(frame.0));
+        slot.map(|s| self.inner.cs.path(s)).ok_or(vspace::RunFailure {
+            done: 0,
+            failure: vspace::KernelFailure::InvalidCapability,
+        })
+    }
 }
 
 #[cfg(sel4_batched_leaf)]
@@ -720,26 +775,51 @@ impl vspace::VSpaceKernel for UnmapDeleteKernel<'_, '_> {
         self.inner.map_frame(frame, root, vaddr, size, rights, attr)
     }
     fn unmap_frames_run(&mut self, run: &vspace::LeafRun, frames: &[CapRef]) -> Result<(), vspace::RunFailure> {
-        let all_copies = frames.iter().all(|f| self.copies.contains(&f.0));
-        if run.level == TableLevel::Pt && frames.len() >= crate::backend::MIN_RUN && all_copies {
-            if let Some(p) = self.inner.run_path(frames) {
-                sel4::cap::PageTable::from_bits(run.table.0)
-                    .x86_page_table_unmap_run(
-                        run.first_index as u64,
-                        frames.len() as u64,
+        if run.level != TableLevel::Pt {
+            return self.inner.unmap_frames_run(run, frames);
+        }
+        let first = ((run.vaddr_of(0).as_u64() - self.base) / PAGE) as usize;
+        let copies = &self.copies[first..first + frames.len()];
+        // Sub-runs of copies in consecutive slots of one CNode: unmapped and
+        // deleted in one entry; runs of originals: unmapped in one entry.
+        let mut done = 0;
+        while done < frames.len() {
+            let is_copy = copies[done];
+            let same = copies[done..].iter().take_while(|c| **c == is_copy).count();
+            let k = self.inner.run_prefix(&frames[done..done + same]);
+            let sub = crate::backend::sub_run(run, done);
+            let r = if k >= crate::backend::MIN_RUN && is_copy {
+                let p = self.path(frames[done])?;
+                crate::backend::kernel(|| {
+                    sel4::cap::PageTable::from_bits(sub.table.0).x86_page_table_unmap_run(
+                        sub.first_index as u64,
+                        k as u64,
                         sel4::cap::CNode::from_bits(p.root.0),
                         p.index,
                         p.depth as u64,
                         1,
                     )
-                    .map_err(|e| vspace::RunFailure {
-                        done: 0,
-                        failure: crate::backend::vs_err(e),
+                })
+                .map_err(crate::backend::vs_err)
+                .map(|()| {
+                    self.deleted[first + done..first + done + k]
+                        .iter_mut()
+                        .for_each(|d| *d = true);
+                    k
+                })
+            } else if k >= crate::backend::MIN_RUN {
+                self.inner
+                    .unmap_frames_run(&sub, &frames[done..done + k])
+                    .map_err(|f| vspace::RunFailure {
+                        done: done + f.done,
+                        failure: f.failure,
                     })?;
-                self.deleted.extend(frames.iter().map(|f| f.0));
-                return Ok(());
-            }
+                Ok(k)
+            } else {
+                self.inner.unmap_frame(frames[done]).map(|()| 1)
+            };
+            done += r.map_err(|failure| vspace::RunFailure { done, failure })?;
         }
-        self.inner.unmap_frames_run(run, frames)
+        Ok(())
     }
 }

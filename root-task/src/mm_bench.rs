@@ -60,6 +60,50 @@ fn slots(m: &mut Manager, n: u64) -> Result<Slots, String> {
     Ok(s)
 }
 
+/// Where the manager's instructions go: a few more clones and destroys of
+/// `n` pages with the phase clock on (after the measured iterations, so they
+/// never include it), one record per phase: op `clone.<phase>` or
+/// `destroy.<phase>`, ticks summed over the phase's laps (each lap's rdtsc
+/// included: a few tens of ticks per operation). `kernel` is the part of the
+/// other phases spent in kernel invocations.
+fn breakdown(m: &mut Manager, mm: &mut Mm, s: AsId, d: AsId, n: u64) -> Result<(), String> {
+    use crate::phases::{self, Phase};
+    const ITERS: usize = 5;
+    let mut samples = [[[0u64; ITERS]; 7]; 2];
+    for it in 0..ITERS {
+        phases::enable(true);
+        let r = mm.clone_region(m, At(s, SRC), At(d, DST), n, Rights::READ | Rights::WRITE);
+        let c = phases::take();
+        let r2 = r.and_then(|()| mm.destroy_region(m, d, DST, n));
+        let x = phases::take();
+        phases::enable(false);
+        r2.map_err(|e| format!("breakdown {n}: {e:?}"))?;
+        for p in 0..7 {
+            samples[0][p][it] = c[p];
+            samples[1][p][it] = x[p];
+        }
+    }
+    for (k, op) in ["clone", "destroy"].into_iter().enumerate() {
+        for (p, phase) in Phase::ALL.into_iter().enumerate() {
+            if samples[k][p].iter().all(|t| *t == 0) {
+                continue;
+            }
+            let name = format!("{op}.{}", phase.name());
+            Measurement {
+                op: &name,
+                path: if crate::backend::BATCHED_LEAF {
+                    "batched"
+                } else {
+                    "tracked"
+                },
+                pages: n,
+            }
+            .report(&mut samples[k][p], 0);
+        }
+    }
+    Ok(())
+}
+
 fn cnode(p: &cspace::CapPath) -> cap::CNode {
     cap::CNode::from_bits(p.root.0)
 }
@@ -208,6 +252,9 @@ fn run_inner(m: &mut Manager) -> Result<(), String> {
                 pages: n,
             }
             .report(&mut samples, overhead);
+        }
+        if n >= 512 {
+            breakdown(m, &mut mm, s, d, n)?;
         }
     }
     // Give everything back.
