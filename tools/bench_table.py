@@ -73,3 +73,31 @@ if rows:
     print("|---|---|---:|---:|")
     for op, pages, a, b in sorted(rows, key=lambda x: (x[0], x[1])):
         print(f"| {op} | {pages} | {a} | {b} |")
+
+# Where the manager's per-page ticks go (the phase clock, 512 pages).
+PHASES = [("lookup", "find the sources' records (mapping-db)"),
+          ("check_free", "destination free? (vspace shadow)"),
+          ("slots", "slot run for the copies (cspace)"),
+          ("vspace", "shadow update + map/unmap invocations"),
+          ("cspace", "cap books (+ CNode_Copy/Delete on the stock kernel)"),
+          ("database", "mapping records and copy derivation (mapping-db)")]
+cols = [(op, cfg, p) for op in ("clone", "destroy")
+        for cfg, p in (("release-up", "tracked"), ("release-up-batched", "batched"))]
+def ph(op, cfg, p, name, pages=512):
+    r = by.get((cfg, f"{op}.{name}", p, pages))
+    return pp(r) if r else None
+if any(ph(*c, "kernel") is not None for c in cols):
+    print("\nWhere the manager's ticks go, per page, 512 pages (phase clock; `kernel` is the part of the phases"
+          " above spent in kernel invocations):\n")
+    print("| phase | " + " | ".join(f"{op} {p}" for op, _, p in cols) + " |")
+    print("|---|" + "---:|" * len(cols))
+    for name, what in PHASES:
+        cells = [ph(*c, name) for c in cols]
+        print(f"| {name}: {what} | " + " | ".join("" if v is None else str(v) for v in cells) + " |")
+    total = [sum(ph(*c, n) or 0 for n, _ in PHASES) for c in cols]
+    kern = [ph(*c, "kernel") or 0 for c in cols]
+    print("| **sum of the phases** | " + " | ".join(str(t) for t in total) + " |")
+    print("| of which in the kernel | " + " | ".join(str(k) for k in kern) + " |")
+    print("| of which at user level | " + " | ".join(str(t - k) for t, k in zip(total, kern)) + " |")
+    meas = [by.get((cfg, op, p, 512)) for op, cfg, p in cols]
+    print("| measured alone (median) | " + " | ".join(str(pp(m)) if m else "" for m in meas) + " |")

@@ -296,25 +296,19 @@ impl Mm {
         if n as usize >= crate::backend::MIN_RUN && n <= 4096 {
             return self.clone_runs(m, &sources, to, range, rights, clock);
         }
-        let mut copies: Vec<cspace::Slot> = Vec::with_capacity(n as usize);
         let undo = |m: &mut Manager, copies: &[cspace::Slot]| {
-            for s in copies.iter().rev() {
-                let _ = m.cs.delete(*s);
-            }
+            let _ = m.cs.delete_many(copies);
         };
-        for s in &sources {
-            let slot =
+        let srcs: Vec<cspace::Slot> = sources
+            .iter()
+            .map(|s| {
                 m.cs.layout()
                     .slot_of(cspace::CPtr(s.cap.0))
-                    .ok_or(MmError::Inconsistent("cap slot"))?;
-            match m.cs.copy(slot, cs_rights(rights)) {
-                Ok(c) => copies.push(c),
-                Err(e) => {
-                    undo(m, &copies);
-                    return Err(MmError::Cap(e));
-                }
-            }
-        }
+                    .ok_or(MmError::Inconsistent("cap slot"))
+            })
+            .collect::<Result<_, _>>()?;
+        // All or nothing: a refused copy undoes the copies before it.
+        let copies = m.cs.copy_many(&srcs, cs_rights(rights)).map_err(MmError::Cap)?;
         let caps: Vec<CapRef> = copies.iter().map(|c| CapRef(m.cptr(*c))).collect();
         clock.lap(Phase::CSpace);
         let space = self.spaces.get_mut(&dst).ok_or(MmError::UnknownSpace(dst))?;
@@ -419,52 +413,46 @@ impl Mm {
             (released, deleted)
         };
         #[cfg(not(sel4_batched_leaf))]
-        let released = space.unmap(&mut m.vk(), range).map_err(MmError::Unmap)?;
+        let (released, deleted) = (
+            space.unmap(&mut m.vk(), range).map_err(MmError::Unmap)?,
+            alloc::vec![false; recs.len()],
+        );
         clock.lap(Phase::VSpace);
         if released.len() != recs.len() {
             return Err(MmError::Inconsistent("unmap released a different number of caps"));
         }
-        #[cfg(sel4_batched_leaf)]
-        {
-            let gone: Vec<cspace::Slot> = recs
-                .iter()
-                .zip(&deleted)
-                .filter(|(_, d)| **d)
-                .filter_map(|(r, _)| m.cs.layout().slot_of(cspace::CPtr(r.cap.0)))
-                .collect();
-            m.cs.adopt_deletes(&gone).map_err(MmError::Cap)?;
-            clock.lap(Phase::CSpace);
-        }
-        self.db
-            .remove_run(asid, vaddr, n as usize)
-            .map_err(|_| MmError::Inconsistent("record vanished"))?;
-        for (i, r) in recs.iter().enumerate() {
+        // The copies: those the kernel deleted with their unmap are adopted,
+        // the others deleted now. Originals stay, unmapped.
+        let (mut gone, mut left) = (Vec::new(), Vec::new());
+        for (r, &d) in recs.iter().zip(&deleted) {
             if r.cap == r.frame.slot {
                 continue;
             }
-            #[cfg(sel4_batched_leaf)]
-            if deleted[i] {
-                self.db
-                    .remove_copy(r.cap)
-                    .map_err(|_| MmError::Inconsistent("copy not removable"))?;
-                continue;
+            let slot =
+                m.cs.layout()
+                    .slot_of(cspace::CPtr(r.cap.0))
+                    .ok_or(MmError::Inconsistent("cap slot"))?;
+            if d {
+                gone.push(slot);
+            } else {
+                left.push(slot);
             }
-            let _ = i;
-            self.delete_copy(m, r.cap)?;
+        }
+        if !gone.is_empty() {
+            m.cs.adopt_deletes(&gone).map_err(MmError::Cap)?;
+        }
+        m.cs.delete_many(&left).map_err(|e| MmError::Cap(e.error))?;
+        clock.lap(Phase::CSpace);
+        self.db
+            .remove_run(asid, vaddr, n as usize)
+            .map_err(|_| MmError::Inconsistent("record vanished"))?;
+        for r in recs.iter().filter(|r| r.cap != r.frame.slot) {
+            self.db
+                .remove_copy(r.cap)
+                .map_err(|_| MmError::Inconsistent("copy not removable"))?;
         }
         clock.lap(Phase::Database);
         Ok(())
-    }
-
-    fn delete_copy(&mut self, m: &mut Manager, cap: CapSlot) -> Result<(), MmError> {
-        let slot =
-            m.cs.layout()
-                .slot_of(cspace::CPtr(cap.0))
-                .ok_or(MmError::Inconsistent("cap slot"))?;
-        m.cs.delete(slot).map_err(MmError::Cap)?;
-        self.db
-            .remove_copy(cap)
-            .map_err(|_| MmError::Inconsistent("copy not removable"))
     }
 
     /// Clone, then destroy the source.
