@@ -1,7 +1,8 @@
 //! Instruction-count benchmark of the bookkeeping for copies and deletes
 //! made by a kernel extension in one invocation: [`CSpace::alloc_slots`] +
-//! [`CSpace::adopt_copies`], and [`CSpace::adopt_deletes`], with a kernel
-//! whose every operation succeeds at once.
+//! [`CSpace::adopt_copies`] (or [`CSpace::adopt_copies_run`]), and
+//! [`CSpace::adopt_deletes`] (or [`CSpace::adopt_deletes_run`]), with a
+//! kernel whose every operation succeeds at once.
 //!
 //! ```text
 //! cargo build --release -p cspace --example adopt_bench
@@ -11,7 +12,10 @@
 //! Each `bench_*` function handles `ROUNDS * N` elements (`N` frame caps
 //! per round); divide its inclusive count by that. Round 0 (cold: the
 //! CSpace and the books' tables grow) is run before, outside the measured
-//! functions.
+//! functions. The `_512` runs are the root task's case: a leaf table's 512
+//! pages copied (or deleted) in one kernel entry. `bench_adopt_deletes_512`
+//! includes building the slot list; `bench_adopt_deletes_list_512` gets it
+//! built (the call alone).
 
 use cspace::{BootUntyped, CPtr, CSpace, CapData, CapPath, Config, KernelError, KernelOps, ObjectType, Placement};
 use cspace::{RetypeDest, Rights, Slot, SlotRange};
@@ -86,6 +90,51 @@ fn alloc_adopt_run(cs: &mut CSpace<NullKernel>, srcs: &[Slot], chunk: usize) -> 
         .collect()
 }
 
+/// The sources in stretches of consecutive slots, each within one chunk of
+/// `chunk`, as (chunk, offset in the chunk, first source, length).
+fn stretches(srcs: &[Slot], chunk: usize) -> Vec<(usize, u64, Slot, u64)> {
+    let mut out: Vec<(usize, u64, Slot, u64)> = vec![];
+    for (j, &s) in srcs.iter().enumerate() {
+        let (c, off) = (j / chunk, (j % chunk) as u64);
+        match out.last_mut() {
+            Some(l) if l.0 == c && l.2.cnode == s.cnode && l.2.index + l.3 == s.index => l.3 += 1,
+            _ => out.push((c, off, s, 1)),
+        }
+    }
+    out
+}
+
+fn alloc_adopt_runs(
+    cs: &mut CSpace<NullKernel>,
+    srcs: &[Slot],
+    chunk: usize,
+    parts: &[(usize, u64, Slot, u64)],
+) -> Vec<SlotRange> {
+    let mut runs = Vec::with_capacity(srcs.len().div_ceil(chunk));
+    let mut parts = parts.iter().peekable();
+    for (c, b) in srcs.chunks(chunk).enumerate() {
+        let run = cs.alloc_slots(black_box(b.len() as u64)).expect("alloc_slots");
+        while let Some(&(_, off, first, len)) = parts.next_if(|p| p.0 == c) {
+            let dests = SlotRange {
+                cnode: run.cnode,
+                start: run.start + off,
+                len,
+            };
+            cs.adopt_copies_run(black_box(first), len, dests)
+                .expect("adopt_copies_run");
+        }
+        runs.push(run);
+    }
+    runs
+}
+
+fn deletes_run(cs: &mut CSpace<NullKernel>, runs: &[SlotRange]) {
+    for r in runs {
+        cs.adopt_deletes_run(black_box(r.slot(0)), r.len)
+            .expect("adopt_deletes_run");
+    }
+}
+
 fn deletes(cs: &mut CSpace<NullKernel>, runs: &[SlotRange]) {
     for r in runs {
         let slots: Vec<Slot> = r.iter().collect();
@@ -117,6 +166,35 @@ fn bench_alloc_adopt_512(cs: &mut CSpace<NullKernel>, srcs: &[Slot]) -> Vec<Slot
 fn bench_adopt_deletes_512(cs: &mut CSpace<NullKernel>, runs: &[SlotRange]) {
     black_box("adopt_deletes 512");
     deletes(cs, runs)
+}
+
+#[inline(never)]
+fn bench_adopt_deletes_list_512(cs: &mut CSpace<NullKernel>, lists: &[Vec<Slot>]) {
+    black_box("adopt_deletes list 512");
+    for l in lists {
+        cs.adopt_deletes(black_box(l)).expect("adopt_deletes");
+    }
+}
+#[inline(never)]
+fn bench_alloc_adopt_run_512(
+    cs: &mut CSpace<NullKernel>,
+    srcs: &[Slot],
+    parts: &[(usize, u64, Slot, u64)],
+) -> Vec<SlotRange> {
+    black_box("alloc_adopt_run 512");
+    alloc_adopt_runs(cs, srcs, 512, parts)
+}
+#[inline(never)]
+fn bench_adopt_deletes_run_512(cs: &mut CSpace<NullKernel>, runs: &[SlotRange]) {
+    black_box("adopt_deletes_run 512");
+    deletes_run(cs, runs)
+}
+#[inline(never)]
+fn bench_alloc_slots_512(cs: &mut CSpace<NullKernel>) -> Vec<SlotRange> {
+    black_box("alloc_slots 512");
+    (0..N / 512)
+        .map(|_| cs.alloc_slots(black_box(512)).expect("alloc_slots"))
+        .collect()
 }
 
 fn main() {
@@ -169,6 +247,27 @@ fn main() {
         let runs = bench_alloc_adopt_512(&mut cs, &frames);
         assert_eq!(cs.stats().copies_live, N as u64);
         bench_adopt_deletes_512(&mut cs, &runs);
+        assert_eq!(cs.stats(), before);
+    }
+    let parts = stretches(&frames, 512);
+    println!("sources: {} stretches of consecutive slots", parts.len());
+    for _ in 0..ROUNDS {
+        let runs = alloc_adopt(&mut cs, &frames, 512);
+        let lists: Vec<Vec<Slot>> = runs.iter().map(|r| r.iter().collect()).collect();
+        bench_adopt_deletes_list_512(&mut cs, &lists);
+        assert_eq!(cs.stats(), before);
+    }
+    for _ in 0..ROUNDS {
+        let runs = bench_alloc_adopt_run_512(&mut cs, &frames, &parts);
+        assert_eq!(cs.stats().copies_live, N as u64);
+        bench_adopt_deletes_run_512(&mut cs, &runs);
+        assert_eq!(cs.stats(), before);
+    }
+    for _ in 0..ROUNDS {
+        let runs = bench_alloc_slots_512(&mut cs);
+        for r in runs {
+            cs.release_slots(r).expect("release");
+        }
         assert_eq!(cs.stats(), before);
     }
     println!("ok: {} elements per bench function", ROUNDS * N);

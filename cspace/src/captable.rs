@@ -62,6 +62,7 @@ pub(crate) struct Gone {
 
 /// The managed caps, by slot.
 #[derive(Debug, Clone)]
+#[cfg_attr(test, derive(PartialEq, Eq))]
 pub(crate) struct CapTable {
     /// By `(k << l2_bits) | index` for slot `index` of level-2 CNode `k`:
     /// the record, or `NIL`.
@@ -133,7 +134,7 @@ impl CapTable {
         // Slots past the CNode's end hold no managed cap.
         let room = (1u64 << self.l2_bits) - first.index;
         let len = n.min(room) as usize;
-        let end = (base + len).min(self.by_slot.len());
+        let end = (base + len).min(self.by_slot.len()).max(base);
         let held = self.by_slot.get(base..end).unwrap_or(&[]);
         let missing = match held.iter().position(|&i| i == NIL) {
             Some(p) => p as u64,
@@ -342,6 +343,121 @@ impl CapTable {
         }
     }
 
+    /// [`insert_copies`](Self::insert_copies) with the `dests.len`
+    /// consecutive slots from `srcs_first` as the sources (which
+    /// [`find_run`](Self::find_run) has accepted): the same records, links
+    /// and arena entries. The destinations' table entries are written
+    /// first, then the records, reading the sources' entries as a slice.
+    pub fn insert_copies_run(&mut self, srcs_first: Slot, dests: SlotRange) {
+        if dests.len == 0 {
+            return;
+        }
+        let (CNodeRef::Level2(sk), CNodeRef::Level2(k)) = (srcs_first.cnode, dests.cnode) else {
+            unreachable!("managed caps live in level-2 CNodes")
+        };
+        let l2 = self.l2_bits;
+        let n = dests.len as usize;
+        let skey = ((sk as usize) << l2) | srcs_first.index as usize;
+        let dkey = ((k as usize) << l2) | dests.start as usize;
+        if dkey + n > self.by_slot.len() {
+            self.extend_to(dkey + n - 1);
+        }
+        let reuse = self.vacant.len().min(n);
+        let keep = self.vacant.len() - reuse;
+        let fresh = self.recs.len();
+        if n > reuse {
+            Self::fresh_index(fresh + (n - reuse) - 1);
+        }
+        let CapTable {
+            by_slot, recs, vacant, ..
+        } = self;
+        // The arena entries, as `insert` would take them: vacant ones (last
+        // first), then fresh ones.
+        {
+            let d = &mut by_slot[dkey..dkey + n];
+            let (d_reused, d_fresh) = d.split_at_mut(reuse);
+            for (e, &i) in d_reused.iter_mut().zip(vacant[keep..].iter().rev()) {
+                debug_assert_eq!(*e, NIL, "slot already holds a managed cap");
+                *e = i;
+            }
+            for (e, i) in d_fresh.iter_mut().zip(fresh as Idx..) {
+                debug_assert_eq!(*e, NIL, "slot already holds a managed cap");
+                *e = i;
+            }
+        }
+        vacant.truncate(keep);
+        let (by_slot, src) = (&by_slot[..], skey..skey + n);
+        let slot = |j: usize| Slot {
+            cnode: dests.cnode,
+            index: dests.start + j as u64,
+        };
+        let (srcs, ids) = (&by_slot[src], &by_slot[dkey..dkey + n]);
+        {
+            let recs = &mut recs[..];
+            for (j, (&si, &i)) in srcs[..reuse].iter().zip(&ids[..reuse]).enumerate() {
+                let rec = Self::copy_record(recs, si, i, slot(j));
+                debug_assert!(!recs[i as usize].live, "vacant entry");
+                recs[i as usize] = rec;
+            }
+        }
+        for (j, (&si, &i)) in srcs.iter().zip(ids).enumerate().skip(reuse) {
+            let rec = Self::copy_record(recs, si, i, slot(j));
+            debug_assert_eq!(recs.len(), i as usize);
+            recs.push(rec);
+        }
+    }
+
+    /// [`link_copy`](Self::link_copy) of source record `si` into arena
+    /// entry `i`, with the destination's table entry already written.
+    #[inline(always)]
+    fn copy_record(recs: &mut [CapRecord], si: Idx, i: Idx, slot: Slot) -> CapRecord {
+        let s = &mut recs[si as usize];
+        debug_assert!(s.live, "live record");
+        let (object, ty, orig, badge) = (s.object, s.ty, s.orig, s.badge);
+        let revocable = ty == ObjectType::Untyped;
+        // Linked first under its parent: the source if revocable (taking
+        // the source's record as it is), else the source's parent.
+        let (parent, first) = if s.revocable {
+            let first = core::mem::replace(&mut s.first_child, i);
+            if si == orig {
+                s.copies += 1;
+            } else {
+                recs[orig as usize].copies += 1;
+            }
+            (si, first)
+        } else {
+            debug_assert_ne!(s.parent, NIL, "a derived cap has a parent");
+            let parent = s.parent;
+            let p = &mut recs[parent as usize];
+            let first = core::mem::replace(&mut p.first_child, i);
+            if parent == orig {
+                p.copies += 1;
+            } else {
+                recs[orig as usize].copies += 1;
+            }
+            (parent, first)
+        };
+        if first != NIL {
+            recs[first as usize].prev = i;
+        }
+        CapRecord {
+            slot,
+            object,
+            ty,
+            orig,
+            parent,
+            first_child: NIL,
+            prev: NIL,
+            next: first,
+            copies: 0,
+            revocable,
+            badge,
+            user_slot: false,
+            mark: false,
+            live: true,
+        }
+    }
+
     /// Books copy `i` (a vacant or fresh arena entry) of the record at
     /// table key `skey` into the empty slot `slot` at table key `dkey`, with
     /// the source's badge and not into a reserved slot: the table entry, the
@@ -410,43 +526,154 @@ impl CapTable {
             let e = &mut by_slot[((k as usize) << l2) | slot.index as usize];
             let i = core::mem::replace(e, NIL);
             debug_assert_ne!(i, NIL);
-            let r = &mut recs[i as usize];
-            debug_assert!(r.live, "live record");
-            debug_assert_ne!(r.parent, NIL, "a copy");
-            r.live = false;
-            r.mark = false;
-            let (parent, orig, user_slot) = (r.parent, r.orig, r.user_slot);
-            let first = core::mem::replace(&mut r.first_child, NIL);
-            // Its children go to its parent (first), then it leaves its
-            // parent's children.
-            if first != NIL {
-                let mut last = first;
-                let mut c = first;
-                while c != NIL {
-                    let r = &mut recs[c as usize];
-                    r.parent = parent;
-                    last = c;
-                    c = r.next;
-                }
-                let old_first = core::mem::replace(&mut recs[parent as usize].first_child, first);
-                recs[last as usize].next = old_first;
-                if old_first != NIL {
-                    recs[old_first as usize].prev = last;
-                }
-            }
-            // (Read after the hand-off, which may have linked it after them.)
-            let (prev, next) = (recs[i as usize].prev, recs[i as usize].next);
-            if prev != NIL {
-                recs[prev as usize].next = next;
-            } else {
-                recs[parent as usize].first_child = next;
-            }
-            if next != NIL {
-                recs[next as usize].prev = prev;
-            }
-            recs[orig as usize].copies -= 1;
+            let (orig, user_slot) = Self::unlink_copy(recs, i);
             vacant.push(i);
             gone(Gone { slot, orig, user_slot });
+        }
+    }
+
+    /// Checks that the `n` consecutive slots from `first` all hold managed
+    /// copies (not originals); if not, the first that does not, and whether
+    /// it holds an original (as a check of each in turn with
+    /// [`find`](Self::find) and the record's parent would tell).
+    pub fn check_copies_run(&self, first: Slot, n: u64) -> Result<(), (Slot, bool)> {
+        if n == 0 {
+            return Ok(());
+        }
+        let Some(base) = self.key(first) else {
+            return Err((first, false));
+        };
+        // Slots past the CNode's end hold no managed cap.
+        let room = (1u64 << self.l2_bits) - first.index;
+        let len = n.min(room) as usize;
+        let end = (base + len).min(self.by_slot.len()).max(base);
+        let held = self.by_slot.get(base..end).unwrap_or(&[]);
+        let recs = &self.recs[..];
+        let bad = held.iter().position(|&i| i == NIL || recs[i as usize].parent == NIL);
+        let (at, original) = match bad {
+            Some(p) => (p as u64, held[p] != NIL),
+            None if end - base == len && n <= room => return Ok(()),
+            None => ((end - base) as u64, false),
+        };
+        Err((
+            Slot {
+                cnode: first.cnode,
+                index: first.index + at,
+            },
+            original,
+        ))
+    }
+
+    /// [`remove_copies`](Self::remove_copies) of the `n` consecutive slots
+    /// from `first`, which [`check_copies_run`](Self::check_copies_run) has
+    /// accepted since the table last changed. `user` gets the offset (from
+    /// `first`) of each slot that was a reserved slot, in order.
+    pub fn remove_copies_run(&mut self, first: Slot, n: u64, mut user: impl FnMut(u64)) {
+        if n == 0 {
+            return;
+        }
+        let CNodeRef::Level2(k) = first.cnode else {
+            unreachable!("managed caps live in level-2 CNodes")
+        };
+        let base = ((k as usize) << self.l2_bits) | first.index as usize;
+        let CapTable {
+            by_slot, recs, vacant, ..
+        } = self;
+        let run = &mut by_slot[base..base + n as usize];
+        // The entries become vacant in the order `remove_copies` pushes them.
+        vacant.extend_from_slice(run);
+        let recs = &mut recs[..];
+        for (j, &i) in run.iter().enumerate() {
+            debug_assert_ne!(i, NIL);
+            let r = &mut recs[i as usize];
+            debug_assert!(r.live && !r.mark, "live unmarked record");
+            debug_assert_ne!(r.parent, NIL, "a copy");
+            if r.first_child != NIL || r.user_slot {
+                // Children to hand on, or the caller's slot.
+                if Self::unlink_copy(recs, i).1 {
+                    user(j as u64);
+                }
+                continue;
+            }
+            r.live = false;
+            let (parent, orig, prev, next) = (r.parent, r.orig, r.prev, r.next);
+            if parent == orig {
+                // A copy of an original: one record to update.
+                let p = &mut recs[parent as usize];
+                p.copies -= 1;
+                if prev == NIL {
+                    p.first_child = next;
+                } else {
+                    recs[prev as usize].next = next;
+                }
+                if next != NIL {
+                    recs[next as usize].prev = prev;
+                }
+            } else {
+                Self::unlink_sibling(recs, parent, prev, next);
+                recs[orig as usize].copies -= 1;
+            }
+        }
+        run.fill(NIL);
+    }
+
+    /// Marks copy `i` removed: its children go to its parent (first), then it
+    /// leaves its parent's children and its original's count. Returns its
+    /// original and whether its slot was a reserved slot. (The table entry
+    /// and the vacant list are the caller's.)
+    #[inline(always)]
+    fn unlink_copy(recs: &mut [CapRecord], i: Idx) -> (Idx, bool) {
+        let r = &mut recs[i as usize];
+        debug_assert!(r.live, "live record");
+        debug_assert_ne!(r.parent, NIL, "a copy");
+        r.live = false;
+        r.mark = false;
+        let (parent, orig, user_slot) = (r.parent, r.orig, r.user_slot);
+        let first = core::mem::replace(&mut r.first_child, NIL);
+        let (prev, next) = (r.prev, r.next);
+        if first != NIL {
+            Self::adopt_children(recs, parent, first);
+            // The hand-off may have linked it after them.
+            let r = &recs[i as usize];
+            Self::unlink_sibling(recs, parent, r.prev, r.next);
+        } else {
+            Self::unlink_sibling(recs, parent, prev, next);
+        }
+        recs[orig as usize].copies -= 1;
+        (orig, user_slot)
+    }
+
+    /// Puts the chain of siblings from `first` at the front of `parent`'s
+    /// children.
+    #[cold]
+    #[inline(never)]
+    fn adopt_children(recs: &mut [CapRecord], parent: Idx, first: Idx) {
+        let mut last = first;
+        let mut c = first;
+        while c != NIL {
+            let r = &mut recs[c as usize];
+            r.parent = parent;
+            last = c;
+            c = r.next;
+        }
+        let old_first = core::mem::replace(&mut recs[parent as usize].first_child, first);
+        recs[last as usize].next = old_first;
+        if old_first != NIL {
+            recs[old_first as usize].prev = last;
+        }
+    }
+
+    /// Takes a child of `parent` with siblings `prev` and `next` out of the
+    /// chain.
+    #[inline(always)]
+    fn unlink_sibling(recs: &mut [CapRecord], parent: Idx, prev: Idx, next: Idx) {
+        if prev != NIL {
+            recs[prev as usize].next = next;
+        } else {
+            recs[parent as usize].first_child = next;
+        }
+        if next != NIL {
+            recs[next as usize].prev = prev;
         }
     }
 

@@ -893,6 +893,11 @@ impl<K: KernelOps> CSpace<K> {
         if n == 0 || n > pow2(self.layout.l2_bits) {
             return Err(AllocError::BadCount { count: n });
         }
+        // Without growth: the run `acquire` would take first (no log needed).
+        if let Some(run) = self.take_run(n) {
+            self.reserved.insert_run(run);
+            return Ok(run);
+        }
         let mut tx = Tx::default();
         match self.acquire(&mut tx, &|_| Some(vec![n])) {
             Ok(runs) => {
@@ -1068,11 +1073,7 @@ impl<K: KernelOps> CSpace<K> {
             return Err(CapError::NotReserved(d));
         }
         self.reserved.remove_run(dests);
-        let srcs = (0..n).map(|i| Slot {
-            cnode: srcs_first.cnode,
-            index: srcs_first.index + i,
-        });
-        self.caps.insert_copies(srcs, dests);
+        self.caps.insert_copies_run(srcs_first, dests);
         self.copies += n;
         Ok(())
     }
@@ -1144,6 +1145,64 @@ impl<K: KernelOps> CSpace<K> {
             self.slots.free_run(r).expect("slots were allocated");
         }
         self.copies -= slots.len() as u64;
+        Ok(())
+    }
+
+    /// [`adopt_deletes`](Self::adopt_deletes) of the `n` consecutive slots
+    /// from `first` (`first.index + i` for `i < n`): the kernel deleted the
+    /// managed copies in them (a kernel extension that unmaps a run and
+    /// deletes the caps that held it, their slots a run such as
+    /// [`adopt_copies_run`](Self::adopt_copies_run) filled). Same outcome,
+    /// refusals and books as `adopt_deletes` of those slots, in that order:
+    ///
+    /// - refused, with nothing recorded, naming the first slot of the run
+    ///   that holds no managed cap ([`CapError::NotManaged`]; slots past the
+    ///   CNode's end hold none) or holds an original
+    ///   ([`CapError::IsOriginal`]); [`CapError::Poisoned`] first;
+    /// - the run names each slot once, so it has no duplicates to refuse;
+    /// - `n == 0` does nothing.
+    ///
+    /// Each slot is then free again (the caller's again if it was reserved),
+    /// so the next [`alloc_slots`](Self::alloc_slots) of the same length can
+    /// take the run back.
+    pub fn adopt_deletes_run(&mut self, first: Slot, n: u64) -> Result<(), CapError> {
+        if self.poisoned {
+            return Err(CapError::Poisoned);
+        }
+        if let Err((s, original)) = self.caps.check_copies_run(first, n) {
+            return Err(if original {
+                CapError::IsOriginal(s)
+            } else {
+                CapError::NotManaged(s)
+            });
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        // As `forget_copy` of each; the manager's own slots go back a run at
+        // a time (the stretches between reserved slots).
+        let (slot_books, reserved) = (&mut self.slots, &mut self.reserved);
+        let free = |slot_books: &mut SlotAllocator, from: u64, to: u64| {
+            if to > from {
+                let r = SlotRange {
+                    cnode: first.cnode,
+                    start: first.index + from,
+                    len: to - from,
+                };
+                slot_books.free_run(r).expect("slots were allocated");
+            }
+        };
+        let mut from = 0;
+        self.caps.remove_copies_run(first, n, |j| {
+            reserved.insert(Slot {
+                cnode: first.cnode,
+                index: first.index + j,
+            });
+            free(slot_books, from, j);
+            from = j + 1;
+        });
+        free(&mut self.slots, from, n);
+        self.copies -= n;
         Ok(())
     }
 
@@ -1574,6 +1633,27 @@ impl<K: KernelOps> CSpace<K> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+impl<K: KernelOps> CSpace<K> {
+    /// Whether the cap, slot and reserved-slot books of the two managers
+    /// are the same, down to the arena indices, the vacant list and the
+    /// allocator's hints (so that every later call behaves the same).
+    pub(crate) fn same_cap_books(&self, other: &Self) -> bool {
+        self.caps == other.caps
+            && self.slots == other.slots
+            && self.reserved == other.reserved
+            && self.copies == other.copies
+            && self.poisoned == other.poisoned
+    }
+
+    /// Whether the managed cap in `slot` has caps derived from it.
+    pub(crate) fn has_derived(&self, slot: Slot) -> bool {
+        self.caps
+            .find(slot)
+            .is_some_and(|i| self.caps.get(i).first_child != NIL)
     }
 }
 

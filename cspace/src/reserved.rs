@@ -9,6 +9,7 @@ use crate::layout::{CNodeRef, Slot, SlotRange};
 
 /// A set of level-2 slots.
 #[derive(Debug, Clone)]
+#[cfg_attr(test, derive(PartialEq, Eq))]
 pub(crate) struct Reserved {
     /// By level-2 index: one bit per slot (empty until the CNode's first
     /// reservation).

@@ -35,6 +35,7 @@ pub enum SlotError {
 }
 
 #[derive(Debug, Clone)]
+#[cfg_attr(test, derive(PartialEq, Eq))]
 struct CNodeSlots {
     /// Bit set: slot used, or not usable (outside the boot CNode's empty
     /// range).
@@ -171,6 +172,7 @@ impl CNodeSlots {
 ///   [`alloc_run`](Self::alloc_run)) only if it is free, and is then not free
 ///   until given back.
 #[derive(Debug, Clone)]
+#[cfg_attr(test, derive(PartialEq, Eq))]
 pub struct SlotAllocator {
     /// Level-2 CNodes by index; `None`: not (yet) present.
     cnodes: Vec<Option<CNodeSlots>>,

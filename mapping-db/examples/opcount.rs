@@ -11,15 +11,18 @@
 //! [`MappingDb::add_copies`], [`MappingDb::insert_run`] and [`MappingDb::remove_run`] (one call for the
 //! 4096 pages); `batch` uses one [`Batch`] per page table (512 pages) for the inserts and the removals;
 //! `clone` looks the sources up with [`MappingDb::mappings_run`], copies and maps with
-//! [`MappingDb::clone_run`] and removes with [`MappingDb::remove_run`] (one call each for the 4096 pages).
+//! [`MappingDb::clone_run`] and removes with [`MappingDb::remove_run`] (one call each for the 4096 pages);
+//! `destroy` is `clone` but removes the mappings and their copies with one [`MappingDb::destroy_run`] (so
+//! it has no `remove_copy` phase).
 //!
 //! ```text
 //! cargo build --release -p mapping-db --example opcount
 //! valgrind --tool=callgrind --dump-before='*phase_*' --callgrind-out-file=cg.out \
-//!     target/release/examples/opcount [single|run|batch|clone]
+//!     target/release/examples/opcount [single|run|batch|clone|destroy]
 //! ```
 //!
-//! Each dump `cg.out.K` then holds phase K-1 (and `cg.out` the last one): its `totals:` line divided by
+//! Each dump `cg.out.K` then holds phase K-1 (`cg.out` the final check, after `phase_end`): its `totals:`
+//! (or `summary:`) line divided by
 //! `N` is the cost per page, the phase's loop included (about 10 to 30 instructions per page: the phase
 //! function's own cost in `callgrind_annotate`). Without valgrind the program prints the heap allocations
 //! per phase.
@@ -160,6 +163,17 @@ fn phase_mappings_run(db: &MappingDb, asid: AsId, base: u64) {
 }
 
 #[inline(never)]
+fn phase_destroy_run(db: &mut MappingDb) {
+    black_box(db.destroy_run(AsId(1), DST, N as usize).unwrap());
+}
+
+/// Marks the end of the last phase (the final check is not counted in it).
+#[inline(never)]
+fn phase_end() {
+    black_box(());
+}
+
+#[inline(never)]
 fn phase_clone_run(db: &mut MappingDb, recs: &[(Mapping, CapSlot)]) {
     db.clone_run(recs).unwrap();
 }
@@ -192,7 +206,7 @@ fn main() {
     counted("add_frame", || phase_add_frame(&mut db));
     counted("insert (originals)", || phase_insert_orig(&mut db));
     for round in 0..2 {
-        if mode == "clone" {
+        if mode == "clone" || mode == "destroy" {
             counted("mappings_run (sources)", || phase_mappings_run(&db, AsId(0), SRC));
         } else {
             counted("lookup (sources)", || phase_lookup_hit(&db, AsId(0), SRC));
@@ -225,15 +239,16 @@ fn main() {
                     .collect();
                 counted("commit (inserts)", || phase_commit_insert(&mut db, batches));
             }
-            "clone" => {
+            "clone" | "destroy" => {
                 let clones: Vec<_> = recs.iter().map(|&m| (m, m.frame.slot)).collect();
                 counted("clone_run", || phase_clone_run(&mut db, &clones));
             }
-            _ => panic!("mode: single, run, batch or clone"),
+            _ => panic!("mode: single, run, batch, clone or destroy"),
         }
         counted("lookup (copies)", || phase_lookup_hit(&db, AsId(1), DST));
         match mode.as_str() {
             "run" | "clone" => counted("remove_run", || phase_remove_run(&mut db)),
+            "destroy" => counted("destroy_run", || phase_destroy_run(&mut db)),
             "batch" => {
                 let batches = recs
                     .chunks(512)
@@ -249,8 +264,11 @@ fn main() {
             }
             _ => counted("remove_by_vaddr", || phase_remove_by_vaddr(&mut db)),
         }
-        counted("remove_copy", || phase_remove_copy(&mut db, round));
+        if mode != "destroy" {
+            counted("remove_copy", || phase_remove_copy(&mut db, round));
+        }
     }
+    phase_end();
     db.check().unwrap();
     assert_eq!(db.len(), N as usize);
 }

@@ -4,7 +4,7 @@
 //! A [`ChunkMap`]: 64 consecutive same-size pages of one address space share a chunk (256 KiB of 4 KiB pages,
 //! 128 MiB of 2 MiB pages, 64 GiB of 1 GiB pages), which exists only while one of its pages is mapped.
 
-use crate::chunk::{chunk_bytes, ChunkMap, Dense, CHUNK, CHUNK_BITS};
+use crate::chunk::{chunk_bytes, ChunkMap, Cursor, Dense, CHUNK, CHUNK_BITS};
 #[cfg(test)]
 use crate::db::VKey;
 use crate::types::{AsId, PageSize, USER_VADDR_END};
@@ -100,9 +100,55 @@ impl AddrIndex {
     }
 
     /// Removes the page of `size` containing `vaddr` and returns its capability.
-    #[inline(always)]
+    #[cfg(test)]
     pub(crate) fn remove_sized(&mut self, asid: AsId, size: PageSize, vaddr: u64) -> Option<u32> {
         self.map.remove(Page::new(asid, size, vaddr))
+    }
+
+    /// The chunk of the page of `size` at `vaddr` (below [`USER_VADDR_END`]), if it exists, and the page's
+    /// place in it, through the cursor (see [`ChunkMap::find_in`]).
+    #[inline(always)]
+    pub(crate) fn find_in(
+        &self,
+        cur: &mut Cursor<u64>,
+        asid: AsId,
+        size: PageSize,
+        vaddr: u64,
+    ) -> (Option<u32>, usize) {
+        self.map.find_in(cur, Page::new(asid, size, vaddr))
+    }
+
+    /// The capability at the place [`find_in`](Self::find_in) gave ([`NONE`](crate::table::NONE) if none).
+    #[inline(always)]
+    pub(crate) fn value_in(&self, c: Option<u32>, i: usize) -> u32 {
+        self.map.value_in(c, i)
+    }
+
+    /// Adds `cap`'s page of `size` at `vaddr` at the place [`find_in`](Self::find_in) gave, which is free.
+    #[inline(always)]
+    pub(crate) fn put_in(
+        &mut self,
+        cur: &mut Cursor<u64>,
+        c: Option<u32>,
+        asid: AsId,
+        size: PageSize,
+        vaddr: u64,
+        cap: u32,
+    ) {
+        self.map.put_in(cur, c, Page::new(asid, size, vaddr), cap);
+    }
+
+    /// Removes the page of `size` containing `vaddr` (below [`USER_VADDR_END`]) through the cursor and returns
+    /// its capability ([`NONE`](crate::table::NONE) if none).
+    #[inline(always)]
+    pub(crate) fn take_in(&mut self, cur: &mut Cursor<u64>, asid: AsId, size: PageSize, vaddr: u64) -> u32 {
+        self.map.take_in(cur, Page::new(asid, size, vaddr))
+    }
+
+    /// Makes the cursor's chunk the index's most recent hint.
+    #[inline(always)]
+    pub(crate) fn remember_cursor(&mut self, cur: &Cursor<u64>) {
+        self.map.remember_cursor(cur);
     }
 
     /// Removes the page starting at `k.vaddr`, whatever its size.

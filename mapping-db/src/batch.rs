@@ -3,6 +3,7 @@
 
 use alloc::vec::Vec;
 
+use crate::chunk::Cursor;
 use crate::db::{big_idx, larger, to_mapping, CapNode, MappingDb, Overlay, Placed, SpanKey, FREED};
 use crate::error::{AddCopyError, BatchError, BatchErrorKind, CloneError, InsertError, RemoveError};
 use crate::table::{pos32, NONE};
@@ -172,17 +173,80 @@ impl MappingDb {
     /// All or none: if one of them is missing, its index in the run and [`RemoveError::NotMapped`] are
     /// returned and nothing is removed.
     pub fn remove_run(&mut self, asid: AsId, vaddr: u64, n: usize) -> Result<Vec<Mapping>, (usize, RemoveError)> {
+        let caps = self.run_caps(asid, vaddr, n)?;
+        let mut out = Vec::with_capacity(n);
+        self.unmap_all::<false>(&caps, &mut out);
+        Ok(out)
+    }
+
+    /// Destroys a run of mappings: removes the `n` mappings of `asid` whose pages follow each other from the
+    /// page containing `vaddr` (for 4 KiB pages, `vaddr + i * 4096`) and forgets the capability of each that
+    /// is a copy (`rec.cap != rec.frame.slot`; an original stays known, unmapped), and hands the records back
+    /// in address order. It does what
+    ///
+    /// ```text
+    /// let recs = remove_run(asid, vaddr, n)?;
+    /// for r in &recs { if r.cap != r.frame.slot { remove_copy(r.cap)? } }
+    /// ```
+    ///
+    /// does, but all or none: if a page is missing, its index in the run and [`RemoveError::NotMapped`] are
+    /// returned; if a copy could not be forgotten (it still has children when its turn comes: children
+    /// earlier in the run are forgotten before it), its index and [`RemoveError::HasChildren`]; in both cases
+    /// nothing has changed.
+    ///
+    /// Meant for the manager's destroy of a region, after the kernel unmapped the pages and deleted the
+    /// copies: the run is found a chunk of the address index at a time, and each page is unmapped and its copy
+    /// forgotten in one go, the leaf table, address space and counters being handled once per leaf.
+    pub fn destroy_run(&mut self, asid: AsId, vaddr: u64, n: usize) -> Result<Vec<Mapping>, (usize, RemoveError)> {
+        let caps = self.run_caps(asid, vaddr, n)?;
+        for (i, &cap) in caps.iter().enumerate() {
+            let node = self.caps.at(cap);
+            if node.parent_pos != cap && node.children != 0 {
+                // Its children removed before it by the run (copies, so forgotten) are no longer counted.
+                let earlier = caps[..i]
+                    .iter()
+                    .filter(|&&c| c != self.caps.at(c).parent_pos && self.caps.at(c).parent_pos == cap)
+                    .count();
+                if node.children as usize != earlier {
+                    return Err((i, RemoveError::HasChildren));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(n);
+        self.unmap_all::<true>(&caps, &mut out);
+        Ok(out)
+    }
+
+    /// The capabilities (positions) holding the `n` mappings of `asid` whose pages follow each other from the
+    /// page containing `vaddr`, as a loop of [`lookup`](Self::lookup) finds them; else the index of the first
+    /// page missing and [`RemoveError::NotMapped`]. Runs of 4 KiB pages are read a chunk of the address
+    /// index at a time.
+    fn run_caps(&mut self, asid: AsId, vaddr: u64, n: usize) -> Result<Vec<u32>, (usize, RemoveError)> {
+        let small = PageSize::Small;
         let mut caps = Vec::with_capacity(n);
         let mut va = vaddr;
-        for i in 0..n {
+        while caps.len() < n {
+            let i = caps.len();
+            // The 4 KiB pages from the one containing `va` to the end of its address chunk.
+            if va < USER_VADDR_END {
+                if let Some(tail) = self.by_vaddr.tail(asid, small, va) {
+                    let tail = &tail[..tail.len().min(n - i)];
+                    let k = tail.iter().position(|&c| c == NONE).unwrap_or(tail.len());
+                    if k > 0 {
+                        caps.extend_from_slice(&tail[..k]);
+                        // Inside the chunk, below USER_VADDR_END: no overflow.
+                        va = small.align_down(va) + k as u64 * small.bytes();
+                        continue;
+                    }
+                }
+            }
+            // No 4 KiB page there: a larger one, or none.
             let cap = self.lookup_cap_mut(asid, va).ok_or((i, RemoveError::NotMapped))?;
             let p = self.caps.at(cap).map.as_ref().expect("indexed cap is mapped");
             va = p.vaddr + p.size.bytes();
             caps.push(cap);
         }
-        let mut out = Vec::with_capacity(n);
-        self.unmap_all(&caps, &mut out);
-        Ok(out)
+        Ok(caps)
     }
 
     /// Records the copies `(frame, copy, parent)` in order, as a loop of [`add_copy`](Self::add_copy) would
@@ -301,7 +365,12 @@ impl MappingDb {
     /// go into the leaf table at position `leaf` (which exists): clones them until one fails a check (of
     /// `add_copy` or `insert`) or names another leaf, and returns how many it cloned. The checks are those of
     /// [`insert_in_leaf`](Self::insert_in_leaf), with the parent in place of the (new, so known, unmapped)
-    /// capability.
+    /// capability; every check of an element comes before any change for it.
+    ///
+    /// Per element it finds the parent's and the copy's chunks of the slot index and the page's chunk of the
+    /// address index through cursors (consecutive slots and pages share a chunk 63 times in 64), creates the
+    /// copy's node with its record in place, and appends to the lists; the leaf, address space and counters
+    /// are the run's.
     #[inline(always)]
     fn clone_in_leaf(&mut self, leaf: u32, recs: &[(Mapping, CapSlot)]) -> usize {
         let MappingDb {
@@ -320,79 +389,91 @@ impl MappingDb {
         let size = key.level.page_size();
         let (region, counters) = (l.region, l.spans);
         let s = spaces.at_mut(l.space);
-        let page_mask = size.bytes() - 1;
-        let region_mask = !((size.bytes() << 9) - 1);
+        // A page of the leaf: aligned to `size`, in the leaf's region (so below the end of user space).
+        let addr_mask = !(((size.bytes() << 9) - 1) & !(size.bytes() - 1));
         let probe_larger = (big[0] | big[1]) != 0
             && larger(size).iter().any(|&b| {
                 let b = big_idx(b).expect("larger sizes are large");
                 big[b] > 0 && s.big[b] > 0
             });
+        let probe_spans = size != PageSize::Small && !spans.is_empty();
+        let asid = key.asid;
+        let (mut parents, mut copies, mut pages) = (Cursor::default(), Cursor::default(), Cursor::default());
         let mut n = 0;
         for &(m, parent) in recs {
             if m.leaf != key
                 || m.size != size
-                || m.asid != key.asid
-                || m.vaddr & page_mask != 0
-                || m.vaddr & region_mask != region
+                || m.asid != asid
+                || m.vaddr & addr_mask != region
                 || m.index != size.entry_index(m.vaddr)
             {
                 break;
             }
             // The parent is known and a cap to `m.frame`, of the size.
-            let Some(pp) = caps.pos_mut(&parent) else { break };
+            let (pc, pi) = caps.index().find_in(&mut parents, parent);
+            let pp = caps.index().value_in(pc, pi);
+            if pp == NONE {
+                break;
+            }
             let frame = caps.at(pp).frame;
             let (orig, f) = frames.entry_at_mut(frame);
             if orig != m.frame.slot || f.paddr != m.frame.paddr || f.size != size {
                 break;
             }
-            if probe_larger && larger(size).iter().any(|&b| by_vaddr.get(m.asid, b, m.vaddr).is_some()) {
+            // No larger page contains the page, no smaller page lies inside it.
+            if probe_larger && larger(size).iter().any(|&b| by_vaddr.get(asid, b, m.vaddr).is_some()) {
                 break;
             }
-            if size != PageSize::Small
+            if probe_spans
                 && spans.contains_key(&SpanKey {
-                    asid: m.asid,
+                    asid,
                     size,
                     base: m.vaddr,
                 })
             {
                 break;
             }
-            // No page of its size starts there (so the entry is free).
-            let Ok(chunk) = by_vaddr.vacancy(m.asid, size, m.vaddr) else {
+            // No page of its size starts there (so the entry is free), and the copy's slot is free.
+            let (ac, ai) = by_vaddr.find_in(&mut pages, asid, size, m.vaddr);
+            if by_vaddr.value_in(ac, ai) != NONE {
                 break;
-            };
-            let placed = Placed {
-                vaddr: m.vaddr,
-                leaf,
-                frame_pos: pos32(f.mapped.len()),
-                space_pos: pos32(s.maps.len()),
-                index: m.index,
-                size,
-                rights: m.rights,
-            };
-            let copy_pos = pos32(f.copies.len());
-            // The last check: the copy's slot is free (then it is claimed, with the record in place).
-            let Ok(cap) = caps.try_insert(m.cap, || CapNode {
-                frame,
-                parent,
-                parent_pos: pp,
-                children: 0,
-                copy_pos,
-                map: Some(placed),
-            }) else {
+            }
+            let (cc, ci) = caps.index().find_in(&mut copies, m.cap);
+            if caps.index().value_in(cc, ci) != NONE {
                 break;
-            };
+            }
+            // Every check passed: the copy's node, with its record in place, and the links to it.
+            let cap = caps.place(
+                m.cap,
+                CapNode {
+                    frame,
+                    parent,
+                    parent_pos: pp,
+                    children: 0,
+                    copy_pos: pos32(f.copies.len()),
+                    map: Some(Placed {
+                        vaddr: m.vaddr,
+                        leaf,
+                        frame_pos: pos32(f.mapped.len()),
+                        space_pos: pos32(s.maps.len()),
+                        index: m.index,
+                        size,
+                        rights: m.rights,
+                    }),
+                },
+            );
+            caps.index_mut().put_in(&mut copies, cc, m.cap, cap);
             caps.at_mut(pp).children += 1;
             f.copies.push(m.cap);
             f.mapped.push(cap);
             s.maps.push(cap);
-            by_vaddr.insert(chunk, m.asid, size, m.vaddr, cap);
+            by_vaddr.put_in(&mut pages, ac, asid, size, m.vaddr, cap);
             debug_assert!(!l.is_set(m.index));
             l.set(m.index);
-            l.count += 1;
             n += 1;
         }
         if n > 0 {
+            l.count += n;
             if let Some(b) = big_idx(size) {
                 s.big[b] += n;
                 big[b] += n as usize;
@@ -403,6 +484,8 @@ impl MappingDb {
                 }
             }
             *len += n as usize;
+            caps.index_mut().remember_cursor(&copies);
+            by_vaddr.remember_cursor(&pages);
         }
         n as usize
     }

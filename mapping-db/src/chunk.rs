@@ -32,6 +32,18 @@ struct Chunk<Id> {
     pos: [u32; CHUNK],
 }
 
+/// A run's remembered chunk of a [`ChunkMap`]: its id and position. Valid while the chunk is in use: only
+/// [`ChunkMap::take_in`] frees chunks, and it forgets the chunk it frees; a run must not free chunks otherwise
+/// while it holds the cursor.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cursor<Id>(Option<(Id, u32)>);
+
+impl<Id> Default for Cursor<Id> {
+    fn default() -> Self {
+        Cursor(None)
+    }
+}
+
 /// The map. Positions are `u32` values other than [`NONE`].
 #[derive(Clone, Debug)]
 pub(crate) struct ChunkMap<K: Dense> {
@@ -167,6 +179,82 @@ impl<K: Dense> ChunkMap<K> {
                 Ok(())
             }
             old => Err(old),
+        }
+    }
+
+    // ----- cursors: a run's own memory of the chunk it works in ---------------------------------------------
+
+    /// `k`'s chunk (if it exists) and place in it, trying the cursor's chunk first and remembering the chunk
+    /// found in it. No hint is updated: a run keeps its chunks in its cursors (see [`Cursor`]).
+    #[inline(always)]
+    pub(crate) fn find_in(&self, cur: &mut Cursor<K::Id>, k: K) -> (Option<u32>, usize) {
+        let (id, i) = k.split();
+        if let Some((cid, c)) = cur.0 {
+            if cid == id {
+                return (Some(c), i);
+            }
+        }
+        let c = self.chunk(&id);
+        if let Some(c) = c {
+            cur.0 = Some((id, c));
+        }
+        (c, i)
+    }
+
+    /// The value at place `i` of chunk `c` ([`NONE`] if the chunk does not exist).
+    #[inline(always)]
+    pub(crate) fn value_in(&self, c: Option<u32>, i: usize) -> u32 {
+        match c {
+            Some(c) => self.chunks[c as usize].pos[i],
+            None => NONE,
+        }
+    }
+
+    /// Adds `k` -> `v` where [`find_in`](Self::find_in) gave `(c, i)` and [`value_in`](Self::value_in)
+    /// [`NONE`] (nothing changed since): creates the chunk if `c` is `None`, remembering it in the cursor.
+    #[inline(always)]
+    pub(crate) fn put_in(&mut self, cur: &mut Cursor<K::Id>, c: Option<u32>, k: K, v: u32) {
+        let (id, i) = k.split();
+        let c = match c {
+            Some(c) => c,
+            None => {
+                let c = self.new_chunk(id);
+                cur.0 = Some((id, c));
+                c
+            }
+        };
+        let ch = &mut self.chunks[c as usize];
+        debug_assert!(ch.id == id && ch.pos[i] == NONE && v != NONE);
+        ch.pos[i] = v;
+        ch.used += 1;
+        self.len += 1;
+    }
+
+    /// Removes `k` and returns its value ([`NONE`] if it has none), finding its chunk through the cursor;
+    /// a chunk left empty is freed (and forgotten by the cursor).
+    #[inline(always)]
+    pub(crate) fn take_in(&mut self, cur: &mut Cursor<K::Id>, k: K) -> u32 {
+        let (Some(c), i) = self.find_in(cur, k) else {
+            return NONE;
+        };
+        let ch = &mut self.chunks[c as usize];
+        let v = core::mem::replace(&mut ch.pos[i], NONE);
+        if v != NONE {
+            ch.used -= 1;
+            self.len -= 1;
+            if ch.used == 0 {
+                cur.0 = None;
+                self.free_chunk(c);
+            }
+        }
+        v
+    }
+
+    /// Makes the cursor's chunk the most recent hint (for the single operations after a run).
+    #[inline(always)]
+    pub(crate) fn remember_cursor(&mut self, cur: &Cursor<K::Id>) {
+        if let Some((_, c)) = cur.0 {
+            self.remember(c);
         }
     }
 

@@ -12,7 +12,7 @@ use core::ops::{Deref, DerefMut};
 use hashbrown::HashMap;
 
 use crate::addr::AddrIndex;
-use crate::chunk::{ChunkMap, Dense, CHUNK, CHUNK_BITS};
+use crate::chunk::{ChunkMap, Cursor, Dense, CHUNK, CHUNK_BITS};
 use crate::error::{AddCopyError, AddFrameError, InsertError, RemoveCopyError, RemoveError, RemoveFrameError};
 use crate::table::{pos32, swap_remove, List, Table, NONE};
 use crate::types::{AsId, CapSlot, FrameId, LeafTable, Mapping, PageSize, Rights, USER_VADDR_END};
@@ -944,24 +944,28 @@ impl MappingDb {
     /// Removes the record the capability at position `cap` (mapped) holds from every index and returns it.
     pub(crate) fn unmap(&mut self, cap: u32) -> Mapping {
         let mut out = None;
-        self.unmap_in_leaf(&[cap], |m| out = Some(m));
+        self.unmap_in_leaf::<false>(&[cap], |m| out = Some(m));
         out.expect("one record removed")
     }
 
     /// Removes the records the capabilities at `caps` (mapped, distinct) hold, in order, appending them to
-    /// `out`.
-    pub(crate) fn unmap_all(&mut self, caps: &[u32], out: &mut Vec<Mapping>) {
+    /// `out`. With `DROP_COPIES`, each capability that is a copy is then forgotten too, as
+    /// [`remove_copy`](Self::remove_copy) would: the caller has checked that each such copy has no children
+    /// left by then (those of its children that come before it in `caps` are removed first).
+    pub(crate) fn unmap_all<const DROP_COPIES: bool>(&mut self, caps: &[u32], out: &mut Vec<Mapping>) {
         let mut done = 0;
         while done < caps.len() {
-            done += self.unmap_in_leaf(&caps[done..], |m| out.push(m));
+            done += self.unmap_in_leaf::<DROP_COPIES>(&caps[done..], |m| out.push(m));
         }
     }
 
     /// Removes the records held by the capabilities at the start of `caps` (mapped, distinct) that are in the
-    /// leaf table of the first, handing each to `out`; returns how many. The span counters of the leaf's pages
-    /// are updated once, at the end.
+    /// leaf table of the first, handing each to `out`; returns how many. With `DROP_COPIES`, a capability that
+    /// is a copy is forgotten right after its record is removed (see [`unmap_all`](Self::unmap_all)). The
+    /// span counters of the leaf's pages are updated once, at the end; the address chunk of the pages and the
+    /// slot chunk of the copies are found through cursors.
     #[inline(always)]
-    fn unmap_in_leaf(&mut self, cps: &[u32], mut out: impl FnMut(Mapping)) -> usize {
+    fn unmap_in_leaf<const DROP_COPIES: bool>(&mut self, cps: &[u32], mut out: impl FnMut(Mapping)) -> usize {
         let MappingDb {
             frames,
             caps,
@@ -976,7 +980,9 @@ impl MappingDb {
         let leaf = caps.at(cps[0]).map.as_ref().expect("mapped cap").leaf;
         let (key, l) = leaves.entry_at_mut(leaf);
         let (counters, space) = (l.spans, l.space);
+        let size = key.level.page_size();
         let s = spaces.at_mut(space);
+        let (mut pages, mut slots) = (Cursor::default(), Cursor::default());
         let mut n = 0;
         for &cap in cps {
             let (slot, node) = caps.entry_at_mut(cap);
@@ -985,21 +991,33 @@ impl MappingDb {
                 _ => break,
             };
             node.map = None;
-            let (orig, f) = frames.entry_at_mut(node.frame);
+            let (frame_pos, parent_pos, copy_pos) = (node.frame, node.parent_pos, node.copy_pos);
+            let (orig, f) = frames.entry_at_mut(frame_pos);
             let frame = FrameId::new(orig, f.paddr);
             if let Some(moved) = f.mapped.swap_remove(pos(p.frame_pos)) {
                 placed_mut(caps, moved).frame_pos = p.frame_pos;
             }
             l.clear(p.index);
-            l.count -= 1;
             if let Some(moved) = swap_remove(&mut s.maps, pos(p.space_pos)) {
                 placed_mut(caps, moved).space_pos = p.space_pos;
             }
-            by_vaddr.remove_sized(key.asid, p.size, p.vaddr);
+            let gone = by_vaddr.take_in(&mut pages, key.asid, size, p.vaddr);
+            debug_assert_eq!(gone, cap);
+            if DROP_COPIES && parent_pos != cap {
+                // A copy (an original is its own parent): forgotten, as `remove_copy` would.
+                debug_assert_eq!(caps.at(cap).children, 0);
+                let gone = caps.index_mut().take_in(&mut slots, slot);
+                debug_assert_eq!(gone, cap);
+                caps.take_at(cap);
+                caps.at_mut(parent_pos).children -= 1;
+                if let Some(moved) = f.copies.swap_remove(pos(copy_pos)) {
+                    caps.get_mut(&moved).expect("listed copy").copy_pos = copy_pos;
+                }
+            }
             out(to_mapping(slot, frame, key, &p));
             n += 1;
         }
-        let size = key.level.page_size();
+        l.count -= n;
         if let Some(b) = big_idx(size) {
             s.big[b] -= n;
             big[b] -= n as usize;
@@ -1020,6 +1038,7 @@ impl MappingDb {
                 }
             }
         }
+        by_vaddr.remember_cursor(&pages);
         *len -= n as usize;
         n as usize
     }

@@ -84,13 +84,18 @@ pub enum InsertError {
 }
 
 /// Why a removal ([`MappingDb::remove_by_vaddr`](crate::MappingDb::remove_by_vaddr),
-/// [`remove_by_cap`](crate::MappingDb::remove_by_cap), [`remove_at`](crate::MappingDb::remove_at)) refused.
+/// [`remove_by_cap`](crate::MappingDb::remove_by_cap), [`remove_at`](crate::MappingDb::remove_at), the runs
+/// [`remove_run`](crate::MappingDb::remove_run) and [`destroy_run`](crate::MappingDb::destroy_run)) refused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum RemoveError {
     /// The slot holds no capability the database knows.
     UnknownCap,
     /// Nothing is mapped there (or the capability holds no mapping).
     NotMapped,
+    /// Only from [`destroy_run`](crate::MappingDb::destroy_run): the page's capability is a copy that other
+    /// copies (not removed before it by the run) were derived from, so it could not be forgotten (see
+    /// [`RemoveCopyError::HasChildren`]).
+    HasChildren,
 }
 
 /// Why [`MappingDb::clone_run`](crate::MappingDb::clone_run) refused an element: the error of the single

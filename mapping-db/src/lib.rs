@@ -18,7 +18,8 @@
 //! or none. The runs [`MappingDb::insert_run`], [`MappingDb::remove_run`] and [`MappingDb::add_copies`] do what
 //! a loop of the single operation does, all or none, at less cost per element (the bookkeeping shared by
 //! consecutive pages of one leaf table is done once); [`MappingDb::clone_run`] does the copy and the insert of
-//! each page of a clone in one go, and [`MappingDb::mappings_run`] reads the records of consecutive 4 KiB pages
+//! each page of a clone in one go, [`MappingDb::destroy_run`] the removal of each page and of its capability
+//! copy (the destroy of a region), and [`MappingDb::mappings_run`] reads the records of consecutive 4 KiB pages
 //! a chunk of the address index at a time. Removals hand the record back to the caller, who then owns the
 //! unmapped capability.
 //!

@@ -141,7 +141,6 @@ impl<K: Copy + Eq, V, I: PosIndex<K>> Table<K, V, I> {
         self.index.len()
     }
 
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -213,6 +212,43 @@ impl<K: Copy + Eq, V, I: PosIndex<K>> Table<K, V, I> {
     #[inline(always)]
     pub(crate) fn key_at(&self, p: u32) -> K {
         self.entry_at(p).0
+    }
+
+    /// The key index.
+    #[inline(always)]
+    pub(crate) fn index(&self) -> &I {
+        &self.index
+    }
+
+    /// The key index, to change alongside [`place`](Self::place) and [`take_at`](Self::take_at).
+    #[inline(always)]
+    pub(crate) fn index_mut(&mut self) -> &mut I {
+        &mut self.index
+    }
+
+    /// Stores `(k, v)` at a free position and returns it, WITHOUT indexing it: the caller adds `k` -> the
+    /// position to the index (before anyone looks `k` up).
+    #[inline(always)]
+    pub(crate) fn place(&mut self, k: K, v: V) -> u32 {
+        match self.free.pop() {
+            Some(p) => {
+                self.slots[p as usize] = Some((k, v));
+                p
+            }
+            None => {
+                let p = pos32(self.slots.len());
+                self.slots.push(Some((k, v)));
+                p
+            }
+        }
+    }
+
+    /// Removes the entry at `p` (in use) WITHOUT removing its key from the index: the caller does.
+    #[inline(always)]
+    pub(crate) fn take_at(&mut self, p: u32) -> (K, V) {
+        let e = self.slots[p as usize].take().expect("position in use");
+        self.free.push(p);
+        e
     }
 
     /// Inserts `(k, v())` if `k` has no entry and returns its position; `Err` gives the present entry's.

@@ -678,3 +678,236 @@ fn mappings_run_stops_at_the_end_of_user_space() {
         Err((0, RemoveError::NotMapped))
     );
 }
+
+/// The loop `destroy_run` replaces: `remove_run`, then `remove_copy` of each removed record's cap that is a
+/// copy, in address order; all or nothing (a refused `remove_copy` is reported at the record's index).
+fn destroy_loop(db: &mut MappingDb, asid: AsId, vaddr: u64, n: usize) -> Result<Vec<Mapping>, (usize, RemoveError)> {
+    let before = db.clone();
+    let recs = db.remove_run(asid, vaddr, n)?;
+    for (i, r) in recs.iter().enumerate() {
+        if r.cap == r.frame.slot {
+            continue;
+        }
+        match db.remove_copy(r.cap) {
+            Ok(()) => {}
+            Err(RemoveCopyError::HasChildren) => {
+                *db = before;
+                return Err((i, RemoveError::HasChildren));
+            }
+            Err(e) => panic!("copy of a removed record not removable: {e:?}"),
+        }
+    }
+    Ok(recs)
+}
+
+/// A clone run that `clone_run` accepts while the pages are free: new caps, each of a frame of `size`
+/// derived from its original or (sometimes) from an earlier copy of the run of the same frame.
+fn clean_clones(
+    db: &MappingDb,
+    size: PageSize,
+    asid: u32,
+    start: u64,
+    n: usize,
+    picks: &[u64],
+) -> Vec<(Mapping, CapSlot)> {
+    let frames: Vec<FrameId> = (0..SLOTS)
+        .filter_map(|s| db.frame_of_cap(CapSlot(s)))
+        .filter(|&f| db.frame_size(f) == Some(size))
+        .collect();
+    if frames.is_empty() {
+        return Vec::new();
+    }
+    let start = size.align_down(start);
+    let mut out: Vec<(Mapping, CapSlot)> = Vec::new();
+    for i in 0..n {
+        let p = picks[i % picks.len()] / (i as u64 + 1);
+        let vaddr = start + i as u64 * size.bytes();
+        let (frame, parent) = match p % 4 {
+            0 if i > 0 => {
+                let (m, _) = out[(p / 4) as usize % i];
+                (m.frame, m.cap)
+            }
+            _ => {
+                let f = frames[(p / 4) as usize % frames.len()];
+                (f, f.slot)
+            }
+        };
+        let cap = CapSlot(NEW_SLOTS.start + i as u64);
+        out.push((
+            Mapping::new(frame, cap, AsId(asid), vaddr, size, RW, table(asid, size, vaddr, None)),
+            parent,
+        ));
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Random states with copies mapped by a clone run (some derived from the run's own copies, some with
+    /// further unmapped copies derived from them), then several destroy runs over (parts of) them, each
+    /// against the loop: the same records or refusal, the same state, `check()` after each.
+    #[test]
+    fn destroy_run_is_the_loop(
+        seed in seed(),
+        fill in prop::collection::vec(2..u64::MAX, 1..8),
+        size in prop_oneof![4 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize)],
+        asid in 0..SPACES,
+        start in 0..4 * GIB,
+        len in 0..12usize,
+        n in 0..40usize,
+        picks in prop::collection::vec(any::<u64>(), 1..8),
+        clean in prop::bool::weighted(0.7),
+        kids in prop::collection::vec((0..40usize, 0..3u64), 0..3),
+        steps in prop::collection::vec((0..44usize, prop_oneof![2 => Just(None), 1 => (0..44usize).prop_map(Some)], 0..8u64), 1..4),
+    ) {
+        let size = SIZES[size];
+        let mut db = build(&seed);
+        for m in run_records(&db, size, asid, start + (fill[0] % 64) * KIB4, len, &fill, false) {
+            let _ = db.insert(m);
+        }
+        let mut recs = if clean {
+            clean_clones(&db, size, asid, start, n, &picks)
+        } else {
+            clone_records(&db, size, asid, start, n, &picks)
+        };
+        if let Err((i, _)) = db.clone_run(&recs) {
+            // The part before the refused element, so that there are copies to destroy.
+            recs.truncate(i);
+            db.clone_run(&recs).unwrap();
+        }
+        let n = recs.len();
+        // Unmapped copies derived from some of the run's copies (so those cannot be forgotten).
+        for (k, &(at, extra)) in kids.iter().enumerate() {
+            if let Some(&(m, _)) = recs.get(at) {
+                if let Some(f) = db.frame_of_cap(m.cap) {
+                    let _ = db.add_copy(f, CapSlot(NEW_SLOTS.end - 1 - k as u64 - 3 * extra), m.cap);
+                }
+            }
+        }
+        db.check().unwrap();
+        let base = size.align_down(start);
+        for &(skip, count, odd) in &steps {
+            let skip = skip % (n + 2);
+            // From a page of the run (or just before it), over `count` pages or to the end of the run.
+            let vaddr = (base + skip as u64 * size.bytes()).saturating_sub(if odd == 0 { size.bytes() } else { 0 })
+                + if odd == 1 { 5 } else { 0 };
+            let count = count.unwrap_or(n.saturating_sub(skip));
+            let mut expect = db.clone();
+            let want = destroy_loop(&mut expect, AsId(asid), vaddr, count);
+            let before = snapshot_all(&db);
+            let got = db.destroy_run(AsId(asid), vaddr, count);
+            prop_assert_eq!(&got, &want);
+            db.check().unwrap();
+            prop_assert_eq!(snapshot_all(&db), snapshot_all(&expect));
+            if got.is_err() {
+                prop_assert_eq!(snapshot_all(&db), before);
+            }
+        }
+    }
+}
+
+/// 1024 cloned pages over two leaf tables destroyed by runs: a gap or a copy with children refuses the whole
+/// run; otherwise the copies are gone, the originals stay, unmapped or mapped elsewhere.
+#[test]
+fn destroy_run_over_two_leaves() {
+    let mut db = MappingDb::new();
+    let mut originals = Vec::new();
+    let mut clones = Vec::new();
+    for i in 0..1024u64 {
+        let f = FrameId::new(CapSlot(i), i * KIB4);
+        db.add_frame(f, PageSize::Small).unwrap();
+        let m = |cap, asid: u32, base: u64| {
+            let vaddr = base + i * KIB4;
+            Mapping::new(
+                f,
+                cap,
+                AsId(asid),
+                vaddr,
+                PageSize::Small,
+                RW,
+                CapSlot(50 + 10 * u64::from(asid) + (i >> 9)),
+            )
+        };
+        originals.push(m(f.slot, 1, 0x4000_0000));
+        clones.push((m(CapSlot(10_000 + i), 2, 0x8000_0000), f.slot));
+    }
+    db.insert_run(&originals).unwrap();
+    db.clone_run(&clones).unwrap();
+    // A copy of a copy, unmapped: page 700's copy cannot be forgotten.
+    db.add_copy(clones[700].0.frame, CapSlot(50_000), CapSlot(10_700))
+        .unwrap();
+    let snap = snapshot(&db);
+    assert_eq!(
+        db.destroy_run(AsId(2), 0x8000_0000, 1024),
+        Err((700, RemoveError::HasChildren))
+    );
+    assert_eq!(
+        db.destroy_run(AsId(2), 0x8000_0000, 1025),
+        Err((1024, RemoveError::NotMapped))
+    );
+    assert_eq!(snapshot(&db), snap);
+    assert_eq!(db.cap_count(), 2 * 1024 + 1);
+    db.check().unwrap();
+    // Once the child is gone, the first 700 pages, then the rest.
+    db.remove_copy(CapSlot(50_000)).unwrap();
+    let got = db.destroy_run(AsId(2), 0x8000_0000, 700).unwrap();
+    assert!(got.iter().zip(&clones).all(|(a, b)| *a == b.0));
+    db.check().unwrap();
+    assert_eq!(db.frame_of_cap(CapSlot(10_000)), None);
+    assert_eq!(db.children_of(CapSlot(0)), 0);
+    assert_eq!(db.frame_of_cap(CapSlot(10_700)), Some(clones[700].0.frame));
+    let got = db.destroy_run(AsId(2), 0x8000_0000 + 700 * KIB4, 324).unwrap();
+    assert_eq!(got.len(), 324);
+    db.check().unwrap();
+    assert_eq!((db.len(), db.cap_count(), db.space_len(AsId(2))), (1024, 1024, 0));
+    // Originals stay known, unmapped.
+    let got = db.destroy_run(AsId(1), 0x4000_0000, 1024).unwrap();
+    assert_eq!(got, originals);
+    db.check().unwrap();
+    assert_eq!((db.len(), db.cap_count(), db.frame_count()), (0, 1024, 1024));
+    assert_eq!(db.destroy_run(AsId(1), 0x4000_0000, 0), Ok(Vec::new()));
+}
+
+/// A copy derived from a later copy of the same run is forgotten first (as the loop does it in address
+/// order); the reverse order is refused.
+#[test]
+fn destroy_run_children_in_the_run() {
+    let mut db = MappingDb::new();
+    let (f, g) = (frame(1), frame(2));
+    db.add_frame(f, PageSize::Small).unwrap();
+    db.add_frame(g, PageSize::Small).unwrap();
+    // Page 0: copy 21 of f, derived from copy 20 (page 1); page 2: copy 30 of g, with copy 31 (page 3) of it.
+    let m = |fr: FrameId, cap: u64, i: u64| {
+        Mapping::new(
+            fr,
+            CapSlot(cap),
+            AsId(1),
+            0x10_0000 + i * KIB4,
+            PageSize::Small,
+            RW,
+            CapSlot(500),
+        )
+    };
+    db.clone_run(&[
+        (m(f, 20, 1), f.slot),
+        (m(f, 21, 0), CapSlot(20)),
+        (m(g, 30, 2), g.slot),
+        (m(g, 31, 3), CapSlot(30)),
+    ])
+    .unwrap();
+    let mut expect = db.clone();
+    assert_eq!(
+        destroy_loop(&mut expect, AsId(1), 0x10_0000, 4),
+        Err((2, RemoveError::HasChildren))
+    );
+    assert_eq!(
+        db.destroy_run(AsId(1), 0x10_0000, 4),
+        Err((2, RemoveError::HasChildren))
+    );
+    db.check().unwrap();
+    let got = db.destroy_run(AsId(1), 0x10_0000, 2).unwrap();
+    assert_eq!(got.iter().map(|r| r.cap.0).collect::<Vec<_>>(), [21, 20]);
+    assert_eq!(db.copies_of(f).collect::<Vec<_>>(), [f.slot]);
+    db.check().unwrap();
+}

@@ -1,5 +1,6 @@
 //! Host tests of the manager against [`MockKernel`].
 
+mod adopt_run;
 mod batch;
 mod ops;
 mod prop;
