@@ -438,19 +438,22 @@ impl Mm {
                 left.push(slot);
             }
         }
-        if !gone.is_empty() {
-            m.cs.adopt_deletes(&gone).map_err(MmError::Cap)?;
+        let consecutive = gone
+            .iter()
+            .zip(0..)
+            .all(|(s, i)| s.cnode == gone[0].cnode && s.index == gone[0].index + i);
+        match gone.first() {
+            None => Ok(()),
+            Some(&first) if consecutive => m.cs.adopt_deletes_run(first, gone.len() as u64),
+            Some(_) => m.cs.adopt_deletes(&gone),
         }
+        .map_err(MmError::Cap)?;
         m.cs.delete_many(&left).map_err(|e| MmError::Cap(e.error))?;
         clock.lap(Phase::CSpace);
+        // The records go, and the copies (not the originals) with them.
         self.db
-            .remove_run(asid, vaddr, n as usize)
-            .map_err(|_| MmError::Inconsistent("record vanished"))?;
-        for r in recs.iter().filter(|r| r.cap != r.frame.slot) {
-            self.db
-                .remove_copy(r.cap)
-                .map_err(|_| MmError::Inconsistent("copy not removable"))?;
-        }
+            .destroy_run(asid, vaddr, n as usize)
+            .map_err(|_| MmError::Inconsistent("record or copy not removable"))?;
         clock.lap(Phase::Database);
         Ok(())
     }

@@ -6,23 +6,33 @@
 //!
 //! ```text
 //! cargo build --release -p vspace --example map_bench
-//! valgrind --tool=callgrind --callgrind-out-file=cg.out target/release/examples/map_bench PAGES ITERS [reclaim]
+//! valgrind --tool=callgrind --callgrind-out-file=cg.out target/release/examples/map_bench PAGES ITERS [reclaim] [perpage] [scatter|shuffle]
 //! callgrind_annotate --inclusive=yes cg.out | grep -E 'map_bench::do_(un)?map'
 //! ```
 //!
 //! The inclusive cost of `map_bench::do_map` (`do_unmap`) divided by `ITERS` is one map (unmap) of
 //! `PAGES` pages (`do_unmap` includes freeing the returned vector).
+//!
+//! By default the kernel implements [`VSpaceKernel::map_frames_run`] and
+//! [`VSpaceKernel::unmap_frames_run`] as one call per run, as the batched kernel extension does (the
+//! *run path*). With `perpage`, it keeps the trait's defaults: one `map_frame` / `unmap_frame` call per
+//! page (the stock kernel's path). The kernel's own calls cost a few instructions each either way.
+//!
+//! The caps of consecutive pages are consecutive values (as the root task allocates them) unless
+//! `scatter` (values far apart) or `shuffle` (a permutation of consecutive values) says otherwise.
 
 use std::hint::black_box;
 
 use vspace::{
-    AddressSpace, CacheAttr, CapRef, FrameSize, KernelFailure, Page, PageRange, Rights, Size4K, TableLevel,
-    TablePolicy, VSpaceKernel, VirtAddr,
+    AddressSpace, CacheAttr, CapRef, FrameSize, KernelFailure, LeafRun, Page, PageRange, Rights, RunFailure, Size4K,
+    TableLevel, TablePolicy, VSpaceKernel, VirtAddr,
 };
 
 /// A kernel that accepts everything and does nothing: only the crate's work is measured.
 struct NopKernel {
     next: u64,
+    /// One call per run (the batched extension) rather than the trait's per-page defaults.
+    runs: bool,
 }
 
 impl NopKernel {
@@ -71,6 +81,45 @@ impl VSpaceKernel for NopKernel {
         black_box(frame);
         Ok(())
     }
+    #[inline(never)]
+    fn map_frames_run(
+        &mut self,
+        root: CapRef,
+        run: &LeafRun,
+        frames: &[CapRef],
+        rights: Rights,
+        attr: CacheAttr,
+    ) -> Result<(), RunFailure> {
+        if !self.runs {
+            for (i, &frame) in frames.iter().enumerate() {
+                self.map_frame(frame, root, run.vaddr_of(i), run.size, rights, attr)
+                    .map_err(|failure| RunFailure { done: i, failure })?;
+            }
+            return Ok(());
+        }
+        black_box((run, frames));
+        Ok(())
+    }
+    #[inline(never)]
+    fn unmap_frames_run(&mut self, run: &LeafRun, frames: &[CapRef]) -> Result<(), RunFailure> {
+        if !self.runs {
+            for (i, &frame) in frames.iter().enumerate() {
+                self.unmap_frame(frame)
+                    .map_err(|failure| RunFailure { done: i, failure })?;
+            }
+            return Ok(());
+        }
+        black_box((run, frames));
+        Ok(())
+    }
+}
+
+/// How the benchmark's frame caps are numbered.
+#[derive(Clone, Copy, Debug)]
+enum Caps {
+    Consecutive,
+    Scatter,
+    Shuffle,
 }
 
 /// Same region as the root task's benchmark (2 MiB aligned).
@@ -103,10 +152,29 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: u64 = args.get(1).map_or(4096, |a| a.parse().expect("pages"));
     let iters: u64 = args.get(2).map_or(10, |a| a.parse().expect("iterations"));
-    let reclaim = args.get(3).is_some_and(|a| a == "reclaim");
-    let mut k = NopKernel { next: 0 };
+    let reclaim = args[3.min(args.len())..].iter().any(|a| a == "reclaim");
+    let perpage = args[3.min(args.len())..].iter().any(|a| a == "perpage");
+    let caps = if args[3.min(args.len())..].iter().any(|a| a == "scatter") {
+        Caps::Scatter
+    } else if args[3.min(args.len())..].iter().any(|a| a == "shuffle") {
+        Caps::Shuffle
+    } else {
+        Caps::Consecutive
+    };
+    let mut k = NopKernel {
+        next: 0,
+        runs: !perpage,
+    };
     let max = 4096u64.max(n);
-    let frames: Vec<CapRef> = (0..max).map(|i| CapRef(0x10_0000 + i)).collect();
+    // The caps of consecutive pages: consecutive slots (default), slots far apart (`scatter`), or a
+    // permutation of consecutive slots (`shuffle`).
+    let frames: Vec<CapRef> = (0..max)
+        .map(|i| match caps {
+            Caps::Consecutive => CapRef(0x10_0000 + i),
+            Caps::Scatter => CapRef(0x10_0000 + i * 4099),
+            Caps::Shuffle => CapRef(0x10_0000 + i * 97 % max),
+        })
+        .collect();
     let mut s = AddressSpace::create(&mut k).expect("create");
     s.set_table_policy(TablePolicy::Retain);
     // Create the tables once (and warm the shadow's maps), as the root task's benchmark does.
@@ -123,11 +191,16 @@ fn main() {
     }
     s.check().expect("invariants");
     println!(
-        "{iters} x map + unmap of {n} pages, {:?}",
+        "{iters} x map + unmap of {n} pages, {:?}, {}, {caps:?} caps",
         if reclaim {
             TablePolicy::Reclaim
         } else {
             TablePolicy::Retain
+        },
+        if perpage {
+            "per-page kernel calls"
+        } else {
+            "one kernel call per run"
         }
     );
     let t = s.destroy(&mut k).expect("destroy");

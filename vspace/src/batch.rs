@@ -6,10 +6,11 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashSet;
 
 use crate::addr::{FrameSize, PageRange, PageSize, TableLevel, VirtAddr};
 use crate::attr::{CacheAttr, Rights};
+use crate::capmap::CapMap;
 use crate::error::{MapError, Rollback};
 use crate::kernel::{CapRef, KernelFailure, KernelOp, LeafRun, VSpaceKernel};
 use crate::shadow::{Meta, RunPos, Shadow, TableKey, ENTRIES};
@@ -147,10 +148,8 @@ impl<'a> MapBatch<'a> {
 }
 
 /// Removes caps entered in the space's cap index by [`plan`] whose pages were not mapped.
-fn forget_caps(by_cap: &mut HashMap<CapRef, u64>, caps: &[CapRef]) {
-    for cap in caps {
-        by_cap.remove(cap);
-    }
+fn forget_caps(by_cap: &mut CapMap, caps: &[CapRef]) {
+    by_cap.remove_run(caps);
 }
 
 /// Where [`plan`] enters the caps it accepts (to refuse a cap mapped already or given twice).
@@ -205,14 +204,7 @@ pub(crate) fn plan<S: PageSize>(
     let refused = match caps_to {
         CapIndex::Space => {
             let by_cap = &mut space.shadow.by_cap;
-            by_cap.reserve(checked);
-            let refused = frames[..checked].iter().enumerate().position(|(i, &cap)| {
-                let old = by_cap.insert(cap, start + ((i as u64) << S::BITS));
-                old.inspect(|&old| {
-                    by_cap.insert(cap, old);
-                })
-                .is_some()
-            });
+            let refused = by_cap.insert_run(&frames[..checked], start, S::BITS).err();
             forget_caps(by_cap, &frames[..refused.or(overlap).unwrap_or(0)]);
             refused
         }
@@ -221,7 +213,7 @@ pub(crate) fn plan<S: PageSize>(
             set.reserve(checked);
             let refused = frames[..checked]
                 .iter()
-                .position(|cap| by_cap.contains_key(cap) || !set.insert(*cap));
+                .position(|&cap| by_cap.contains(cap) || !set.insert(cap));
             for cap in &frames[..refused.or(overlap).unwrap_or(0)] {
                 set.remove(cap);
             }
@@ -554,11 +546,8 @@ fn map_run<K: VSpaceKernel + ?Sized>(
     t.insert_frames(r.pos.first, &frames[..done], meta);
     frame_count[r.size as usize] += done;
     if !indexed {
-        by_cap.reserve(done);
-        for (i, &cap) in frames[..done].iter().enumerate() {
-            let old = by_cap.insert(cap, r.pos.vaddr_of(i));
-            debug_assert!(old.is_none());
-        }
+        let entered = by_cap.insert_run(&frames[..done], r.pos.vaddr_of(0), r.size.bits());
+        debug_assert!(entered.is_ok(), "a batch's cap mapped already");
     }
     match res {
         Ok(()) => Ok(()),

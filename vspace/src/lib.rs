@@ -59,9 +59,10 @@
 //! Per space: the root's entry count; the tables present, as the tree the kernel's tables form (each with
 //! its cap, its entry count, which of its entries hold a child table and which a frame, the frames' caps,
 //! rights and attributes by entry, and whether it is an empty table pending reclaim); and an index from
-//! frame cap to page. So the per-page work of a map or an unmap is one cap-index update plus the kernel
-//! call: overlaps are checked with one bitmap scan per leaf table, runs are found from the bitmaps, and the
-//! caps of a run are handed to the kernel as one slice. [`AddressSpace::check`] verifies:
+//! frame cap to page, which keeps consecutive caps at consecutive pages by blocks of 64 (one update per
+//! block, not per cap). So a map or an unmap of consecutive caps does no per-page lookup at all: overlaps
+//! are checked with one bitmap scan per leaf table, runs are found from the bitmaps, and the caps of a run
+//! are copied and handed to the kernel as one slice. Caps in no order cost one cap-index update each. [`AddressSpace::check`] verifies:
 //!
 //! - **T1** a table's base is aligned to its span and its parent is present (the root for a PDPT).
 //! - **T2** a table's entry count (and the root's) equals its child tables plus its frames.
@@ -87,6 +88,7 @@ extern crate alloc;
 mod addr;
 mod attr;
 mod batch;
+mod capmap;
 mod error;
 mod kernel;
 mod shadow;

@@ -11,10 +11,9 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use hashbrown::HashMap;
-
 use crate::addr::{FrameSize, TableLevel, ENTRIES_PER_TABLE, PML4_ENTRY_BITS, USER_VADDR_END, USER_VADDR_START};
 use crate::attr::{CacheAttr, Rights};
+use crate::capmap::CapMap;
 use crate::kernel::CapRef;
 
 /// Entries per table, as an index bound.
@@ -319,8 +318,8 @@ pub(crate) struct Shadow {
     free: Vec<(u32, TableRec)>,
     /// Tables per level.
     counts: [usize; 3],
-    /// Frame cap -> page start.
-    pub by_cap: HashMap<CapRef, u64>,
+    /// Frame cap -> page start (by blocks of consecutive caps: see [`CapMap`]).
+    pub by_cap: CapMap,
     /// Mapped frames per size (indexed like [`FrameSize::ALL`]).
     pub frame_count: [usize; 3],
     /// Per level, the last table resolved (base, slab slot): consecutive operations in one region skip
@@ -336,7 +335,7 @@ impl Default for Shadow {
             slab: Vec::new(),
             free: Vec::new(),
             counts: [0; 3],
-            by_cap: HashMap::new(),
+            by_cap: CapMap::default(),
             frame_count: [0; 3],
             hint: [(u64::MAX, NONE); 3],
         }
@@ -518,7 +517,7 @@ impl Shadow {
     }
 
     /// The record in slab slot `slot`, with the cap index and the frame counts.
-    pub fn split_mut(&mut self, slot: usize) -> (&mut TableRec, &mut HashMap<CapRef, u64>, &mut [usize; 3]) {
+    pub fn split_mut(&mut self, slot: usize) -> (&mut TableRec, &mut CapMap, &mut [usize; 3]) {
         let rec = self.slab[slot].as_mut().expect("shadow: free slab slot");
         (rec, &mut self.by_cap, &mut self.frame_count)
     }
@@ -761,7 +760,7 @@ impl Shadow {
                         return fail("F3: frame inside a larger frame", vaddr);
                     }
                 }
-                if self.by_cap.get(&f.cap) != Some(&vaddr) {
+                if self.by_cap.get(f.cap) != Some(vaddr) {
                     return fail("C1: frame cap not indexed at its page", vaddr);
                 }
                 if !f.rights.is_valid() {

@@ -180,7 +180,7 @@ impl AddressSpace {
 
     /// Where the frame cap is mapped in this space, if it is.
     pub fn mapping_of(&self, frame: CapRef) -> Option<Mapping> {
-        let &base = self.shadow.by_cap.get(&frame)?;
+        let base = self.shadow.by_cap.get(frame)?;
         let (v, f) = self.shadow.lookup(base).expect("shadow: indexed cap not mapped");
         debug_assert_eq!(v, base);
         Some(mapping(v, &f))
@@ -495,9 +495,7 @@ impl AddressSpace {
                 Ok(()) => (caps.len(), None),
                 Err(e) => (e.done, Some(e.failure)),
             };
-            for cap in &caps[..done] {
-                by_cap.remove(cap);
-            }
+            by_cap.remove_run(&caps[..done]);
             let (base, eb) = (run.vaddr_of(pos).as_u64(), size.bits());
             out.released.extend(
                 caps[..done]

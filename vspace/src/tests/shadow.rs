@@ -194,3 +194,106 @@ fn sparse_tables_stay_small() {
     assert_eq!(pt.slots.meta.capacity(), ENTRIES);
     assert_consistent(&k, &s, true);
 }
+
+/// Caps for the cap-index model test: runs of consecutive values (some crossing a 64-value block), some
+/// repeated or scattered, at pages of one size.
+fn cap_runs() -> impl Strategy<Value = Vec<(u64, usize, u32, u64)>> {
+    // (first cap, count, page bits, first page index); a count of 0 means one cap far away.
+    prop::collection::vec(
+        (0..300u64, 0..140usize, prop_oneof![Just(12u32), Just(21)], 0..400u64),
+        1..30,
+    )
+}
+
+proptest! {
+    /// The cap index (blocks of consecutive caps plus singles) agrees with a plain map: entering runs
+    /// (refused at the first cap entered already, with exactly the caps before it entered), removing runs,
+    /// lookups, its size and its iteration.
+    #[test]
+    fn cap_index_agrees_with_a_model(runs in cap_runs(), removes in prop::collection::vec(any::<prop::sample::Index>(), 0..20)) {
+        use std::collections::HashMap as Model;
+        use crate::capmap::CapMap;
+        let mut idx = CapMap::default();
+        let mut model: Model<CapRef, u64> = Model::new();
+        let mut entered: Vec<Vec<CapRef>> = Vec::new();
+        for (first, count, bits, page) in runs {
+            let caps: Vec<CapRef> = if count == 0 {
+                vec![CapRef(first * 1_000_003), CapRef(first * 7 + 5), CapRef(first)]
+            } else if count % 7 == 0 {
+                // Consecutive values, pairwise swapped: off any progression.
+                (0..count as u64).map(|i| CapRef(first + (i ^ 1))).collect()
+            } else {
+                (0..count as u64).map(|i| CapRef(first + i)).collect()
+            };
+            let start = page << bits;
+            let want = caps.iter().enumerate().position(|(i, c)| {
+                model.contains_key(c) || caps[..i].contains(c)
+            });
+            let got = idx.insert_run(&caps, start, bits).err();
+            prop_assert_eq!(got, want);
+            let done = want.unwrap_or(caps.len());
+            for (i, &c) in caps[..done].iter().enumerate() {
+                model.insert(c, start + ((i as u64) << bits));
+            }
+            entered.push(caps[..done].to_vec());
+        }
+        for r in removes {
+            if entered.is_empty() {
+                break;
+            }
+            let caps = entered.swap_remove(r.index(entered.len()));
+            idx.remove_run(&caps);
+            for c in &caps {
+                model.remove(c);
+            }
+        }
+        prop_assert_eq!(idx.len(), model.len());
+        for probe in 0..1200u64 {
+            let c = CapRef(probe);
+            prop_assert_eq!(idx.get(c), model.get(&c).copied(), "cap {}", probe);
+            prop_assert_eq!(idx.contains(c), model.contains_key(&c));
+        }
+        for (c, v) in &model {
+            prop_assert_eq!(idx.get(*c), Some(*v));
+        }
+        let mut all: Vec<(CapRef, u64)> = idx.iter().collect();
+        all.sort_unstable();
+        let mut want: Vec<(CapRef, u64)> = model.into_iter().collect();
+        want.sort_unstable();
+        prop_assert_eq!(all, want);
+    }
+}
+
+/// Consecutive caps mapped a leaf table at a time, across blocks and tables, then unmapped in pieces and
+/// mapped again elsewhere: `mapping_of` answers for each, and a cap mapped already is refused.
+#[test]
+fn consecutive_caps_are_indexed_by_runs() {
+    let (mut k, mut s) = setup();
+    let f = frames(&mut k, FrameSize::Small, 700);
+    let base = GIB + MIB2 - 100 * K4;
+    s.map(&mut k, range::<Size4K>(base, 700), &f, RW, WB).unwrap();
+    assert_consistent(&k, &s, true);
+    for (i, &c) in f.iter().enumerate() {
+        assert_eq!(s.mapping_of(c).unwrap().vaddr.as_u64(), base + i as u64 * K4);
+    }
+    let before = super::snapshot(&k, &s);
+    let g = frames(&mut k, FrameSize::Small, 3);
+    let caps = [g[0], g[1], f[350], g[2]];
+    assert_eq!(
+        s.map(&mut k, range::<Size4K>(5 * GIB, 4), &caps, RW, WB),
+        Err(MapError::FrameAlreadyMapped { frame: f[350] })
+    );
+    assert_eq!(super::snapshot(&k, &s), before);
+    assert_eq!(s.mapping_of(g[0]), None);
+    let released = s.unmap(&mut k, range::<Size4K>(base + 300 * K4, 100)).unwrap();
+    assert_eq!(released.len(), 100);
+    assert_consistent(&k, &s, true);
+    assert_eq!(s.mapping_of(f[300]), None);
+    assert_eq!(s.mapping_of(f[299]).unwrap().vaddr.as_u64(), base + 299 * K4);
+    // The released caps, in reverse order, elsewhere.
+    let rev: Vec<CapRef> = released.iter().rev().map(|&(_, c)| c).collect();
+    s.map(&mut k, range::<Size4K>(5 * GIB, 100), &rev, RW, WB).unwrap();
+    assert_consistent(&k, &s, true);
+    assert_eq!(s.mapping_of(f[399]).unwrap().vaddr.as_u64(), 5 * GIB);
+    assert_eq!(s.mapping_of(f[300]).unwrap().vaddr.as_u64(), 5 * GIB + 99 * K4);
+}
