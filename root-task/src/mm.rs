@@ -341,17 +341,12 @@ impl Mm {
     ) -> Result<(), MmError> {
         let n = sources.len() as u64;
         let run = m.cs.alloc_slots(n).map_err(MmError::Alloc)?;
-        let dests: Vec<CapRef> = (0..n).map(|i| CapRef(m.cptr(run.slot(i)))).collect();
-        let src_slots: Vec<cspace::Slot> = sources
-            .iter()
-            .map(|s| {
-                m.cs.layout()
-                    .slot_of(cspace::CPtr(s.cap.0))
-                    .ok_or(MmError::Inconsistent("cap slot"))
-            })
-            .collect::<Result<_, _>>()?;
+        // One CNode's slots: consecutive cptrs.
+        let base = m.cptr(run.slot(0));
+        let dests: Vec<CapRef> = (0..n).map(|i| CapRef(base + i)).collect();
         let srcs: Vec<CapRef> = sources.iter().map(|s| CapRef(s.cap.0)).collect();
         let mut made = alloc::vec![false; n as usize];
+        let mut runs = Vec::new();
         clock.lap(Phase::Slots);
         let space = self.spaces.get_mut(&dst).ok_or(MmError::UnknownSpace(dst))?;
         let mut k = CopyMapKernel {
@@ -359,6 +354,7 @@ impl Mm {
             dest_base: dests[0].0,
             srcs: &srcs,
             made: &mut made,
+            runs: &mut runs,
             rights: crate::backend::vs_rights(rights),
         };
         let mapped = space.map(&mut k, range, &dests, rights, CacheAttr::WriteBack);
@@ -372,16 +368,19 @@ impl Mm {
             return Err(MmError::Map(e));
         }
         clock.lap(Phase::VSpace);
-        let consecutive = src_slots
-            .iter()
-            .zip(0..)
-            .all(|(s, i)| s.cnode == src_slots[0].cnode && s.index == src_slots[0].index + i);
-        if consecutive {
-            m.cs.adopt_copies_run(src_slots[0], n, run)
-        } else {
-            m.cs.adopt_copies(&src_slots, run)
+        // The kernel copied runs of consecutive source slots (or single caps).
+        for &(i, k) in &runs {
+            let src =
+                m.cs.layout()
+                    .slot_of(cspace::CPtr(srcs[i].0))
+                    .ok_or(MmError::Inconsistent("cap slot"))?;
+            let dests = cspace::SlotRange {
+                start: run.start + i as u64,
+                len: k as u64,
+                ..run
+            };
+            m.cs.adopt_copies_run(src, k as u64, dests).map_err(MmError::Cap)?;
         }
-        .map_err(MmError::Cap)?;
         clock.lap(Phase::CSpace);
         let recs: Vec<(FrameId, u64)> = sources.iter().zip(&dests).map(|(s, c)| (s.frame, c.0)).collect();
         let r = self.record_clones(dst, dst_va, &recs, rights);
@@ -398,57 +397,51 @@ impl Mm {
         clock.lap(Phase::Lookup);
         let space = self.spaces.get_mut(&asid).ok_or(MmError::UnknownSpace(asid))?;
         // Page i's cap is a copy (not the frame's original), so the kernel may
-        // delete it with its unmap; and whether it did.
+        // delete it with its unmap; the runs of pages whose copies it did
+        // delete, as (first page, count).
+        let copies: Vec<bool> = recs.iter().map(|r| r.cap != r.frame.slot).collect();
+        #[allow(unused_mut)]
+        let mut deleted: Vec<(usize, usize)> = Vec::new();
         #[cfg(sel4_batched_leaf)]
-        let (released, deleted) = {
-            let copies: Vec<bool> = recs.iter().map(|r| r.cap != r.frame.slot).collect();
-            let mut deleted = alloc::vec![false; recs.len()];
+        let released = {
             let mut k = UnmapDeleteKernel {
                 inner: m.vk(),
                 base: vaddr,
                 copies: &copies,
                 deleted: &mut deleted,
             };
-            let released = space.unmap(&mut k, range).map_err(MmError::Unmap)?;
-            (released, deleted)
+            space.unmap(&mut k, range).map_err(MmError::Unmap)?
         };
         #[cfg(not(sel4_batched_leaf))]
-        let (released, deleted) = (
-            space.unmap(&mut m.vk(), range).map_err(MmError::Unmap)?,
-            alloc::vec![false; recs.len()],
-        );
+        let released = space.unmap(&mut m.vk(), range).map_err(MmError::Unmap)?;
         clock.lap(Phase::VSpace);
         if released.len() != recs.len() {
             return Err(MmError::Inconsistent("unmap released a different number of caps"));
         }
-        // The copies: those the kernel deleted with their unmap are adopted,
-        // the others deleted now. Originals stay, unmapped.
-        let (mut gone, mut left) = (Vec::new(), Vec::new());
-        for (r, &d) in recs.iter().zip(&deleted) {
-            if r.cap == r.frame.slot {
-                continue;
-            }
-            let slot =
-                m.cs.layout()
-                    .slot_of(cspace::CPtr(r.cap.0))
-                    .ok_or(MmError::Inconsistent("cap slot"))?;
-            if d {
-                gone.push(slot);
-            } else {
-                left.push(slot);
-            }
+        // The copies: those the kernel deleted with their unmap (runs of
+        // consecutive slots) are adopted, the others deleted now. Originals
+        // stay, unmapped.
+        let slot = |m: &Manager, i: usize| {
+            m.cs.layout()
+                .slot_of(cspace::CPtr(recs[i].cap.0))
+                .ok_or(MmError::Inconsistent("cap slot"))
+        };
+        let mut gone = 0;
+        for &(i, k) in &deleted {
+            m.cs.adopt_deletes_run(slot(m, i)?, k as u64).map_err(MmError::Cap)?;
+            gone += k;
         }
-        let consecutive = gone
-            .iter()
-            .zip(0..)
-            .all(|(s, i)| s.cnode == gone[0].cnode && s.index == gone[0].index + i);
-        match gone.first() {
-            None => Ok(()),
-            Some(&first) if consecutive => m.cs.adopt_deletes_run(first, gone.len() as u64),
-            Some(_) => m.cs.adopt_deletes(&gone),
+        if gone < copies.iter().filter(|c| **c).count() {
+            let mut left = copies.clone();
+            for &(i, k) in &deleted {
+                left[i..i + k].iter_mut().for_each(|l| *l = false);
+            }
+            let left: Vec<cspace::Slot> = (0..recs.len())
+                .filter(|&i| left[i])
+                .map(|i| slot(m, i))
+                .collect::<Result<_, _>>()?;
+            m.cs.delete_many(&left).map_err(|e| MmError::Cap(e.error))?;
         }
-        .map_err(MmError::Cap)?;
-        m.cs.delete_many(&left).map_err(|e| MmError::Cap(e.error))?;
         clock.lap(Phase::CSpace);
         // The records go, and the copies (not the originals) with them.
         self.db
@@ -596,6 +589,9 @@ struct CopyMapKernel<'a, 'b> {
     /// The source cap of each destination, in order.
     srcs: &'b [CapRef],
     made: &'b mut [bool],
+    /// The copies made, as (first destination index, count): each a run of
+    /// consecutive source slots of one CNode.
+    runs: &'b mut Vec<(usize, usize)>,
     rights: sel4::CapRights,
 }
 
@@ -629,6 +625,7 @@ impl CopyMapKernel<'_, '_> {
         })
         .map_err(crate::backend::vs_err)?;
         self.made[i] = true;
+        self.runs.push((i, 1));
         Ok(())
     }
 
@@ -663,6 +660,7 @@ impl CopyMapKernel<'_, '_> {
         })
         .map_err(crate::backend::vs_err)?;
         self.made[i..i + n].iter_mut().for_each(|m| *m = true);
+        self.runs.push((i, n));
         Ok(())
     }
 }
@@ -735,8 +733,8 @@ struct UnmapDeleteKernel<'a, 'b> {
     base: u64,
     /// Whether page i's cap is a copy (which may be deleted with its unmap).
     copies: &'b [bool],
-    /// Whether page i's cap was deleted by the kernel.
-    deleted: &'b mut [bool],
+    /// The runs of pages whose caps the kernel deleted: (first page, count).
+    deleted: &'b mut Vec<(usize, usize)>,
 }
 
 #[cfg(sel4_batched_leaf)]
@@ -793,9 +791,7 @@ impl vspace::VSpaceKernel for UnmapDeleteKernel<'_, '_> {
                 })
                 .map_err(crate::backend::vs_err)
                 .map(|()| {
-                    self.deleted[first + done..first + done + k]
-                        .iter_mut()
-                        .for_each(|d| *d = true);
+                    self.deleted.push((first + done, k));
                     k
                 })
             } else if k >= crate::backend::MIN_RUN {
