@@ -253,9 +253,7 @@ fn run_inner(m: &mut Manager) -> Result<(), String> {
             }
             .report(&mut samples, overhead);
         }
-        if n >= 512 {
-            breakdown(m, &mut mm, s, d, n)?;
-        }
+        breakdown(m, &mut mm, s, d, n)?;
     }
     // Give everything back.
     for set in [first, second] {

@@ -1,4 +1,9 @@
-//! The global allocator: `linked_list_allocator` over one region.
+//! The global allocator: `talc` over one region.
+//!
+//! (`talc` rather than a first-fit free list: the memory manager allocates
+//! and frees many small vectors per operation, and a list allocator's cost
+//! grows with the heap's fragmentation; talc's segregated free lists keep an
+//! allocation at a few tens of instructions.)
 //!
 //! At start-up the runtime tries to give the heap [`BIG_HEAP_BYTES`] of RAM:
 //! it takes the smallest boot RAM untyped of at least 2^[`BIG_HEAP_UNTYPED_BITS`]
@@ -9,7 +14,7 @@
 //! [`boot_resources`], so the program's resource managers leave it alone.
 
 use core::ops::Range;
-use linked_list_allocator::LockedHeap;
+use talc::{ErrOnOom, Span, Talc, Talck};
 use sel4::{cap, cap_type, init, object_type, size_bits, BootInfo, Cap, CapRights, VmAttributes, Word};
 
 /// Size of the fallback heap (in .bss, so part of the image the kernel loads).
@@ -30,7 +35,7 @@ struct Area([u8; STATIC_HEAP_SIZE]);
 static mut AREA: Area = Area([0; STATIC_HEAP_SIZE]);
 
 #[cfg_attr(not(test), global_allocator)]
-static ALLOCATOR: LockedHeap = LockedHeap::empty();
+static ALLOCATOR: Talck<spin::Mutex<()>, ErrOnOom> = Talc::new(ErrOnOom).lock();
 
 /// Boot resources the runtime took for the heap.
 #[derive(Debug, Clone, Default)]
@@ -121,16 +126,13 @@ pub(crate) fn init(bi: &BootInfo) {
     // read-write and used by nothing else.
     unsafe {
         RESOURCES = res;
-        ALLOCATOR.lock().init(start, size)
+        if ALLOCATOR.lock().claim(Span::from_base_size(start, size)).is_err() {
+            panic!("heap: the allocator cannot use {size} bytes at {start:p}");
+        }
     }
-}
-
-/// Bytes of the heap in use.
-pub fn used() -> usize {
-    ALLOCATOR.lock().used()
 }
 
 /// Heap size in bytes.
 pub fn size() -> usize {
-    ALLOCATOR.lock().size()
+    boot_resources().heap_bytes as usize
 }

@@ -8,7 +8,7 @@
 //! 2. `_start` (below) points rsp at a static stack in .bss and calls
 //!    [`start`](self::entry) with the BootInfo pointer.
 //! 3. The runtime initialises the heap (a static array behind
-//!    `linked_list_allocator`, so `alloc` and `hashbrown` work), selects the
+//!    `talc`, so `alloc` and `hashbrown` work), selects the
 //!    console (the kernel's `DebugPutChar` on debug kernels, COM1 through the
 //!    root task's I/O port capability on release kernels) and calls the
 //!    program's `main` (declared with [`root_task!`]).
