@@ -11,7 +11,10 @@
 //! caps); divide its inclusive count by `N`. The program also prints the heap
 //! allocations per operation. Round 1 starts cold (the books' tables and the
 //! CSpace grow); round 2 repeats on the warm books, the steady state of a
-//! long-running manager; then the batched calls, in batches of 64 and of `N`.
+//! long-running manager; then the batched calls, in batches of 64, of 512
+//! (the root task's case: a region's frame caps, consecutive slots), of 512
+//! in an order that makes no run of consecutive slots (`_scattered`), and
+//! of `N`.
 //! The per-operation figures include the benchmark's own loop (the loop,
 //! `black_box`, collecting the results), which `bench_loop_only` measures
 //! alone.
@@ -150,18 +153,42 @@ fn bench_delete_warm(cs: &mut CSpace<NullKernel>, slots: &[Slot]) {
 }
 #[inline(never)]
 fn bench_copy_many_64(cs: &mut CSpace<NullKernel>, srcs: &[Slot]) -> Vec<Slot> {
+    black_box("copy many 64");
     copies_batched(cs, srcs, BATCH)
 }
 #[inline(never)]
 fn bench_delete_many_64(cs: &mut CSpace<NullKernel>, slots: &[Slot]) {
+    black_box("delete many 64");
     deletes_batched(cs, slots, BATCH)
 }
 #[inline(never)]
+fn bench_copy_many_512(cs: &mut CSpace<NullKernel>, srcs: &[Slot]) -> Vec<Slot> {
+    black_box("copy many 512");
+    copies_batched(cs, srcs, 512)
+}
+#[inline(never)]
+fn bench_delete_many_512(cs: &mut CSpace<NullKernel>, slots: &[Slot]) {
+    black_box("delete many 512");
+    deletes_batched(cs, slots, 512)
+}
+#[inline(never)]
+fn bench_copy_many_512_scattered(cs: &mut CSpace<NullKernel>, srcs: &[Slot]) -> Vec<Slot> {
+    black_box("copy many 512 scattered");
+    copies_batched(cs, srcs, 512)
+}
+#[inline(never)]
+fn bench_delete_many_512_scattered(cs: &mut CSpace<NullKernel>, slots: &[Slot]) {
+    black_box("delete many 512 scattered");
+    deletes_batched(cs, slots, 512)
+}
+#[inline(never)]
 fn bench_copy_many_all(cs: &mut CSpace<NullKernel>, srcs: &[Slot]) -> Vec<Slot> {
+    black_box("copy many all");
     copies_batched(cs, srcs, N)
 }
 #[inline(never)]
 fn bench_delete_many_all(cs: &mut CSpace<NullKernel>, slots: &[Slot]) {
+    black_box("delete many all");
     deletes_batched(cs, slots, N)
 }
 
@@ -170,7 +197,7 @@ fn phase<T>(name: &str, f: impl FnOnce() -> T) -> T {
     let a = ALLOCS.load(Ordering::Relaxed);
     let r = f();
     let n = ALLOCS.load(Ordering::Relaxed) - a;
-    println!("{name:<22} {:>8.3} allocations per operation", n as f64 / N as f64);
+    println!("{name:<32} {:>8.3} allocations per operation", n as f64 / N as f64);
     r
 }
 
@@ -215,6 +242,28 @@ fn main() {
     let c = phase("bench_copy_many_64", || bench_copy_many_64(&mut cs, &frames));
     check(&cs, N);
     phase("bench_delete_many_64", || bench_delete_many_64(&mut cs, &c));
+    check(&cs, 0);
+    // The root task's case: a region's 512 frame caps (consecutive slots),
+    // then their copies (consecutive slots too).
+    let c = phase("bench_copy_many_512", || bench_copy_many_512(&mut cs, &frames));
+    check(&cs, N);
+    phase("bench_delete_many_512", || bench_delete_many_512(&mut cs, &c));
+    check(&cs, 0);
+    // The same caps in an order that makes no run (pairs swapped).
+    let mut scattered = frames.clone();
+    for p in scattered.chunks_mut(2) {
+        p.swap(0, 1);
+    }
+    let mut c = phase("bench_copy_many_512_scattered", || {
+        bench_copy_many_512_scattered(&mut cs, &scattered)
+    });
+    check(&cs, N);
+    for p in c.chunks_mut(2) {
+        p.swap(0, 1);
+    }
+    phase("bench_delete_many_512_scattered", || {
+        bench_delete_many_512_scattered(&mut cs, &c)
+    });
     check(&cs, 0);
     let c = phase("bench_copy_many_all", || bench_copy_many_all(&mut cs, &frames));
     check(&cs, N);

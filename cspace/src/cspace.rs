@@ -968,48 +968,139 @@ impl<K: KernelOps> CSpace<K> {
     ///   back and any growth undone, so that every figure is as it was; the
     ///   kernel's error is returned. If such a delete keeps failing, the
     ///   manager is poisoned ([`CapError::Poisoned`]).
+    ///
+    /// Cost: stretches of consecutive sources in one CNode (a region's frame
+    /// caps) copied into a run are checked and booked a run at a time, with
+    /// no look-up or allocation per cap besides the returned vector.
     pub fn copy_many(&mut self, srcs: &[Slot], rights: Rights) -> Result<Vec<Slot>, CapError> {
         if self.poisoned {
             return Err(CapError::Poisoned);
         }
-        let mut recs = Vec::with_capacity(srcs.len());
-        for &s in srcs {
-            recs.push(self.caps.find(s).ok_or(CapError::NotManaged(s))?);
+        // Stretches of consecutive sources (the usual case: a region's frame
+        // caps) are checked as runs of the table, without a look-up each.
+        let parts = stretches(srcs);
+        match &parts {
+            Some(parts) => {
+                for &(o, len) in parts {
+                    self.caps.find_run(srcs[o], len as u64).map_err(CapError::NotManaged)?;
+                }
+            }
+            None => {
+                if let Some(&s) = srcs.iter().find(|&&s| self.caps.find(s).is_none()) {
+                    return Err(CapError::NotManaged(s));
+                }
+            }
         }
         if srcs.is_empty() {
             return Ok(Vec::new());
         }
-        let n = srcs.len() as u64;
-        let mut tx = Tx::default();
-        let dests: Vec<Slot> = match self.take_run(n) {
-            Some(run) => {
-                tx.log.push(Undo::FreeRun(run));
-                run.iter().collect()
-            }
-            None => {
-                let mut v = Vec::with_capacity(srcs.len());
-                for _ in 0..n {
-                    let mut grown = None;
-                    let r = self.take_slot(&mut grown);
-                    if let Some(g) = grown {
-                        tx.log.extend(g.log);
-                    }
-                    match r {
-                        Ok(d) => {
-                            tx.log.push(Undo::FreeRun(one(d)));
-                            v.push(d);
-                        }
-                        Err(f) => {
-                            return Err(match self.fail_cap(tx, f) {
-                                CapError::OutOfSlots { .. } => CapError::OutOfSlots { needed: n },
-                                e => e,
-                            })
-                        }
+        match self.take_run(srcs.len() as u64) {
+            Some(run) => self.copy_into_run(srcs, parts.as_deref(), run, rights),
+            None => self.copy_one_by_one(srcs, rights),
+        }
+    }
+
+    /// [`copy_many`](Self::copy_many) of the checked, non-empty `srcs` (in
+    /// the stretches `parts` of consecutive slots, if given) into the run
+    /// `dests` just taken for them: the kernel calls, then the books in bulk
+    /// (as `record_copy` of each in turn would write them), or the rollback.
+    fn copy_into_run(
+        &mut self,
+        srcs: &[Slot],
+        parts: Option<&[(usize, usize)]>,
+        dests: SlotRange,
+        rights: Rights,
+    ) -> Result<Vec<Slot>, CapError> {
+        // Within one CNode the paths of consecutive slots differ only by
+        // their index (see `Layout::known_path`).
+        let d0 = self.layout.known_path(dests.slot(0));
+        let at = |p: CapPath, j: usize| CapPath {
+            index: p.index + j as u64,
+            ..p
+        };
+        let mut refused = None;
+        if let Some(parts) = parts {
+            'parts: for &(o, len) in parts {
+                let s0 = self.layout.known_path(srcs[o]);
+                for j in 0..len {
+                    if let Err(e) = self.kernel.cnode_copy(at(d0, o + j), at(s0, j), rights) {
+                        refused = Some((o + j, e));
+                        break 'parts;
                     }
                 }
-                v
             }
+        } else {
+            for (j, &s) in srcs.iter().enumerate() {
+                let sp = self.layout.known_path(s);
+                if let Err(e) = self.kernel.cnode_copy(at(d0, j), sp, rights) {
+                    refused = Some((j, e));
+                    break;
+                }
+            }
+        }
+        if let Some((k, e)) = refused {
+            return Err(self.undo_copies(dests, k as u64, e));
+        }
+        // As `record_copy(source, dest, source's badge, false)` of each.
+        match parts {
+            Some(parts) => {
+                for &(o, len) in parts {
+                    let d = SlotRange {
+                        cnode: dests.cnode,
+                        start: dests.start + o as u64,
+                        len: len as u64,
+                    };
+                    self.caps.insert_copies_run(srcs[o], d);
+                }
+            }
+            None => self.caps.insert_copies(srcs.iter().copied(), dests),
+        }
+        self.copies += dests.len;
+        Ok(dests.iter().collect())
+    }
+
+    /// The rollback of [`copy_into_run`](Self::copy_into_run) after the
+    /// kernel refused copy `k`: the first `k` copies deleted (last first),
+    /// then the run given back.
+    #[cold]
+    #[inline(never)]
+    fn undo_copies(&mut self, dests: SlotRange, k: u64, e: KernelError) -> CapError {
+        let made = (0..k).map(|j| self.path(dests.slot(j))).collect();
+        let tx = Tx {
+            log: vec![Undo::FreeRun(dests), Undo::DeleteCaps(made)],
         };
+        self.fail_cap(tx, Fail::Kernel(KernelOp::Copy, e))
+    }
+
+    /// [`copy_many`](Self::copy_many) of the checked, non-empty `srcs` when
+    /// no CNode has a run free for them: one slot at a time, growing the
+    /// CSpace when needed.
+    #[cold]
+    #[inline(never)]
+    fn copy_one_by_one(&mut self, srcs: &[Slot], rights: Rights) -> Result<Vec<Slot>, CapError> {
+        let recs: Vec<Idx> = srcs.iter().map(|&s| self.caps.find_known(s)).collect();
+        let n = srcs.len() as u64;
+        let mut tx = Tx::default();
+        let mut dests = Vec::with_capacity(srcs.len());
+        for _ in 0..n {
+            let mut grown = None;
+            let r = self.take_slot(&mut grown);
+            if let Some(g) = grown {
+                tx.log.extend(g.log);
+            }
+            match r {
+                Ok(d) => {
+                    tx.log.push(Undo::FreeRun(one(d)));
+                    dests.push(d);
+                }
+                Err(f) => {
+                    return Err(match self.fail_cap(tx, f) {
+                        CapError::OutOfSlots { .. } => CapError::OutOfSlots { needed: n },
+                        e => e,
+                    })
+                }
+            }
+        }
         for (k, (&s, &d)) in srcs.iter().zip(&dests).enumerate() {
             let (dp, sp) = (self.layout.known_path(d), self.layout.known_path(s));
             if let Err(e) = self.kernel.cnode_copy(dp, sp, rights) {
@@ -1123,6 +1214,14 @@ impl<K: KernelOps> CSpace<K> {
             }
             return Err(bad.or(dup.map(|(_, s)| CapError::NotManaged(s))).expect("refused"));
         }
+        self.forget_copies(slots);
+        Ok(())
+    }
+
+    /// Books the deletion of the copies in `slots` (each named once, all
+    /// checked since the table last changed), as `forget_copy` of each in
+    /// turn would.
+    fn forget_copies(&mut self, slots: &[Slot]) {
         // As `forget_copy` of each; consecutive slots of the manager's own
         // go back a run at a time.
         let mut run: Option<SlotRange> = None;
@@ -1145,7 +1244,6 @@ impl<K: KernelOps> CSpace<K> {
             self.slots.free_run(r).expect("slots were allocated");
         }
         self.copies -= slots.len() as u64;
-        Ok(())
     }
 
     /// [`adopt_deletes`](Self::adopt_deletes) of the `n` consecutive slots
@@ -1176,8 +1274,17 @@ impl<K: KernelOps> CSpace<K> {
                 CapError::NotManaged(s)
             });
         }
+        self.forget_copies_run(first, n);
+        Ok(())
+    }
+
+    /// Books the deletion of the `n` copies in the consecutive slots from
+    /// `first`, which [`CapTable::check_copies_run`] has accepted since the
+    /// table last changed, as `forget_copy` of each in turn would (`n == 0`:
+    /// nothing).
+    fn forget_copies_run(&mut self, first: Slot, n: u64) {
         if n == 0 {
-            return Ok(());
+            return;
         }
         // As `forget_copy` of each; the manager's own slots go back a run at
         // a time (the stretches between reserved slots).
@@ -1203,7 +1310,6 @@ impl<K: KernelOps> CSpace<K> {
         });
         free(&mut self.slots, from, n);
         self.copies -= n;
-        Ok(())
     }
 
     /// Copies the managed cap in `src` into the reserved slot `dest`.
@@ -1360,11 +1466,29 @@ impl<K: KernelOps> CSpace<K> {
     ///   refuses the delete of `slots[k]`, the copies `slots[..k]` stay
     ///   deleted (and booked so), the rest are untouched, and the error has
     ///   `deleted == k` and the kernel's error.
+    ///
+    /// Cost: when `slots` are stretches of consecutive slots in increasing
+    /// order (such as the copies [`copy_many`](Self::copy_many) made), they
+    /// are checked and booked a run at a time.
     pub fn delete_many(&mut self, slots: &[Slot]) -> Result<(), DeleteManyError> {
         let refused = |error| DeleteManyError { deleted: 0, error };
         if self.poisoned {
             return Err(refused(CapError::Poisoned));
         }
+        // Stretches of consecutive slots, in increasing order (so that no
+        // slot is named twice), are checked and booked as runs.
+        if let Some(parts) = stretches(slots).filter(|p| increasing(slots, p)) {
+            return self.delete_stretches(slots, &parts);
+        }
+        self.delete_one_by_one(slots)
+    }
+
+    /// [`delete_many`](Self::delete_many) of `slots` in general: each checked
+    /// (marking the records seen, for slots named twice), then deleted and
+    /// booked in turn.
+    #[inline(never)]
+    fn delete_one_by_one(&mut self, slots: &[Slot]) -> Result<(), DeleteManyError> {
+        let refused = |error| DeleteManyError { deleted: 0, error };
         let mut recs = Vec::with_capacity(slots.len());
         let mut bad = None;
         for &s in slots {
@@ -1401,6 +1525,51 @@ impl<K: KernelOps> CSpace<K> {
                 });
             }
             self.forget_copy(i);
+        }
+        Ok(())
+    }
+
+    /// [`delete_many`](Self::delete_many) of `slots`, in the stretches
+    /// `parts` of consecutive slots, which name no slot twice: the stretches
+    /// checked as runs, the kernel calls, then the books of the slots
+    /// deleted in bulk (as `forget_copy` of each in turn would write them).
+    fn delete_stretches(&mut self, slots: &[Slot], parts: &[(usize, usize)]) -> Result<(), DeleteManyError> {
+        for &(o, len) in parts {
+            if let Err((s, original)) = self.caps.check_copies_run(slots[o], len as u64) {
+                let error = if original {
+                    CapError::IsOriginal(s)
+                } else {
+                    CapError::NotManaged(s)
+                };
+                return Err(DeleteManyError { deleted: 0, error });
+            }
+        }
+        for (t, &(o, len)) in parts.iter().enumerate() {
+            // Within one CNode the paths of consecutive slots differ only by
+            // their index (see `Layout::known_path`).
+            let p0 = self.layout.known_path(slots[o]);
+            for j in 0..len {
+                let p = CapPath {
+                    index: p0.index + j as u64,
+                    ..p0
+                };
+                if let Err(error) = self.kernel.cnode_delete(p) {
+                    for &(o, len) in &parts[..t] {
+                        self.forget_copies_run(slots[o], len as u64);
+                    }
+                    self.forget_copies_run(slots[o], j as u64);
+                    return Err(DeleteManyError {
+                        deleted: o + j,
+                        error: CapError::Kernel {
+                            op: KernelOp::Delete,
+                            error,
+                        },
+                    });
+                }
+            }
+        }
+        for &(o, len) in parts {
+            self.forget_copies_run(slots[o], len as u64);
         }
         Ok(())
     }
@@ -1649,12 +1818,161 @@ impl<K: KernelOps> CSpace<K> {
             && self.poisoned == other.poisoned
     }
 
+    /// The per-cap [`copy_many`](Self::copy_many) this crate had before the
+    /// batched paths (the reference the tests compare with).
+    pub(crate) fn copy_many_ref(&mut self, srcs: &[Slot], rights: Rights) -> Result<Vec<Slot>, CapError> {
+        if self.poisoned {
+            return Err(CapError::Poisoned);
+        }
+        let mut recs = Vec::with_capacity(srcs.len());
+        for &s in srcs {
+            recs.push(self.caps.find(s).ok_or(CapError::NotManaged(s))?);
+        }
+        if srcs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = srcs.len() as u64;
+        let mut tx = Tx::default();
+        let dests: Vec<Slot> = match self.take_run(n) {
+            Some(run) => {
+                tx.log.push(Undo::FreeRun(run));
+                run.iter().collect()
+            }
+            None => {
+                let mut v = Vec::with_capacity(srcs.len());
+                for _ in 0..n {
+                    let mut grown = None;
+                    let r = self.take_slot(&mut grown);
+                    if let Some(g) = grown {
+                        tx.log.extend(g.log);
+                    }
+                    match r {
+                        Ok(d) => {
+                            tx.log.push(Undo::FreeRun(one(d)));
+                            v.push(d);
+                        }
+                        Err(f) => {
+                            return Err(match self.fail_cap(tx, f) {
+                                CapError::OutOfSlots { .. } => CapError::OutOfSlots { needed: n },
+                                e => e,
+                            })
+                        }
+                    }
+                }
+                v
+            }
+        };
+        for (k, (&s, &d)) in srcs.iter().zip(&dests).enumerate() {
+            let (dp, sp) = (self.layout.known_path(d), self.layout.known_path(s));
+            if let Err(e) = self.kernel.cnode_copy(dp, sp, rights) {
+                let made = dests[..k].iter().map(|&d| self.path(d)).collect();
+                tx.log.push(Undo::DeleteCaps(made));
+                return Err(self.fail_cap(tx, Fail::Kernel(KernelOp::Copy, e)));
+            }
+        }
+        for (&si, &d) in recs.iter().zip(&dests) {
+            let badge = self.caps.get(si).badge;
+            self.record_copy(si, d, badge, false);
+        }
+        Ok(dests)
+    }
+
+    /// The per-cap [`delete_many`](Self::delete_many) this crate had before
+    /// the batched paths (the reference the tests compare with).
+    pub(crate) fn delete_many_ref(&mut self, slots: &[Slot]) -> Result<(), DeleteManyError> {
+        let refused = |error| DeleteManyError { deleted: 0, error };
+        if self.poisoned {
+            return Err(refused(CapError::Poisoned));
+        }
+        let mut recs = Vec::with_capacity(slots.len());
+        let mut bad = None;
+        for &s in slots {
+            let Some(i) = self.caps.find(s) else {
+                bad = Some(CapError::NotManaged(s));
+                break;
+            };
+            let r = self.caps.get_mut(i);
+            if r.mark {
+                bad = Some(CapError::NotManaged(s));
+                break;
+            }
+            if r.parent == NIL {
+                bad = Some(CapError::IsOriginal(s));
+                break;
+            }
+            r.mark = true;
+            recs.push(i);
+        }
+        for &i in &recs {
+            self.caps.get_mut(i).mark = false;
+        }
+        if let Some(e) = bad {
+            return Err(refused(e));
+        }
+        for (k, (&s, &i)) in slots.iter().zip(&recs).enumerate() {
+            if let Err(error) = self.kernel.cnode_delete(self.layout.known_path(s)) {
+                return Err(DeleteManyError {
+                    deleted: k,
+                    error: CapError::Kernel {
+                        op: KernelOp::Delete,
+                        error,
+                    },
+                });
+            }
+            self.forget_copy(i);
+        }
+        Ok(())
+    }
+
     /// Whether the managed cap in `slot` has caps derived from it.
     pub(crate) fn has_derived(&self, slot: Slot) -> bool {
         self.caps
             .find(slot)
             .is_some_and(|i| self.caps.get(i).first_child != NIL)
     }
+}
+
+/// The stretches of consecutive slots of one CNode in `slots` (`slots[o +
+/// j]` is `slots[o]` plus `j`, without wrapping), as (offset, length), in order; `None` when
+/// they are too short on average to be worth handling as runs.
+fn stretches(slots: &[Slot]) -> Option<Vec<(usize, usize)>> {
+    /// Fewest slots per stretch, on average, worth handling as runs.
+    const MIN_AVERAGE: usize = 8;
+    let most = 1 + slots.len() / MIN_AVERAGE;
+    let mut parts = Vec::with_capacity(most.min(64));
+    let mut o = 0;
+    while o < slots.len() {
+        // Too many, or (early, to give up cheaply) the first ones mostly
+        // single slots.
+        if parts.len() == most || (parts.len() == 8 && o < 16) {
+            return None;
+        }
+        let first = slots[o];
+        // At most as many as fit below the end of the index space (so that
+        // the indices below do not wrap).
+        let room = usize::try_from(u64::MAX - first.index).unwrap_or(usize::MAX);
+        let rest = &slots[o + 1..];
+        let rest = &rest[..rest.len().min(room)];
+        let mut len = 1;
+        let mut index = first.index;
+        for s in rest {
+            index += 1;
+            if s.index != index || s.cnode != first.cnode {
+                break;
+            }
+            len += 1;
+        }
+        parts.push((o, len));
+        o += len;
+    }
+    Some(parts)
+}
+
+/// Whether the stretches `parts` of `slots` (see [`stretches`]) come in
+/// increasing slot order, each after the last slot of the one before (so
+/// that no slot is named twice).
+fn increasing(slots: &[Slot], parts: &[(usize, usize)]) -> bool {
+    parts.windows(2).all(|w| slots[w[0].0 + w[0].1 - 1] < slots[w[1].0])
 }
 
 /// The slot needs of a plan's splits: one single slot per child.

@@ -1,0 +1,360 @@
+//! [`CSpace::copy_many`] and [`CSpace::delete_many`] (which handle stretches
+//! of consecutive slots as runs and book in bulk): the same answers, kernel
+//! calls and books, down to the arena indices and the allocator's hints, as
+//! the per-cap implementations they replaced (`copy_many_ref`,
+//! `delete_many_ref`), on random states with injected kernel failures (two
+//! managers driven alike, one told by each).
+
+use alloc::vec;
+use alloc::vec::Vec;
+use proptest::prelude::*;
+
+use super::audit;
+use crate::layout::{CNodeRef, Slot};
+use crate::mock::MockKernel;
+use crate::types::{KernelError, ObjectType as T, Rights};
+use crate::{CSpace, CapError, DeleteManyError, Placement};
+
+/// A small CSpace: a 128-slot boot CNode, 256-slot level-2 CNodes, at most
+/// 7 of them (so that runs reach past a CNode's end, and the CSpace grows
+/// and runs out of slots).
+fn small() -> CSpace<MockKernel> {
+    let machine = [
+        (0x1_0000, 16, false),
+        (0x4_0000, 18, false),
+        (0x10_0000, 20, false),
+        (0x2000, 12, false),
+    ];
+    let (k, mut cfg) = MockKernel::boot(7, &machine);
+    cfg.l1_bits = 3;
+    cfg.l2_bits = 8;
+    cfg.chunk_bits = 16;
+    let cs = CSpace::new(k, cfg).map_err(|(e, _)| e).expect("boot");
+    audit(&cs);
+    cs
+}
+
+/// The managed caps in slot order: slot, original?
+fn caps(cs: &CSpace<MockKernel>) -> Vec<(Slot, bool)> {
+    let mut v: Vec<_> = cs.managed_caps().map(|(s, _, orig)| (s, orig)).collect();
+    v.sort();
+    v
+}
+
+fn run_of(first: Slot, n: u64) -> Vec<Slot> {
+    (0..n)
+        .map(|i| Slot {
+            cnode: first.cnode,
+            index: first.index + i,
+        })
+        .collect()
+}
+
+/// `first` and the slots after it that are in `among` (sorted), at most `n`.
+fn stretch_in(among: &[Slot], first: Slot, n: u64) -> Vec<Slot> {
+    run_of(first, n)
+        .into_iter()
+        .take_while(|s| among.binary_search(s).is_ok())
+        .collect()
+}
+
+fn pick<T: Copy>(v: &[T], i: usize) -> Option<T> {
+    (!v.is_empty()).then(|| v[i % v.len()])
+}
+
+const ERRORS: [KernelError; 3] = [
+    KernelError::NotEnoughMemory,
+    KernelError::DeleteFirst,
+    KernelError::FailedLookup,
+];
+
+/// How a batch's slots are chosen.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// `n` consecutive slots from a slot of the pool (may run into slots
+    /// outside it, or past the CNode's end).
+    Run,
+    /// As `Run`, cut to the slots of the pool.
+    Stretch,
+    /// Two stretches of the pool, one after the other (in either order).
+    TwoStretches(usize),
+    /// `n` slots of the pool, picked at random (repeats possible).
+    Picks(u64),
+    /// `n` consecutive slots from anywhere (any CNode of the layout, the
+    /// level-1 CNode).
+    Anywhere,
+}
+
+fn shape() -> impl Strategy<Value = Shape> {
+    prop_oneof![
+        3 => Just(Shape::Run),
+        4 => Just(Shape::Stretch),
+        3 => any::<usize>().prop_map(Shape::TwoStretches),
+        2 => any::<u64>().prop_map(Shape::Picks),
+        1 => Just(Shape::Anywhere),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Frames(u64),
+    /// An endpoint, a badged copy of it and two copies of that (the badged
+    /// copy has children).
+    BadgedTree,
+    Untyped,
+    Copy(usize),
+    CopyTo(usize),
+    Reserve(u64),
+    Delete(usize),
+    Free(usize),
+    /// Sources from the managed caps.
+    CopyMany(Shape, usize, u64),
+    /// Slots from the copies (`false`) or from every managed cap.
+    DeleteMany(bool, Shape, usize, u64),
+    /// The `k`-th kernel call from now fails.
+    Fail(u64, usize),
+    /// Poisons the manager when 0.
+    Poison(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1u64..40).prop_map(Op::Frames),
+        1 => Just(Op::BadgedTree),
+        1 => Just(Op::Untyped),
+        3 => any::<usize>().prop_map(Op::Copy),
+        2 => any::<usize>().prop_map(Op::CopyTo),
+        1 => (1u64..6).prop_map(Op::Reserve),
+        2 => any::<usize>().prop_map(Op::Delete),
+        1 => any::<usize>().prop_map(Op::Free),
+        8 => (shape(), any::<usize>(), 0u64..48).prop_map(|(s, i, n)| Op::CopyMany(s, i, n)),
+        8 => (any::<u8>().prop_map(|b| b % 4 == 0), shape(), any::<usize>(), 0u64..48)
+            .prop_map(|(all, s, i, n)| Op::DeleteMany(all, s, i, n)),
+        3 => (1u64..60, 0..ERRORS.len()).prop_map(|(k, e)| Op::Fail(k, e)),
+        1 => (0u8..40).prop_map(Op::Poison),
+    ]
+}
+
+/// The slots of a batch of shape `shape` from `pool` (sorted).
+fn choose(pool: &[Slot], shape: Shape, i: usize, n: u64) -> Vec<Slot> {
+    let Some(first) = pick(pool, i) else {
+        return vec![];
+    };
+    match shape {
+        Shape::Run => run_of(first, n),
+        Shape::Stretch => stretch_in(pool, first, n),
+        Shape::TwoStretches(j) => {
+            let mut v = stretch_in(pool, first, n);
+            let second = stretch_in(pool, pool[j % pool.len()], n / 2 + 1);
+            if j % 2 == 0 {
+                v.extend(second);
+            } else {
+                v.splice(0..0, second);
+            }
+            v
+        }
+        Shape::Picks(seed) => (0..n)
+            .map(|k| pool[(seed.wrapping_mul(k + 1).wrapping_add(i as u64) % pool.len() as u64) as usize])
+            .collect(),
+        Shape::Anywhere => {
+            let cnode = match i % 5 {
+                0 => CNodeRef::Level1,
+                k => CNodeRef::Level2(k as u32 - 1),
+            };
+            run_of(
+                Slot {
+                    cnode,
+                    index: (i / 5 % 300) as u64,
+                },
+                n,
+            )
+        }
+    }
+}
+
+/// Poisons the manager (if it has the memory for an endpoint): a batch
+/// copy of a fresh endpoint fails at its second kernel call, then every try
+/// of the undo fails too.
+fn poison(cs: &mut CSpace<MockKernel>, reference: bool) {
+    let Ok(ep) = cs.alloc(T::Endpoint, 0) else { return };
+    let c = cs.kernel().calls();
+    for i in 2..40 {
+        cs.kernel_mut().fail_call(c + i, KernelError::FailedLookup);
+    }
+    let r = if reference {
+        cs.copy_many_ref(&[ep.slot, ep.slot], Rights::all())
+    } else {
+        cs.copy_many(&[ep.slot, ep.slot], Rights::all())
+    };
+    assert_eq!(r, Err(CapError::Poisoned));
+    cs.kernel_mut().clear_failures();
+}
+
+/// What a run went through (to check that the random runs reach every path).
+#[derive(Debug, Default, Clone, Copy)]
+struct Coverage {
+    copied: u64,
+    copied_in_stretches: u64,
+    copy_refused: u64,
+    copy_rolled_back: u64,
+    deleted: u64,
+    deleted_in_stretches: u64,
+    delete_refused: u64,
+    delete_stopped: u64,
+    poisoned: u64,
+}
+
+/// Drives two managers alike: `a` with the batched calls, `b` with the
+/// per-cap reference; after each step both answered the same, made the same
+/// kernel calls and keep the same books.
+fn run(ops: Vec<Op>) -> Coverage {
+    let mut cov = Coverage::default();
+    let (mut a, mut b) = (small(), small());
+    for op in ops {
+        let all: Vec<(Slot, bool)> = caps(&a);
+        let slots: Vec<Slot> = all.iter().map(|c| c.0).collect();
+        let copies: Vec<Slot> = all.iter().filter(|c| !c.1).map(|c| c.0).collect();
+        match op {
+            Op::CopyMany(shape, i, n) => {
+                let srcs = choose(&slots, shape, i, n);
+                let ra = a.copy_many(&srcs, Rights::READ);
+                let rb = b.copy_many_ref(&srcs, Rights::READ);
+                assert_eq!(ra, rb, "{op:?}: {srcs:?}");
+                match ra {
+                    Ok(_) if srcs.len() > 1 => {
+                        cov.copied += 1;
+                        cov.copied_in_stretches += u64::from(matches!(shape, Shape::Stretch | Shape::TwoStretches(_)));
+                    }
+                    Err(CapError::NotManaged(_)) => cov.copy_refused += 1,
+                    Err(CapError::Kernel { .. }) => cov.copy_rolled_back += 1,
+                    _ => {}
+                }
+            }
+            Op::DeleteMany(from_all, shape, i, n) => {
+                let pool = if from_all { &slots } else { &copies };
+                let batch = choose(pool, shape, i, n);
+                let ra = a.delete_many(&batch);
+                let rb = b.delete_many_ref(&batch);
+                assert_eq!(ra, rb, "{op:?}: {batch:?}");
+                match ra {
+                    Ok(()) if batch.len() > 1 => {
+                        cov.deleted += 1;
+                        cov.deleted_in_stretches += u64::from(matches!(shape, Shape::Stretch | Shape::TwoStretches(_)));
+                    }
+                    Err(DeleteManyError { deleted: 0, .. }) => cov.delete_refused += 1,
+                    Err(_) => cov.delete_stopped += 1,
+                    _ => {}
+                }
+            }
+            Op::Poison(k) => {
+                if k == 0 && !a.is_poisoned() {
+                    poison(&mut a, false);
+                    poison(&mut b, true);
+                    cov.poisoned += 1;
+                }
+            }
+            _ => {
+                for cs in [&mut a, &mut b] {
+                    apply(cs, &op, &slots, &copies);
+                }
+            }
+        }
+        assert!(a.same_cap_books(&b), "{op:?}");
+        assert_eq!(a.stats(), b.stats(), "{op:?}");
+        assert_eq!(a.kernel().calls(), b.kernel().calls(), "{op:?}");
+        // A poisoned manager's books no longer match the kernel.
+        if !a.is_poisoned() {
+            audit(&a);
+            audit(&b);
+        }
+    }
+    cov
+}
+
+/// One operation other than the batches, on one manager.
+fn apply(cs: &mut CSpace<MockKernel>, op: &Op, slots: &[Slot], copies: &[Slot]) {
+    match *op {
+        Op::Frames(n) => {
+            let _ = cs.alloc_many(T::Frame4K, 0, n, Placement::Anywhere);
+        }
+        Op::BadgedTree => {
+            if let Ok(ep) = cs.alloc(T::Endpoint, 0) {
+                if let Ok(b) = cs.mint(ep.slot, Rights::all(), 7) {
+                    let _ = cs.copy(b, Rights::READ);
+                    let _ = cs.copy(b, Rights::READ);
+                }
+            }
+        }
+        Op::Untyped => {
+            let _ = cs.alloc(T::Untyped, 12);
+        }
+        Op::Copy(i) => {
+            if let Some(s) = pick(slots, i) {
+                let _ = cs.copy(s, Rights::READ);
+            }
+        }
+        Op::CopyTo(i) => {
+            if let (Some(s), Ok(d)) = (pick(slots, i), cs.alloc_slot()) {
+                if cs.copy_to(s, d, Rights::READ).is_err() {
+                    let _ = cs.release_slot(d);
+                }
+            }
+        }
+        Op::Reserve(n) => {
+            let _ = cs.alloc_slots(n);
+        }
+        Op::Delete(i) => {
+            if let Some(s) = pick(copies, i) {
+                let _ = cs.delete(s);
+            }
+        }
+        Op::Free(i) => {
+            let mut objs: Vec<_> = cs.objects().map(|o| o.id).collect();
+            objs.sort();
+            if let Some(id) = pick(&objs, i) {
+                let _ = cs.free(id);
+            }
+        }
+        Op::Fail(k, e) => cs.kernel_mut().fail_in(k, ERRORS[e]),
+        Op::CopyMany(..) | Op::DeleteMany(..) | Op::Poison(_) => unreachable!(),
+    }
+}
+
+#[test]
+fn random_batches_reach_every_path() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = prop::collection::vec(op(), 60..160);
+    let mut t = Coverage::default();
+    for _ in 0..40 {
+        let c = run(strategy.new_tree(&mut runner).unwrap().current());
+        t.copied += c.copied;
+        t.copied_in_stretches += c.copied_in_stretches;
+        t.copy_refused += c.copy_refused;
+        t.copy_rolled_back += c.copy_rolled_back;
+        t.deleted += c.deleted;
+        t.deleted_in_stretches += c.deleted_in_stretches;
+        t.delete_refused += c.delete_refused;
+        t.delete_stopped += c.delete_stopped;
+        t.poisoned += c.poisoned;
+    }
+    std::eprintln!("{t:?}");
+    assert!(
+        t.copied_in_stretches > 50 && t.copy_refused > 20 && t.copy_rolled_back > 10,
+        "{t:?}"
+    );
+    assert!(
+        t.deleted_in_stretches > 50 && t.delete_refused > 20 && t.delete_stopped > 10 && t.poisoned > 0,
+        "{t:?}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn batches_book_as_the_per_cap_reference(ops in prop::collection::vec(op(), 1..100)) {
+        run(ops);
+    }
+}
