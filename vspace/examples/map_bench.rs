@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo build --release -p vspace --example map_bench
-//! valgrind --tool=callgrind --callgrind-out-file=cg.out target/release/examples/map_bench PAGES ITERS [reclaim] [perpage] [scatter|shuffle]
+//! valgrind --tool=callgrind --callgrind-out-file=cg.out target/release/examples/map_bench PAGES ITERS [reclaim] [perpage] [scatter|shuffle] [mixed]
 //! callgrind_annotate --inclusive=yes cg.out | grep -E 'map_bench::do_(un)?map'
 //! ```
 //!
@@ -19,7 +19,9 @@
 //! page (the stock kernel's path). The kernel's own calls cost a few instructions each either way.
 //!
 //! The caps of consecutive pages are consecutive values (as the root task allocates them) unless
-//! `scatter` (values far apart) or `shuffle` (a permutation of consecutive values) says otherwise.
+//! `scatter` (values far apart) or `shuffle` (a permutation of consecutive values) says otherwise. With
+//! `mixed`, 64 other consecutive caps stay mapped elsewhere throughout, so the cap index holds a block of
+//! consecutive caps besides the measured ones (the general path, not the one for a space of singles only).
 
 use std::hint::black_box;
 
@@ -154,6 +156,7 @@ fn main() {
     let iters: u64 = args.get(2).map_or(10, |a| a.parse().expect("iterations"));
     let reclaim = args[3.min(args.len())..].iter().any(|a| a == "reclaim");
     let perpage = args[3.min(args.len())..].iter().any(|a| a == "perpage");
+    let mixed = args[3.min(args.len())..].iter().any(|a| a == "mixed");
     let caps = if args[3.min(args.len())..].iter().any(|a| a == "scatter") {
         Caps::Scatter
     } else if args[3.min(args.len())..].iter().any(|a| a == "shuffle") {
@@ -181,6 +184,13 @@ fn main() {
     s.map(&mut k, range(max), &frames, Rights::READ_WRITE, CacheAttr::WriteBack)
         .expect("map");
     s.unmap(&mut k, range(max)).expect("unmap");
+    if mixed {
+        let other: Vec<CapRef> = (0..64).map(|i| CapRef(0x1_0000_0000 + i)).collect();
+        let at: PageRange<Size4K> =
+            PageRange::from_count(Page::from_start_address(BASE + (1 << 30)).expect("aligned"), 64).expect("range");
+        s.map(&mut k, at, &other, Rights::READ_WRITE, CacheAttr::WriteBack)
+            .expect("map");
+    }
     if reclaim {
         s.set_table_policy(TablePolicy::Reclaim);
         s.reclaim(&mut k).expect("reclaim");
@@ -191,7 +201,7 @@ fn main() {
     }
     s.check().expect("invariants");
     println!(
-        "{iters} x map + unmap of {n} pages, {:?}, {}, {caps:?} caps",
+        "{iters} x map + unmap of {n} pages, {:?}, {}, {caps:?} caps{}",
         if reclaim {
             TablePolicy::Reclaim
         } else {
@@ -201,7 +211,8 @@ fn main() {
             "per-page kernel calls"
         } else {
             "one kernel call per run"
-        }
+        },
+        if mixed { ", 64 other caps mapped" } else { "" }
     );
     let t = s.destroy(&mut k).expect("destroy");
     drop(black_box(t));

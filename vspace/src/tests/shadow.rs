@@ -297,3 +297,98 @@ fn consecutive_caps_are_indexed_by_runs() {
     assert_eq!(s.mapping_of(f[399]).unwrap().vaddr.as_u64(), 5 * GIB);
     assert_eq!(s.mapping_of(f[300]).unwrap().vaddr.as_u64(), 5 * GIB + 99 * K4);
 }
+
+/// Caps for the singles test: values apart (each alone in its block in a run, so kept one by one), from a
+/// small set so that the open-addressing table's probe sequences collide, wrap and get shifted back on
+/// removal, plus the largest values (the one that cannot take a slot).
+fn single_caps() -> impl Strategy<Value = Vec<(u64, bool)>> {
+    let cap = prop_oneof![
+        8 => (0..200u64).prop_map(|i| i * 64 + 3),
+        1 => Just(u64::MAX),
+        1 => Just(u64::MAX - 2),
+    ];
+    // (cap, insert or remove)
+    prop::collection::vec((cap, any::<bool>()), 1..300)
+}
+
+proptest! {
+    /// Caps entered and removed one at a time (all singles, then with a block present) agree with a plain
+    /// map after every step: lone caps next to blocks, repeated and removed caps, the cap `u64::MAX`.
+    #[test]
+    fn cap_index_singles_agree_with_a_model(ops in single_caps(), with_block in any::<bool>()) {
+        use std::collections::HashMap as Model;
+        use crate::capmap::CapMap;
+        let mut idx = CapMap::default();
+        let mut model: Model<CapRef, u64> = Model::new();
+        if with_block {
+            // A block far from the singles: removals take the path that looks for blocks.
+            let run: Vec<CapRef> = (0..10).map(|i| CapRef((1 << 40) + i)).collect();
+            prop_assert_eq!(idx.insert_run(&run, 0, 12), Ok(()));
+            for (i, &c) in run.iter().enumerate() {
+                model.insert(c, (i as u64) << 12);
+            }
+        }
+        for (step, &(c, insert)) in ops.iter().enumerate() {
+            let cap = CapRef(c);
+            let v = (step as u64 + 100) << 21;
+            if insert {
+                let want = if model.contains_key(&cap) { Err(0) } else { Ok(()) };
+                prop_assert_eq!(idx.insert_run(&[cap], v, 21), want);
+                model.entry(cap).or_insert(v);
+            } else if model.remove(&cap).is_some() {
+                idx.remove_run(&[cap]);
+            }
+            prop_assert_eq!(idx.len(), model.len());
+            for (&c, &v) in &model {
+                prop_assert_eq!(idx.get(c), Some(v));
+            }
+            for &(c, _) in &ops {
+                prop_assert_eq!(idx.contains(CapRef(c)), model.contains_key(&CapRef(c)));
+            }
+        }
+        let mut all: Vec<(CapRef, u64)> = idx.iter().collect();
+        all.sort_unstable();
+        let mut want: Vec<(CapRef, u64)> = model.into_iter().collect();
+        want.sort_unstable();
+        prop_assert_eq!(all, want);
+    }
+}
+
+/// A run of consecutive caps entered after singles of its block (whose filter is made only then) is
+/// refused at the first single; caps of a block removed one at a time, or in a run with singles, go.
+#[test]
+fn cap_index_runs_meet_singles_and_single_removals() {
+    use crate::capmap::CapMap;
+    let mut idx = CapMap::default();
+    // Singles first (alone in their runs): no filter yet.
+    assert_eq!(idx.insert_run(&[CapRef(70), CapRef(200), CapRef(75)], 0, 12), Ok(()));
+    // A run over 64..80 meets 70.
+    let run: Vec<CapRef> = (64..80).map(CapRef).collect();
+    assert_eq!(idx.insert_run(&run, 1 << 30, 12), Err(6));
+    assert_eq!(idx.len(), 3 + 6);
+    assert_eq!(idx.get(CapRef(69)), Some((1 << 30) + (5 << 12)));
+    assert_eq!(idx.get(CapRef(70)), Some(0));
+    // The filter is kept from now on: a single entered now is seen by the next run.
+    assert_eq!(idx.insert_run(&[CapRef(77)], 5 << 12, 12), Ok(()));
+    let run: Vec<CapRef> = (71..80).map(CapRef).collect();
+    assert_eq!(idx.insert_run(&run, 2 << 30, 12), Err(4));
+    assert_eq!(idx.get(CapRef(74)), Some((2 << 30) + (3 << 12)));
+    // Caps of the block, removed alone (looked for in the singles, then the block).
+    idx.remove_run(&[CapRef(66)]);
+    idx.remove_run(&[CapRef(64), CapRef(68)]);
+    assert_eq!(idx.get(CapRef(66)), None);
+    assert_eq!(idx.get(CapRef(65)), Some((1 << 30) + (1 << 12)));
+    // A run of the block's last cap (69) and singles (70..76, of both kinds).
+    idx.remove_run(&[CapRef(65), CapRef(67)]);
+    let run: Vec<CapRef> = (69..76).map(CapRef).collect();
+    idx.remove_run(&run);
+    assert_eq!(idx.get(CapRef(69)), None);
+    assert_eq!(idx.get(CapRef(77)), Some(5 << 12));
+    idx.remove_run(&[CapRef(77)]);
+    let mut all: Vec<(CapRef, u64)> = idx.iter().collect();
+    all.sort_unstable();
+    assert_eq!(all, [(CapRef(200), 4096)]);
+    idx.remove_run(&[CapRef(200)]);
+    assert_eq!(idx.len(), 0);
+    assert_eq!(idx.iter().count(), 0);
+}
