@@ -13,12 +13,14 @@
 //! `clone` looks the sources up with [`MappingDb::mappings_run`], copies and maps with
 //! [`MappingDb::clone_run`] and removes with [`MappingDb::remove_run`] (one call each for the 4096 pages);
 //! `destroy` is `clone` but removes the mappings and their copies with one [`MappingDb::destroy_run`] (so
-//! it has no `remove_copy` phase).
+//! it has no `remove_copy` phase); `region` is the manager's clone and destroy through the region
+//! operations: [`MappingDb::source_caps`], [`MappingDb::clone_region`] (no records built), then
+//! [`MappingDb::caps_run`] and [`MappingDb::destroy_region`].
 //!
 //! ```text
 //! cargo build --release -p mapping-db --example opcount
 //! valgrind --tool=callgrind --dump-before='*phase_*' --callgrind-out-file=cg.out \
-//!     target/release/examples/opcount [single|run|batch|clone|destroy]
+//!     target/release/examples/opcount [single|run|batch|clone|destroy|region]
 //! ```
 //!
 //! Each dump `cg.out.K` then holds phase K-1 (`cg.out` the final check, after `phase_end`): its `totals:`
@@ -179,6 +181,37 @@ fn phase_clone_run(db: &mut MappingDb, recs: &[(Mapping, CapSlot)]) {
 }
 
 #[inline(never)]
+fn phase_source_caps(db: &MappingDb, asid: AsId, base: u64) {
+    black_box(db.source_caps(asid, base, N as usize, RW).unwrap());
+}
+
+#[inline(never)]
+fn phase_clone_region(db: &mut MappingDb, round: u64) {
+    let c = RegionClone {
+        src: AsId(0),
+        src_vaddr: SRC,
+        dst: AsId(1),
+        dst_vaddr: DST,
+        n: N as usize,
+        first_copy: copy_slot(round, 0),
+        parent: CloneParent::Original,
+        rights: RW,
+    };
+    db.clone_region(&c, |base| rec(frame(0), CapSlot(0), AsId(1), base, 0).leaf.table)
+        .unwrap();
+}
+
+#[inline(never)]
+fn phase_caps_run(db: &MappingDb, asid: AsId, base: u64) {
+    black_box(db.caps_run(asid, base, N as usize).unwrap());
+}
+
+#[inline(never)]
+fn phase_destroy_region(db: &mut MappingDb) {
+    db.destroy_region(AsId(1), DST, N as usize).unwrap();
+}
+
+#[inline(never)]
 fn phase_commit_insert(db: &mut MappingDb, batches: Vec<Batch>) {
     for b in batches {
         db.commit(b).unwrap();
@@ -208,6 +241,8 @@ fn main() {
     for round in 0..2 {
         if mode == "clone" || mode == "destroy" {
             counted("mappings_run (sources)", || phase_mappings_run(&db, AsId(0), SRC));
+        } else if mode == "region" {
+            counted("source_caps", || phase_source_caps(&db, AsId(0), SRC));
         } else {
             counted("lookup (sources)", || phase_lookup_hit(&db, AsId(0), SRC));
         }
@@ -243,12 +278,17 @@ fn main() {
                 let clones: Vec<_> = recs.iter().map(|&m| (m, m.frame.slot)).collect();
                 counted("clone_run", || phase_clone_run(&mut db, &clones));
             }
-            _ => panic!("mode: single, run, batch, clone or destroy"),
+            "region" => counted("clone_region", || phase_clone_region(&mut db, round)),
+            _ => panic!("mode: single, run, batch, clone, destroy or region"),
         }
         counted("lookup (copies)", || phase_lookup_hit(&db, AsId(1), DST));
         match mode.as_str() {
             "run" | "clone" => counted("remove_run", || phase_remove_run(&mut db)),
             "destroy" => counted("destroy_run", || phase_destroy_run(&mut db)),
+            "region" => {
+                counted("caps_run", || phase_caps_run(&db, AsId(1), DST));
+                counted("destroy_region", || phase_destroy_region(&mut db));
+            }
             "batch" => {
                 let batches = recs
                     .chunks(512)
@@ -264,7 +304,7 @@ fn main() {
             }
             _ => counted("remove_by_vaddr", || phase_remove_by_vaddr(&mut db)),
         }
-        if mode != "destroy" {
+        if mode != "destroy" && mode != "region" {
             counted("remove_copy", || phase_remove_copy(&mut db, round));
         }
     }

@@ -79,6 +79,29 @@ impl AddrIndex {
         self.map.tail(Page::new(asid, size, vaddr))
     }
 
+    /// [`tail`](Self::tail), or `Err` with the number of pages from the one containing `vaddr` (below
+    /// [`USER_VADDR_END`]) to the end of its chunk if the chunk does not exist (none of them is indexed).
+    #[inline(always)]
+    pub(crate) fn tail_or_len(&self, asid: AsId, size: PageSize, vaddr: u64) -> Result<&[u32], usize> {
+        self.map.tail_or_len(Page::new(asid, size, vaddr))
+    }
+
+    /// Adds the pages of `size` from `vaddr` (below [`USER_VADDR_END`], consecutive), page `j` held by
+    /// `caps[j]`, to the end of the chunk of the first or of `caps`, whichever comes first (the caller knows
+    /// them all free); returns how many (see [`ChunkMap::fill`]).
+    #[inline(always)]
+    pub(crate) fn fill(&mut self, asid: AsId, size: PageSize, vaddr: u64, caps: &[u32]) -> usize {
+        self.map.fill(Page::new(asid, size, vaddr), caps)
+    }
+
+    /// Removes the pages of `size` from `vaddr` (below [`USER_VADDR_END`], consecutive, all indexed) to the
+    /// end of the chunk of the first or the `m`-th, whichever comes first; returns how many (see
+    /// [`ChunkMap::clear`]).
+    #[inline(always)]
+    pub(crate) fn clear(&mut self, asid: AsId, size: PageSize, vaddr: u64, m: usize) -> usize {
+        self.map.clear(Page::new(asid, size, vaddr), m)
+    }
+
     /// Whether a page of `size` at `vaddr` can be added: `Ok` with its chunk's position if that exists, or
     /// `Err` with the capability already there.
     #[inline(always)]

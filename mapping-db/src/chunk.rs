@@ -132,6 +132,57 @@ impl<K: Dense> ChunkMap<K> {
         Some(&self.chunks[c as usize].pos[i..])
     }
 
+    /// The values of `k` and of the keys after it in its chunk, if the chunk exists; else `Err` with how many
+    /// keys there are from `k` to the end of its chunk (all absent).
+    #[inline(always)]
+    pub(crate) fn tail_or_len(&self, k: K) -> Result<&[u32], usize> {
+        let (id, i) = k.split();
+        match self.chunk(&id) {
+            Some(c) => Ok(&self.chunks[c as usize].pos[i..]),
+            None => Err(CHUNK - i),
+        }
+    }
+
+    /// Adds `k + j` -> `vals[j]` for the keys from `k` to the end of its chunk or of `vals`, whichever comes
+    /// first (the caller knows them all absent, the values not [`NONE`]), and returns how many: a run's
+    /// entries written a chunk at a time. The chunk is created if need be and remembered.
+    #[inline(always)]
+    pub(crate) fn fill(&mut self, k: K, vals: &[u32]) -> usize {
+        let (id, i) = k.split();
+        let c = match self.chunk(&id) {
+            Some(c) => c,
+            None => self.new_chunk(id),
+        };
+        self.remember(c);
+        let ch = &mut self.chunks[c as usize];
+        let m = (CHUNK - i).min(vals.len());
+        let dst = &mut ch.pos[i..i + m];
+        debug_assert!(dst.iter().all(|&v| v == NONE) && !vals[..m].contains(&NONE));
+        dst.copy_from_slice(&vals[..m]);
+        ch.used += m as u32;
+        self.len += m;
+        m
+    }
+
+    /// Removes the keys from `k` to the end of its chunk or the `m`-th key, whichever comes first (the caller
+    /// knows them all present), and returns how many; a chunk left empty is freed.
+    #[inline(always)]
+    pub(crate) fn clear(&mut self, k: K, m: usize) -> usize {
+        let (id, i) = k.split();
+        let c = self.chunk(&id).expect("chunk of present keys");
+        let ch = &mut self.chunks[c as usize];
+        let m = (CHUNK - i).min(m);
+        let run = &mut ch.pos[i..i + m];
+        debug_assert!(!run.contains(&NONE));
+        run.fill(NONE);
+        ch.used -= m as u32;
+        self.len -= m;
+        if ch.used == 0 {
+            self.free_chunk(c);
+        }
+        m
+    }
+
     /// Whether `k` can be added: `Ok` with its chunk if that exists, `Err` with the value `k` has.
     #[inline(always)]
     pub(crate) fn vacancy(&self, k: K) -> Result<Option<u32>, u32> {

@@ -108,7 +108,41 @@ impl LeafNode {
     pub(crate) fn set(&mut self, index: u16) {
         self.used[usize::from(index / 64)] |= 1 << (index % 64);
     }
-    fn clear(&mut self, index: u16) {
+    /// Marks the entries `from..to` in use (`from <= to <= 512`).
+    #[inline(always)]
+    pub(crate) fn set_range(&mut self, from: u16, to: u16) {
+        let (from, to) = (usize::from(from), usize::from(to));
+        for (w, word) in self.used.iter_mut().enumerate() {
+            let (lo, hi) = (from.clamp(w * 64, w * 64 + 64), to.clamp(w * 64, w * 64 + 64));
+            if lo < hi {
+                let bits = hi - lo;
+                let mask = if bits == 64 {
+                    u64::MAX
+                } else {
+                    ((1u64 << bits) - 1) << (lo - w * 64)
+                };
+                *word |= mask;
+            }
+        }
+    }
+    /// Marks the entries `from..to` free (`from <= to <= 512`).
+    #[inline(always)]
+    pub(crate) fn clear_range(&mut self, from: u16, to: u16) {
+        let (from, to) = (usize::from(from), usize::from(to));
+        for (w, word) in self.used.iter_mut().enumerate() {
+            let (lo, hi) = (from.clamp(w * 64, w * 64 + 64), to.clamp(w * 64, w * 64 + 64));
+            if lo < hi {
+                let bits = hi - lo;
+                let mask = if bits == 64 {
+                    u64::MAX
+                } else {
+                    ((1u64 << bits) - 1) << (lo - w * 64)
+                };
+                *word &= !mask;
+            }
+        }
+    }
+    pub(crate) fn clear(&mut self, index: u16) {
         self.used[usize::from(index / 64)] &= !(1 << (index % 64));
     }
     /// The indices in use, ascending.
@@ -251,7 +285,7 @@ struct Plan {
     chunk: Option<u32>,
 }
 
-fn pos(p: u32) -> usize {
+pub(crate) fn pos(p: u32) -> usize {
     p as usize
 }
 
@@ -1046,7 +1080,7 @@ impl MappingDb {
 
 /// The record held by the capability at `cap` (mapped).
 #[inline(always)]
-fn placed_mut(caps: &mut Caps, cap: u32) -> &mut Placed {
+pub(crate) fn placed_mut(caps: &mut Caps, cap: u32) -> &mut Placed {
     caps.at_mut(cap).map.as_mut().expect("listed mapping")
 }
 
@@ -1058,15 +1092,29 @@ fn new_leaf(
     spaces: &mut Table<AsId, SpaceNode>,
     spans: &mut Table<SpanKey, u32>,
 ) -> u32 {
-    let space = match spaces.pos(&m.asid) {
+    new_leaf_at(m.leaf, m.vaddr, leaves, spaces, spans)
+}
+
+/// Creates the (empty) node of `leaf`, covering the region of `vaddr`, with its address space's list and its
+/// span counters if new.
+#[cold]
+pub(crate) fn new_leaf_at(
+    leaf: LeafTable,
+    vaddr: u64,
+    leaves: &mut Table<LeafTable, LeafNode>,
+    spaces: &mut Table<AsId, SpaceNode>,
+    spans: &mut Table<SpanKey, u32>,
+) -> u32 {
+    let (asid, size) = (leaf.asid, leaf.level.page_size());
+    let space = match spaces.pos(&asid) {
         Some(p) => p,
-        None => spaces.insert_new(m.asid, SpaceNode::default()),
+        None => spaces.insert_new(asid, SpaceNode::default()),
     };
-    let region = m.size.leaf_region(m.vaddr);
+    let region = size.leaf_region(vaddr);
     let mut counters = [NONE; 2];
-    for (sp, &s) in counters.iter_mut().zip(larger(m.size)) {
+    for (sp, &s) in counters.iter_mut().zip(larger(size)) {
         let key = SpanKey {
-            asid: m.asid,
+            asid,
             size: s,
             base: s.align_down(region),
         };
@@ -1076,7 +1124,7 @@ fn new_leaf(
         };
     }
     leaves.insert_new(
-        m.leaf,
+        leaf,
         LeafNode {
             region,
             used: [0; 8],

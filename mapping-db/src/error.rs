@@ -108,6 +108,28 @@ pub enum CloneError {
     Insert(InsertError),
 }
 
+/// Why [`MappingDb::source_caps`](crate::MappingDb::source_caps) refused a page of its run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SourceError {
+    /// No 4 KiB mapping starts at the page (nothing is mapped there, a larger page contains it, or the
+    /// address is not 4 KiB aligned or not below [`USER_VADDR_END`](crate::USER_VADDR_END)).
+    NotMapped,
+    /// The page's mapping lacks some of the rights asked for.
+    RightsExceed,
+}
+
+/// Why [`MappingDb::clone_region`](crate::MappingDb::clone_region) refused a page: the error of the step
+/// (source lookup, `add_copy`, then `insert`) that refused it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CloneRegionError {
+    /// The source page was refused by [`source_caps`](crate::MappingDb::source_caps).
+    Source(SourceError),
+    /// Recording the page's new capability as a copy was refused.
+    Copy(AddCopyError),
+    /// Inserting the page's record (after its copy was recorded) was refused.
+    Insert(InsertError),
+}
+
 /// What went wrong with one operation of a [`Batch`](crate::Batch).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum BatchErrorKind {
@@ -176,6 +198,8 @@ display_as_debug!(
     InsertError,
     RemoveError,
     CloneError,
+    SourceError,
+    CloneRegionError,
     BatchErrorKind,
     BatchError,
     InvariantViolation

@@ -23,6 +23,11 @@
 //! a chunk of the address index at a time. Removals hand the record back to the caller, who then owns the
 //! unmapped capability.
 //!
+//! For the manager's clone and destroy of a region of 4 KiB pages, [`MappingDb::source_caps`] and
+//! [`MappingDb::caps_run`] answer what the kernel needs to know beforehand (the capabilities, and which are
+//! copies), and [`MappingDb::clone_region`] and [`MappingDb::destroy_region`] record the outcome, all or
+//! none, without building a record per page.
+//!
 //! # Layout and cost
 //!
 //! Each index is a slab of nodes (stable `u32` positions) with a key -> position index; the nodes name each
@@ -123,6 +128,7 @@ mod chunk;
 mod cost;
 mod db;
 mod error;
+mod region;
 mod table;
 mod types;
 
@@ -133,9 +139,10 @@ pub use batch::{Batch, BatchOp};
 pub use cost::{mapping_cost, MappingCost};
 pub use db::MappingDb;
 pub use error::{
-    AddCopyError, AddFrameError, BatchError, BatchErrorKind, CloneError, InsertError, InvariantViolation,
-    RemoveCopyError, RemoveError, RemoveFrameError,
+    AddCopyError, AddFrameError, BatchError, BatchErrorKind, CloneError, CloneRegionError, InsertError,
+    InvariantViolation, RemoveCopyError, RemoveError, RemoveFrameError, SourceError,
 };
+pub use region::{CloneParent, RegionClone};
 pub use types::{
     AsId, CapSlot, FrameId, LeafLevel, LeafTable, Mapping, PageSize, Rights, ENTRIES_PER_TABLE, USER_VADDR_END,
 };

@@ -243,6 +243,15 @@ impl<K: Copy + Eq, V, I: PosIndex<K>> Table<K, V, I> {
         }
     }
 
+    /// The position the next [`place`](Self::place) will use.
+    #[inline(always)]
+    pub(crate) fn next_pos(&self) -> u32 {
+        match self.free.last() {
+            Some(&p) => p,
+            None => pos32(self.slots.len()),
+        }
+    }
+
     /// Removes the entry at `p` (in use) WITHOUT removing its key from the index: the caller does.
     #[inline(always)]
     pub(crate) fn take_at(&mut self, p: u32) -> (K, V) {
@@ -410,6 +419,24 @@ impl<T: Copy, const N: usize> List<T, N> {
                 *self = List::Heap(v);
             }
             List::Heap(v) => v.push(x),
+        }
+    }
+
+    /// Appends `x` and returns its position (the length before).
+    #[inline(always)]
+    pub(crate) fn push_at(&mut self, x: T) -> u32 {
+        match self {
+            List::Inline { len, items } if usize::from(*len) < N => {
+                let at = *len;
+                items[usize::from(at)] = x;
+                *len = at + 1;
+                u32::from(at)
+            }
+            _ => {
+                let at = pos32(self.len());
+                self.push(x);
+                at
+            }
         }
     }
 

@@ -1,0 +1,556 @@
+//! The manager's clone and destroy of a region of 4 KiB pages, without per-page records on the way in or out.
+//!
+//! A clone is a lookup ([`MappingDb::source_caps`]: the source pages' capabilities, which the kernel needs),
+//! the kernel's copies and mappings, then one call that records them all ([`MappingDb::clone_region`]). A
+//! destroy is a lookup ([`MappingDb::caps_run`]: each page's capability and whether it is a copy), the
+//! kernel's unmaps and deletes, then [`MappingDb::destroy_region`]. The updates validate the whole run
+//! before changing anything and then write each page's entries directly, a leaf table at a time.
+
+use alloc::vec::Vec;
+
+use crate::db::{new_leaf_at, placed_mut, pos, CapNode, MappingDb, Placed};
+use crate::error::{CloneRegionError, RemoveError, SourceError};
+use crate::table::{pos32, swap_remove, NONE};
+use crate::types::{AsId, CapSlot, LeafLevel, LeafTable, Mapping, PageSize, Rights, USER_VADDR_END};
+
+const SMALL: PageSize = PageSize::Small;
+/// Bytes of a 4 KiB page.
+const PAGE: u64 = 1 << 12;
+/// Bytes a page table's entries map (2 MiB).
+const LEAF_SPAN: u64 = PAGE << 9;
+
+/// Which capability the copies of a [`MappingDb::clone_region`] are derived from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CloneParent {
+    /// The frame's original capability (`frame.slot`), whichever capability maps the source page.
+    Original,
+    /// The capability that maps the source page (as seL4's `CNode_Copy` from it derives the copy).
+    Source,
+}
+
+/// A clone of `n` consecutive 4 KiB pages, for [`MappingDb::clone_region`]: page `i` of the source
+/// (`src_vaddr + i * 4096` in `src`) is shared through a new capability copy in slot `first_copy.0 + i`
+/// (see [`copy`](Self::copy)), mapped at `dst_vaddr + i * 4096` in `dst` with `rights`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RegionClone {
+    /// The source address space.
+    pub src: AsId,
+    /// The first source page.
+    pub src_vaddr: u64,
+    /// The destination address space.
+    pub dst: AsId,
+    /// The first destination page.
+    pub dst_vaddr: u64,
+    /// Number of pages.
+    pub n: usize,
+    /// The slot of the first page's new copy; the copies are in consecutive slots.
+    pub first_copy: CapSlot,
+    /// What each copy is derived from.
+    pub parent: CloneParent,
+    /// The rights of every new mapping (each source mapping must have them all).
+    pub rights: Rights,
+}
+
+impl RegionClone {
+    /// The slot of page `i`'s new copy: `first_copy.0 + i` (wrapping).
+    pub const fn copy(&self, i: usize) -> CapSlot {
+        CapSlot(self.first_copy.0.wrapping_add(i as u64))
+    }
+}
+
+/// The destination leaf of a planned clone's 2 MiB region: its position in `leaves`, or [`NONE`] to create.
+type PlannedLeaf = (u32, LeafTable);
+
+impl MappingDb {
+    // ----- lookups -----------------------------------------------------------------------------------------
+
+    /// The capabilities of the `n` consecutive 4 KiB pages of `asid` from `vaddr` (`vaddr + i * 4096`), in
+    /// address order: what the manager hands the kernel as the sources of a clone.
+    ///
+    /// Each page must hold a 4 KiB mapping starting exactly there (as [`mappings_run`](Self::mappings_run)
+    /// requires) whose rights include `rights`; otherwise the index of the first page that does not and
+    /// [`SourceError::NotMapped`] or [`SourceError::RightsExceed`] (the mapping is checked before its
+    /// rights). It equals `mappings_run(asid, vaddr, n)` with a rights check of each record, mapped to
+    /// `rec.cap`. Changes nothing.
+    ///
+    /// Reads the address index a chunk (64 pages) at a time and each page's capability node once.
+    pub fn source_caps(
+        &self,
+        asid: AsId,
+        vaddr: u64,
+        n: usize,
+        rights: Rights,
+    ) -> Result<Vec<CapSlot>, (usize, SourceError)> {
+        let mut out = Vec::with_capacity(n);
+        self.source_run(asid, vaddr, n, rights, |_, slot| out.push(slot))?;
+        Ok(out)
+    }
+
+    /// Hands `each` the position and slot of the capability of each page of the run of
+    /// [`source_caps`](Self::source_caps), in order, or stops at the first page refused.
+    #[inline(always)]
+    fn source_run(
+        &self,
+        asid: AsId,
+        vaddr: u64,
+        n: usize,
+        rights: Rights,
+        mut each: impl FnMut(u32, CapSlot),
+    ) -> Result<(), (usize, SourceError)> {
+        if n > 0 && !SMALL.is_aligned(vaddr) {
+            return Err((0, SourceError::NotMapped));
+        }
+        let (mut i, mut va) = (0, vaddr);
+        while i < n {
+            if va >= USER_VADDR_END {
+                return Err((i, SourceError::NotMapped));
+            }
+            let Some(tail) = self.by_vaddr.tail(asid, SMALL, va) else {
+                return Err((i, SourceError::NotMapped));
+            };
+            let tail = &tail[..tail.len().min(n - i)];
+            for &cap in tail {
+                if cap == NONE {
+                    return Err((i, SourceError::NotMapped));
+                }
+                let (slot, node) = self.caps.entry_at(cap);
+                let p = node.map.as_ref().expect("indexed cap is mapped");
+                if !p.rights.contains(rights) {
+                    return Err((i, SourceError::RightsExceed));
+                }
+                each(cap, slot);
+                i += 1;
+            }
+            // The chunk ends at a chunk boundary, below USER_VADDR_END: no overflow.
+            va += tail.len() as u64 * PAGE;
+        }
+        Ok(())
+    }
+
+    /// Each of the `n` consecutive 4 KiB pages of `asid` from `vaddr` (`vaddr + i * 4096`), in address
+    /// order: the capability that maps it and whether that is a copy (`true`) or the frame's original: what
+    /// the manager tells the kernel when it destroys a region.
+    ///
+    /// Each page must hold a 4 KiB mapping starting exactly there: otherwise the index of the first page
+    /// without one and [`RemoveError::NotMapped`], as from [`mappings_run`](Self::mappings_run); it equals
+    /// `mappings_run(asid, vaddr, n)` mapped to `(rec.cap, rec.cap != rec.frame.slot)`. Changes nothing.
+    pub fn caps_run(&self, asid: AsId, vaddr: u64, n: usize) -> Result<Vec<(CapSlot, bool)>, (usize, RemoveError)> {
+        let mut out = Vec::with_capacity(n);
+        self.source_run(asid, vaddr, n, Rights::empty(), |cap, slot| {
+            out.push((slot, self.caps.at(cap).parent_pos != cap));
+        })
+        .map_err(|(i, _)| (i, RemoveError::NotMapped))?;
+        Ok(out)
+    }
+
+    // ----- clone -------------------------------------------------------------------------------------------
+
+    /// Records a clone of a region the kernel made: for each page `i < c.n`, a new copy in slot
+    /// [`c.copy(i)`](RegionClone::copy) of the capability that maps source page `i`, derived as `c.parent`
+    /// says, mapped at destination page `i` with `c.rights` through the page table `leaf(base)`, where `base`
+    /// is the start of the 2 MiB region of the destination page (`leaf` may be called more than once per
+    /// region, and for no region if the run is refused before; it must answer the same each time).
+    ///
+    /// It does what this does, but all or none:
+    ///
+    /// ```text
+    /// let srcs = source_caps(c.src, c.src_vaddr, c.n, c.rights)?;          // CloneRegionError::Source
+    /// for i in 0..c.n {
+    ///     let frame = frame_of_cap(srcs[i]);
+    ///     let parent = if c.parent == CloneParent::Original { frame.slot } else { srcs[i] };
+    ///     let va = c.dst_vaddr + i * 4096;
+    ///     add_copy(frame, c.copy(i), parent)?;                              // CloneRegionError::Copy
+    ///     insert(Mapping::new(frame, c.copy(i), c.dst, va, PageSize::Small, c.rights,
+    ///                         leaf(PageSize::Small.leaf_region(va))))?;     // CloneRegionError::Insert
+    /// }
+    /// ```
+    ///
+    /// (the sources are all looked up first, in the database as it is before the clone). On a refusal, the
+    /// index of the refused page and the error of the step that refused it are returned and nothing has
+    /// changed.
+    ///
+    /// The manager calls [`source_caps`](Self::source_caps) with the same source, count and rights before
+    /// the kernel copies and maps, then this once the kernel has. The fast path checks the whole run first
+    /// (sources, free destination pages and copy slots, the destination's page tables and any larger pages
+    /// there) and then creates each copy with its record in place, a page table at a time, with no record
+    /// built on the way; any run it does not take (a refusal, an unaligned address) goes through the single
+    /// operations.
+    pub fn clone_region(
+        &mut self,
+        c: &RegionClone,
+        mut leaf: impl FnMut(u64) -> CapSlot,
+    ) -> Result<(), (usize, CloneRegionError)> {
+        if c.n == 0 {
+            return Ok(());
+        }
+        match self.plan_clone(c, &mut leaf) {
+            Some((srcs, leaves)) => {
+                self.apply_clone(c, &srcs, &leaves);
+                Ok(())
+            }
+            None => self.clone_region_slow(c, &mut leaf),
+        }
+    }
+
+    /// Checks that `c` (with `c.n > 0`) is a clone the fast path takes and that the loop of
+    /// [`clone_region`](Self::clone_region) accepts; `None` if not (either may still be so). Gives the
+    /// source capabilities (positions) and each destination region's leaf table.
+    fn plan_clone(
+        &self,
+        c: &RegionClone,
+        leaf: &mut impl FnMut(u64) -> CapSlot,
+    ) -> Option<(Vec<u32>, Vec<PlannedLeaf>)> {
+        let n = c.n;
+        let bytes = (n as u64).checked_mul(PAGE)?;
+        if !SMALL.is_aligned(c.src_vaddr)
+            || !SMALL.is_aligned(c.dst_vaddr)
+            || c.src_vaddr.checked_add(bytes)? > USER_VADDR_END
+            || c.dst_vaddr.checked_add(bytes)? > USER_VADDR_END
+        {
+            return None;
+        }
+        c.first_copy.0.checked_add(n as u64)?;
+        // Every source mapped, with the rights.
+        let mut srcs = Vec::with_capacity(n);
+        self.source_run(c.src, c.src_vaddr, n, c.rights, |cap, _| srcs.push(cap))
+            .ok()?;
+        // Every destination page and copy slot free (the run's own are distinct).
+        let mut i = 0;
+        while i < n {
+            let va = c.dst_vaddr + i as u64 * PAGE;
+            i += match self.by_vaddr.tail_or_len(c.dst, SMALL, va) {
+                Err(k) => k,
+                Ok(t) => {
+                    let t = &t[..t.len().min(n - i)];
+                    if t.iter().any(|&v| v != NONE) {
+                        return None;
+                    }
+                    t.len()
+                }
+            };
+        }
+        let mut i = 0;
+        while i < n {
+            i += match self.caps.index().tail_or_len(c.copy(i)) {
+                Err(k) => k,
+                Ok(t) => {
+                    let t = &t[..t.len().min(n - i)];
+                    if t.iter().any(|&v| v != NONE) {
+                        return None;
+                    }
+                    t.len()
+                }
+            };
+        }
+        // Each 2 MiB region's page table: covering the region, or new (and not new for another region of the
+        // run too); no larger page over the region (there is none if the table has entries there).
+        let first = SMALL.leaf_region(c.dst_vaddr);
+        let last = SMALL.leaf_region(c.dst_vaddr + bytes - PAGE);
+        let mut leaves: Vec<PlannedLeaf> = Vec::with_capacity(((last - first) / LEAF_SPAN + 1) as usize);
+        for base in (first..=last).step_by(LEAF_SPAN as usize) {
+            let key = LeafTable {
+                asid: c.dst,
+                table: leaf(base),
+                level: LeafLevel::Pt,
+            };
+            match self.leaves.find(self.hint_leaf, &key) {
+                Some(p) if self.leaves.at(p).region == base => leaves.push((p, key)),
+                Some(_) => return None,
+                None => {
+                    let larger = (self.big[0] > 0 && self.by_vaddr.get(c.dst, PageSize::Large, base).is_some())
+                        || (self.big[1] > 0 && self.by_vaddr.get(c.dst, PageSize::Huge, base).is_some());
+                    if larger || leaves.iter().any(|&(p, k)| p == NONE && k == key) {
+                        return None;
+                    }
+                    leaves.push((NONE, key));
+                }
+            }
+        }
+        Some((srcs, leaves))
+    }
+
+    /// Applies the clone `c` that [`plan_clone`](Self::plan_clone) accepted, with what it found.
+    ///
+    /// Per page: the copy's node with its record in place, its parent's count of children, its frame's two
+    /// lists. Per leaf table: the space's list (appended in one go), the entries in use (a mask per word),
+    /// the counters. Per chunk of 64 slots or pages: the slot and address indexes (a copy of the positions).
+    fn apply_clone(&mut self, c: &RegionClone, srcs: &[u32], planned: &[PlannedLeaf]) {
+        let MappingDb {
+            frames,
+            caps,
+            by_vaddr,
+            spaces,
+            leaves,
+            spans,
+            len,
+            hint_leaf,
+            ..
+        } = self;
+        let (rights, n) = (c.rights, srcs.len());
+        let mut base = SMALL.leaf_region(c.dst_vaddr);
+        let mut news: Vec<u32> = Vec::with_capacity(n);
+        let mut i = 0;
+        for &(lp, key) in planned {
+            let end = (((base + LEAF_SPAN - c.dst_vaddr) / PAGE) as usize).min(n);
+            let lp = match lp {
+                NONE => new_leaf_at(key, base, leaves, spaces, spans),
+                p => p,
+            };
+            *hint_leaf = lp;
+            let l = leaves.at_mut(lp);
+            let counters = l.spans;
+            let s = spaces.at_mut(l.space);
+            let space_pos = pos32(s.maps.len() + (end - i)) - (end - i) as u32;
+            for (k, &sp) in srcs[i..end].iter().enumerate() {
+                let j = i + k;
+                // The parent: the source's cap, or the frame's original (usually the same).
+                let (sslot, snode) = caps.entry_at_mut(sp);
+                let fpos = snode.frame;
+                let (parent, pp) = if c.parent == CloneParent::Source || snode.parent_pos == sp {
+                    snode.children += 1;
+                    (sslot, sp)
+                } else {
+                    let orig = frames.key_at(fpos);
+                    let pp = caps.pos(&orig).expect("a frame's original is known");
+                    caps.at_mut(pp).children += 1;
+                    (orig, pp)
+                };
+                let f = frames.at_mut(fpos);
+                let copy = c.copy(j);
+                let cap = caps.next_pos();
+                let copy_pos = f.copies.push_at(copy);
+                let frame_pos = f.mapped.push_at(cap);
+                let va = c.dst_vaddr + j as u64 * PAGE;
+                let placed = caps.place(
+                    copy,
+                    CapNode {
+                        frame: fpos,
+                        parent,
+                        parent_pos: pp,
+                        children: 0,
+                        copy_pos,
+                        map: Some(Placed {
+                            vaddr: va,
+                            leaf: lp,
+                            frame_pos,
+                            space_pos: space_pos + k as u32,
+                            index: SMALL.entry_index(va),
+                            size: SMALL,
+                            rights,
+                        }),
+                    },
+                );
+                debug_assert_eq!(placed, cap);
+                news.push(cap);
+            }
+            s.maps.extend_from_slice(&news[i..end]);
+            let first = SMALL.entry_index(c.dst_vaddr + i as u64 * PAGE);
+            debug_assert!((first..first + (end - i) as u16).all(|x| !l.is_set(x)));
+            l.set_range(first, first + (end - i) as u16);
+            let k = (end - i) as u32;
+            l.count += k;
+            for sp in counters {
+                if sp != NONE {
+                    *spans.at_mut(sp) += k;
+                }
+            }
+            *len += end - i;
+            i = end;
+            base += LEAF_SPAN;
+        }
+        // The new copies' slots and pages, a chunk at a time.
+        let mut j = 0;
+        while j < n {
+            j += caps.index_mut().fill(c.copy(j), &news[j..]);
+        }
+        let mut j = 0;
+        while j < n {
+            j += by_vaddr.fill(c.dst, SMALL, c.dst_vaddr + j as u64 * PAGE, &news[j..]);
+        }
+    }
+
+    /// [`clone_region`](Self::clone_region) by its definition: the single operations, undone on a refusal.
+    #[cold]
+    fn clone_region_slow(
+        &mut self,
+        c: &RegionClone,
+        leaf: &mut impl FnMut(u64) -> CapSlot,
+    ) -> Result<(), (usize, CloneRegionError)> {
+        let srcs = self
+            .source_caps(c.src, c.src_vaddr, c.n, c.rights)
+            .map_err(|(i, e)| (i, CloneRegionError::Source(e)))?;
+        let mut table = None;
+        for (i, &src) in srcs.iter().enumerate() {
+            let frame = self.frame_of_cap(src).expect("a mapped cap's frame is known");
+            let parent = match c.parent {
+                CloneParent::Original => frame.slot,
+                CloneParent::Source => src,
+            };
+            let (copy, va) = (c.copy(i), c.dst_vaddr.wrapping_add(i as u64 * PAGE));
+            let region = SMALL.leaf_region(va);
+            let t = match table {
+                Some((r, t)) if r == region => t,
+                _ => {
+                    let t = leaf(region);
+                    table = Some((region, t));
+                    t
+                }
+            };
+            let m = Mapping::new(frame, copy, c.dst, va, SMALL, c.rights, t);
+            let err = match self.add_copy(frame, copy, parent) {
+                Err(e) => CloneRegionError::Copy(e),
+                Ok(()) => match self.insert(m) {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        self.remove_copy(copy).expect("added by this run");
+                        CloneRegionError::Insert(e)
+                    }
+                },
+            };
+            for j in (0..i).rev() {
+                self.remove_by_cap(c.copy(j)).expect("inserted by this run");
+                self.remove_copy(c.copy(j)).expect("added by this run");
+            }
+            return Err((i, err));
+        }
+        Ok(())
+    }
+
+    // ----- destroy -----------------------------------------------------------------------------------------
+
+    /// Destroys a run of mappings as [`destroy_run`](Self::destroy_run) does (the same run, the same
+    /// refusals, all or none, the same state after), but hands no records back: removes the `n` mappings of
+    /// `asid` whose pages follow each other from the page containing `vaddr`, and forgets the capability of
+    /// each that is a copy (an original stays known, unmapped). Returns the index of the refused page and
+    /// [`RemoveError::NotMapped`] (a page missing) or [`RemoveError::HasChildren`] (a copy that still has
+    /// children when its turn comes), with nothing changed.
+    ///
+    /// The manager calls [`caps_run`](Self::caps_run) before the kernel unmaps the pages and deletes the
+    /// copies, then this. The fast path (4 KiB pages from an aligned `vaddr`, no copy in the run with
+    /// children) checks the run first and then removes each page's entries a page table at a time; any other
+    /// run goes through [`destroy_run`](Self::destroy_run).
+    pub fn destroy_region(&mut self, asid: AsId, vaddr: u64, n: usize) -> Result<(), (usize, RemoveError)> {
+        if n == 0 {
+            return Ok(());
+        }
+        let Some((caps, ends)) = self.plan_destroy(asid, vaddr, n) else {
+            return self.destroy_run(asid, vaddr, n).map(drop);
+        };
+        // Last leaf first, last page first: the records a clone appended to its space's list come off its end.
+        let mut gone = Vec::with_capacity(n);
+        let mut end = n;
+        for &start in ends.iter().rev().skip(1).chain(core::iter::once(&0)) {
+            self.destroy_in_leaf(asid, vaddr + start as u64 * PAGE, &caps[start..end], &mut gone);
+            end = start;
+        }
+        // The forgotten copies' slots, in runs of consecutive slots a chunk at a time.
+        let mut k = gone.len();
+        while k > 0 {
+            let first = gone[k - 1];
+            let mut m = 1;
+            while m < k && gone[k - 1 - m].0 == first.0.wrapping_add(m as u64) {
+                m += 1;
+            }
+            let mut done = 0;
+            while done < m {
+                done += self.caps.index_mut().clear(CapSlot(first.0 + done as u64), m - done);
+            }
+            k -= m;
+        }
+        Ok(())
+    }
+
+    /// The capabilities (positions) of the run of [`destroy_region`](Self::destroy_region) (with `n > 0`)
+    /// and where each leaf table's part of it ends, if the fast path takes the run: `n` 4 KiB pages from an
+    /// aligned `vaddr`, each mapped, no copy among them with children.
+    fn plan_destroy(&self, asid: AsId, vaddr: u64, n: usize) -> Option<(Vec<u32>, Vec<usize>)> {
+        let mut caps = Vec::with_capacity(n);
+        let mut ends = Vec::new();
+        let mut leaf = NONE;
+        let mut ok = true;
+        self.source_run(asid, vaddr, n, Rights::empty(), |cap, _| {
+            let node = self.caps.at(cap);
+            let p = node.map.as_ref().expect("indexed cap is mapped");
+            ok &= node.parent_pos == cap || node.children == 0;
+            if p.leaf != leaf {
+                if !caps.is_empty() {
+                    ends.push(caps.len());
+                }
+                leaf = p.leaf;
+            }
+            caps.push(cap);
+        })
+        .ok()?;
+        ends.push(caps.len());
+        ok.then_some((caps, ends))
+    }
+
+    /// Removes the records held by `cps` (distinct capabilities mapping the consecutive 4 KiB pages of `asid`
+    /// from `vaddr`, all in one leaf table) and forgets those of them that are copies (none has children),
+    /// last first, appending their slots to `gone`, whose entries in the slot index the caller removes.
+    fn destroy_in_leaf(&mut self, asid: AsId, vaddr: u64, cps: &[u32], gone: &mut Vec<CapSlot>) {
+        let MappingDb {
+            frames,
+            caps,
+            by_vaddr,
+            spaces,
+            leaves,
+            spans,
+            len,
+            ..
+        } = self;
+        let leaf = caps.at(cps[0]).map.as_ref().expect("mapped cap").leaf;
+        let l = leaves.at_mut(leaf);
+        let (counters, space) = (l.spans, l.space);
+        let s = spaces.at_mut(space);
+        for &cap in cps.iter().rev() {
+            let (slot, node) = caps.entry_at_mut(cap);
+            let p = node.map.take().expect("mapped cap");
+            debug_assert_eq!(p.leaf, leaf);
+            let (fpos, parent_pos, copy_pos) = (node.frame, node.parent_pos, node.copy_pos);
+            let f = frames.at_mut(fpos);
+            if let Some(moved) = f.mapped.swap_remove(pos(p.frame_pos)) {
+                placed_mut(caps, moved).frame_pos = p.frame_pos;
+            }
+            if let Some(moved) = swap_remove(&mut s.maps, pos(p.space_pos)) {
+                placed_mut(caps, moved).space_pos = p.space_pos;
+            }
+            if parent_pos != cap {
+                // A copy (an original is its own parent), without children: forgotten, as `remove_copy` would
+                // (its slot leaves the index later).
+                debug_assert_eq!(caps.at(cap).children, 0);
+                caps.take_at(cap);
+                caps.at_mut(parent_pos).children -= 1;
+                if let Some(moved) = f.copies.swap_remove(pos(copy_pos)) {
+                    caps.get_mut(&moved).expect("listed copy").copy_pos = copy_pos;
+                }
+                gone.push(slot);
+            }
+        }
+        let k = cps.len();
+        let first = SMALL.entry_index(vaddr);
+        l.clear_range(first, first + k as u16);
+        let mut done = 0;
+        while done < k {
+            done += by_vaddr.clear(asid, SMALL, vaddr + done as u64 * PAGE, k - done);
+        }
+        l.count -= k as u32;
+        let (leaf_empty, space_empty) = (l.count == 0, s.maps.is_empty());
+        if space_empty {
+            spaces.remove_at(space);
+        }
+        if leaf_empty {
+            leaves.remove_at(leaf);
+        }
+        for sp in counters {
+            if sp != NONE {
+                let count = spans.at_mut(sp);
+                *count -= k as u32;
+                if *count == 0 {
+                    spans.remove_at(sp);
+                }
+            }
+        }
+        *len -= k;
+    }
+}
