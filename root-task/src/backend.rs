@@ -12,6 +12,9 @@ use sel4::{cap, cap_type, init, object_type, size_bits, Cap, CapData, CapRights,
 use vspace::VSpaceKernel as _;
 use vspace::{CacheAttr, CapRef, FrameSize, KernelFailure, TableLevel, VirtAddr};
 
+use crate::manager::Manager;
+use core::sync::atomic::{AtomicBool, Ordering};
+
 // The seL4-free crates carry object sizes of their own; they must be the
 // kernel tree's (libsel4's seL4_*Bits, read by the kernel build).
 const fn b(t: ObjectType) -> usize {
@@ -297,8 +300,54 @@ pub fn sub_run(run: &vspace::LeafRun, from: usize) -> vspace::LeafRun {
     }
 }
 
-/// Whether the kernel has the batched leaf-table invocations.
-pub const BATCHED_LEAF: bool = cfg!(sel4_batched_leaf);
+/// Whether the kernel has the batched leaf-table invocations, as found by
+/// [`detect_batched_leaf`] at start-up. Until then, and always when the
+/// bindings were generated without them, the per-page path is used.
+pub fn batched_leaf() -> bool {
+    cfg!(sel4_batched_leaf) && BATCHED.load(Ordering::Relaxed)
+}
+
+static BATCHED: AtomicBool = AtomicBool::new(false);
+
+/// Asks the kernel whether it has the batched leaf-table invocations (kernel
+/// patch 0005) and remembers the answer for [`batched_leaf`]: an
+/// `X86PageTable_UnmapRun` of 0 entries on a new, unmapped page table. The
+/// extension refuses the count (`RangeError`); a kernel without it does not
+/// know the label (`IllegalOperation`). Any other answer is an error. Bindings
+/// generated from a kernel tree without the invocations cannot call them:
+/// then the answer is no, without asking.
+pub fn detect_batched_leaf(m: &mut Manager) -> Result<bool, alloc::string::String> {
+    #[cfg(sel4_batched_leaf)]
+    {
+        let pt = m.alloc(ObjectType::PageTable).map_err(|e| alloc::format!("{e:?}"))?;
+        let root = m.cs.path(
+            m.cs.layout()
+                .slot_of(CsCPtr(pt.cptr.0))
+                .ok_or_else(|| alloc::string::String::from("page table slot"))?,
+        );
+        let r = Cap::<cap_type::X86PageTable>::from_bits(pt.cptr.0).x86_page_table_unmap_run(
+            0,
+            0,
+            cnode(root.root),
+            root.index,
+            root.depth as Word,
+            0,
+        );
+        m.cs.free(pt.id).map_err(|e| alloc::format!("{e:?}"))?;
+        let present = match r {
+            Err(Error::RangeError) => true,
+            Err(Error::IllegalOperation) => false,
+            other => return Err(alloc::format!("UnmapRun of 0 entries answered {other:?}")),
+        };
+        BATCHED.store(present, Ordering::Relaxed);
+        Ok(present)
+    }
+    #[cfg(not(sel4_batched_leaf))]
+    {
+        let _ = m;
+        Ok(false)
+    }
+}
 
 /// A run of at least this many pages goes through a run invocation: one
 /// page is cheaper with the stock per-page invocation.
@@ -408,7 +457,7 @@ impl vspace::VSpaceKernel for VsKernel<'_> {
         rights: vspace::Rights,
         attr: CacheAttr,
     ) -> Result<(), vspace::RunFailure> {
-        if run.level != TableLevel::Pt {
+        if run.level != TableLevel::Pt || !batched_leaf() {
             return map_each(self, root, run, frames, rights, attr);
         }
         // Each sub-run of caps in consecutive slots of one CNode in one entry
@@ -439,7 +488,7 @@ impl vspace::VSpaceKernel for VsKernel<'_> {
 
     #[cfg(sel4_batched_leaf)]
     fn unmap_frames_run(&mut self, run: &vspace::LeafRun, frames: &[CapRef]) -> Result<(), vspace::RunFailure> {
-        if run.level != TableLevel::Pt {
+        if run.level != TableLevel::Pt || !batched_leaf() {
             return unmap_each(self, frames);
         }
         self.in_runs(

@@ -56,6 +56,16 @@ fn main(bi: &'static BootInfo) -> Verdict {
             return v;
         }
     };
+    // The batched leaf-table invocations: used only if the kernel has them.
+    match backend::detect_batched_leaf(&mut m) {
+        Ok(present) => Record::new("extension")
+            .bool("batched_leaf", present)
+            .bool("batched_bindings", cfg!(sel4_batched_leaf))
+            .emit(),
+        Err(e) => {
+            v.check("manager.detect_batched_leaf", false, &e);
+        }
+    }
     vspace_checks::run(&mut m, &mut v);
     mapping_checks::run(&mut m, &mut v);
     batched::run(&mut m, &mut v);
@@ -90,6 +100,6 @@ fn report_bootinfo(bi: &BootInfo) {
         .num("image_frames", bi.user_image_frames.len() as u64)
         .num("ipc_buffer", bi.ipc_buffer)
         .num("heap_bytes", sel4_root_task::heap::boot_resources().heap_bytes)
-        .bool("batched_leaf", backend::BATCHED_LEAF)
+        .bool("batched_bindings", cfg!(sel4_batched_leaf))
         .emit();
 }

@@ -24,7 +24,9 @@ use crate::phases::{Clock, Phase};
 use alloc::vec::Vec;
 use cspace::{ObjectId, ObjectType, Rights as CsRights};
 use hashbrown::HashMap;
-use mapping_db::{AsId, CapSlot, FrameId, Mapping, MappingDb, PageSize, Rights as DbRights};
+use mapping_db::{
+    AsId, CapSlot, CloneParent, FrameId, Mapping, MappingDb, PageSize, RegionClone, Rights as DbRights, SourceError,
+};
 use vspace::{AddressSpace, CacheAttr, CapRef, Page, PageRange, Rights, Size4K, TableLevel};
 
 /// Why the manager refused a request. Nothing changed.
@@ -110,6 +112,8 @@ fn region(vaddr: u64, n: u64) -> Result<PageRange<Size4K>, MmError> {
 }
 
 const PAGE: u64 = 1 << 12;
+/// The span of one leaf page table (512 4 KiB pages).
+const LEAF_SPAN: u64 = 1 << 21;
 
 impl Default for Mm {
     fn default() -> Self {
@@ -190,24 +194,71 @@ impl Mm {
             .map_err(|_| MmError::Inconsistent("database refused a mapping the kernel made"))
     }
 
-    /// Records the clones the kernel made: each (frame, copy) is a new copy
-    /// of the frame's original cap (the kernel's derivation), mapped at the
-    /// pages from `vaddr` in `asid`.
-    fn record_clones(
-        &mut self,
-        asid: AsId,
-        vaddr: u64,
-        copies: &[(FrameId, u64)],
-        rights: Rights,
-    ) -> Result<(), MmError> {
-        let recs: Vec<(Mapping, CapSlot)> = self
-            .records(asid, vaddr, copies, rights)?
-            .into_iter()
-            .map(|r| (r, r.frame.slot))
+    /// The leaf tables of `asid` covering the `n` pages from `vaddr`, one per
+    /// 2 MiB region from the one holding `vaddr`.
+    fn leaves(&self, asid: AsId, vaddr: u64, n: u64) -> Result<Vec<CapSlot>, MmError> {
+        let space = self.spaces.get(&asid).ok_or(MmError::UnknownSpace(asid))?;
+        let first = vaddr & !(LEAF_SPAN - 1);
+        let last = (vaddr + (n - 1) * PAGE) & !(LEAF_SPAN - 1);
+        (0..=(last - first) / LEAF_SPAN)
+            .map(|k| {
+                space
+                    .table_at(TableLevel::Pt, vspace::VirtAddr::new(first + k * LEAF_SPAN))
+                    .map(|t| CapSlot(t.0))
+                    .ok_or(MmError::Inconsistent("no leaf table"))
+            })
+            .collect()
+    }
+
+    /// Records the clones the kernel made: `copies[i]`, a new copy of the
+    /// original cap of the frame at page `i` of `from` (the kernel's
+    /// derivation), is mapped at page `i` of `to`.
+    fn record_clones(&mut self, from: At, to: At, copies: &[CapRef], rights: Rights) -> Result<(), MmError> {
+        let n = copies.len() as u64;
+        let leaves = self.leaves(to.0, to.1, n)?;
+        let first = to.1 & !(LEAF_SPAN - 1);
+        const REFUSED: MmError = MmError::Inconsistent("database refused a clone the kernel made");
+        if copies.iter().zip(0..).all(|(c, i)| c.0 == copies[0].0 + i) {
+            // Consecutive copies (a slot run): one pass, no per-page records.
+            let c = RegionClone {
+                src: from.0,
+                src_vaddr: from.1,
+                dst: to.0,
+                dst_vaddr: to.1,
+                n: n as usize,
+                first_copy: CapSlot(copies[0].0),
+                parent: CloneParent::Original,
+                rights: db_rights(rights),
+            };
+            return self
+                .db
+                .clone_region(&c, |base| leaves[((base - first) / LEAF_SPAN) as usize])
+                .map_err(|_| REFUSED);
+        }
+        let sources = self
+            .db
+            .mappings_run(from.0, from.1, n as usize)
+            .map_err(|_| MmError::Inconsistent("source vanished"))?;
+        let recs: Vec<(Mapping, CapSlot)> = sources
+            .iter()
+            .zip(copies)
+            .zip(0..)
+            .map(|((s, c), i)| {
+                let va = to.1 + i * PAGE;
+                let leaf = leaves[((va & !(LEAF_SPAN - 1)) - first) as usize / LEAF_SPAN as usize];
+                let m = Mapping::new(
+                    s.frame,
+                    CapSlot(c.0),
+                    to.0,
+                    va,
+                    PageSize::Small,
+                    db_rights(rights),
+                    leaf,
+                );
+                (m, s.frame.slot)
+            })
             .collect();
-        self.db
-            .clone_run(&recs)
-            .map_err(|_| MmError::Inconsistent("database refused a clone the kernel made"))
+        self.db.clone_run(&recs).map_err(|_| REFUSED)
     }
 
     /// Allocates `n` fresh frames and maps their original caps at `vaddr`
@@ -267,15 +318,20 @@ impl Mm {
         }
     }
 
-    /// The records of the `n` 4 KiB mappings from `vaddr` in `asid`, or
-    /// `err` of the first page that has none.
-    fn mapped(&self, asid: AsId, vaddr: u64, n: u64, err: fn(u64) -> MmError) -> Result<Vec<Mapping>, MmError> {
+    /// The caps of the `n` 4 KiB mappings from `vaddr` in `asid`, each
+    /// allowing `rights`.
+    fn sources(&self, asid: AsId, vaddr: u64, n: u64, rights: Rights) -> Result<Vec<CapSlot>, MmError> {
         if !self.spaces.contains_key(&asid) {
             return Err(MmError::UnknownSpace(asid));
         }
         self.db
-            .mappings_run(asid, vaddr, n as usize)
-            .map_err(|(i, _)| err(vaddr + i as u64 * PAGE))
+            .source_caps(asid, vaddr, n as usize, db_rights(rights))
+            .map_err(|(i, e)| match e {
+                SourceError::NotMapped => MmError::SourceNotMapped {
+                    vaddr: vaddr + i as u64 * PAGE,
+                },
+                SourceError::RightsExceed => MmError::RightsExceed,
+            })
     }
 
     /// Shares the `n` pages at `from` into `to`:
@@ -285,16 +341,13 @@ impl Mm {
         let mut clock = Clock::start();
         let range = region(dst_va, n)?;
         region(src_va, n)?;
-        let sources = self.mapped(src, src_va, n, |vaddr| MmError::SourceNotMapped { vaddr })?;
-        if sources.iter().any(|s| !s.rights.contains(db_rights(rights))) {
-            return Err(MmError::RightsExceed);
-        }
+        let sources = self.sources(src, src_va, n, rights)?;
         clock.lap(Phase::Lookup);
         self.check_free(dst, dst_va, n)?;
         clock.lap(Phase::CheckFree);
         #[cfg(sel4_batched_leaf)]
-        if n as usize >= crate::backend::MIN_RUN && n <= 4096 {
-            return self.clone_runs(m, &sources, to, range, rights, clock);
+        if crate::backend::batched_leaf() && n as usize >= crate::backend::MIN_RUN && n <= 4096 {
+            return self.clone_runs(m, from, &sources, to, rights, clock);
         }
         let undo = |m: &mut Manager, copies: &[cspace::Slot]| {
             let _ = m.cs.delete_many(copies);
@@ -303,7 +356,7 @@ impl Mm {
             .iter()
             .map(|s| {
                 m.cs.layout()
-                    .slot_of(cspace::CPtr(s.cap.0))
+                    .slot_of(cspace::CPtr(s.0))
                     .ok_or(MmError::Inconsistent("cap slot"))
             })
             .collect::<Result<_, _>>()?;
@@ -318,8 +371,7 @@ impl Mm {
         }
         clock.lap(Phase::VSpace);
         // The kernel's derivation: a copy of a frame cap is a child of the original.
-        let recs: Vec<(FrameId, u64)> = sources.iter().zip(&caps).map(|(s, c)| (s.frame, c.0)).collect();
-        let r = self.record_clones(dst, dst_va, &recs, rights);
+        let r = self.record_clones(from, to, &caps, rights);
         clock.lap(Phase::Database);
         r
     }
@@ -333,22 +385,23 @@ impl Mm {
     fn clone_runs(
         &mut self,
         m: &mut Manager,
-        sources: &[Mapping],
-        At(dst, dst_va): At,
-        range: PageRange<Size4K>,
+        from: At,
+        sources: &[CapSlot],
+        to: At,
         rights: Rights,
         mut clock: Clock,
     ) -> Result<(), MmError> {
         let n = sources.len() as u64;
+        let range = region(to.1, n)?;
         let run = m.cs.alloc_slots(n).map_err(MmError::Alloc)?;
         // One CNode's slots: consecutive cptrs.
         let base = m.cptr(run.slot(0));
         let dests: Vec<CapRef> = (0..n).map(|i| CapRef(base + i)).collect();
-        let srcs: Vec<CapRef> = sources.iter().map(|s| CapRef(s.cap.0)).collect();
+        let srcs: Vec<CapRef> = sources.iter().map(|s| CapRef(s.0)).collect();
         let mut made = alloc::vec![false; n as usize];
         let mut runs = Vec::new();
         clock.lap(Phase::Slots);
-        let space = self.spaces.get_mut(&dst).ok_or(MmError::UnknownSpace(dst))?;
+        let space = self.spaces.get_mut(&to.0).ok_or(MmError::UnknownSpace(to.0))?;
         let mut k = CopyMapKernel {
             inner: m.vk(),
             dest_base: dests[0].0,
@@ -382,8 +435,7 @@ impl Mm {
             m.cs.adopt_copies_run(src, k as u64, dests).map_err(MmError::Cap)?;
         }
         clock.lap(Phase::CSpace);
-        let recs: Vec<(FrameId, u64)> = sources.iter().zip(&dests).map(|(s, c)| (s.frame, c.0)).collect();
-        let r = self.record_clones(dst, dst_va, &recs, rights);
+        let r = self.record_clones(from, to, &dests, rights);
         clock.lap(Phase::Database);
         r
     }
@@ -393,29 +445,39 @@ impl Mm {
     pub fn destroy_region(&mut self, m: &mut Manager, asid: AsId, vaddr: u64, n: u64) -> Result<(), MmError> {
         let mut clock = Clock::start();
         let range = region(vaddr, n)?;
-        let recs = self.mapped(asid, vaddr, n, |vaddr| MmError::NotMapped { vaddr })?;
+        if !self.spaces.contains_key(&asid) {
+            return Err(MmError::UnknownSpace(asid));
+        }
+        // Each page's cap, and whether it is a copy (not the frame's original).
+        let caps = self
+            .db
+            .caps_run(asid, vaddr, n as usize)
+            .map_err(|(i, _)| MmError::NotMapped {
+                vaddr: vaddr + i as u64 * PAGE,
+            })?;
         clock.lap(Phase::Lookup);
         let space = self.spaces.get_mut(&asid).ok_or(MmError::UnknownSpace(asid))?;
         // Page i's cap is a copy (not the frame's original), so the kernel may
         // delete it with its unmap; the runs of pages whose copies it did
         // delete, as (first page, count).
-        let copies: Vec<bool> = recs.iter().map(|r| r.cap != r.frame.slot).collect();
+        let copies: Vec<bool> = caps.iter().map(|c| c.1).collect();
         #[allow(unused_mut)]
         let mut deleted: Vec<(usize, usize)> = Vec::new();
-        #[cfg(sel4_batched_leaf)]
-        let released = {
-            let mut k = UnmapDeleteKernel {
-                inner: m.vk(),
-                base: vaddr,
-                copies: &copies,
-                deleted: &mut deleted,
-            };
-            space.unmap(&mut k, range).map_err(MmError::Unmap)?
+        let released = match () {
+            #[cfg(sel4_batched_leaf)]
+            () if crate::backend::batched_leaf() => {
+                let mut k = UnmapDeleteKernel {
+                    inner: m.vk(),
+                    base: vaddr,
+                    copies: &copies,
+                    deleted: &mut deleted,
+                };
+                space.unmap(&mut k, range).map_err(MmError::Unmap)?
+            }
+            () => space.unmap(&mut m.vk(), range).map_err(MmError::Unmap)?,
         };
-        #[cfg(not(sel4_batched_leaf))]
-        let released = space.unmap(&mut m.vk(), range).map_err(MmError::Unmap)?;
         clock.lap(Phase::VSpace);
-        if released.len() != recs.len() {
+        if released.len() != caps.len() {
             return Err(MmError::Inconsistent("unmap released a different number of caps"));
         }
         // The copies: those the kernel deleted with their unmap (runs of
@@ -423,7 +485,7 @@ impl Mm {
         // stay, unmapped.
         let slot = |m: &Manager, i: usize| {
             m.cs.layout()
-                .slot_of(cspace::CPtr(recs[i].cap.0))
+                .slot_of(cspace::CPtr(caps[i].0 .0))
                 .ok_or(MmError::Inconsistent("cap slot"))
         };
         let mut gone = 0;
@@ -436,7 +498,7 @@ impl Mm {
             for &(i, k) in &deleted {
                 left[i..i + k].iter_mut().for_each(|l| *l = false);
             }
-            let left: Vec<cspace::Slot> = (0..recs.len())
+            let left: Vec<cspace::Slot> = (0..caps.len())
                 .filter(|&i| left[i])
                 .map(|i| slot(m, i))
                 .collect::<Result<_, _>>()?;
@@ -445,7 +507,7 @@ impl Mm {
         clock.lap(Phase::CSpace);
         // The records go, and the copies (not the originals) with them.
         self.db
-            .destroy_run(asid, vaddr, n as usize)
+            .destroy_region(asid, vaddr, n as usize)
             .map_err(|_| MmError::Inconsistent("record or copy not removable"))?;
         clock.lap(Phase::Database);
         Ok(())

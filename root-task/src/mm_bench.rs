@@ -91,7 +91,7 @@ fn breakdown(m: &mut Manager, mm: &mut Mm, s: AsId, d: AsId, n: u64) -> Result<(
             let name = format!("{op}.{}", phase.name());
             Measurement {
                 op: &name,
-                path: if crate::backend::BATCHED_LEAF {
+                path: if crate::backend::batched_leaf() {
                     "batched"
                 } else {
                     "tracked"
@@ -244,7 +244,7 @@ fn run_inner(m: &mut Manager) -> Result<(), String> {
                 op,
                 // The manager on a stock kernel is "tracked"; on a kernel with
                 // the batched leaf-table invocations, which it uses, "batched".
-                path: if crate::backend::BATCHED_LEAF {
+                path: if crate::backend::batched_leaf() {
                     "batched"
                 } else {
                     "tracked"

@@ -1,7 +1,7 @@
 //! Boots every kernel configuration with the root task and checks what it
 //! reports: BootInfo as the kernel configured it, and every self-check.
 
-use sel4_tests::{build_and_boot, configs, BootOptions};
+use sel4_tests::{boot, build, build_and_boot, configs, BootOptions, Run};
 
 /// Checks the root task must report, and pass, on every configuration.
 const EXPECTED_CHECKS: &[&str] = &[
@@ -38,13 +38,42 @@ const EXPECTED_CHECKS: &[&str] = &[
     "bench.vspace_map_unmap",
 ];
 
-fn boot_config(config: &str) {
-    // SMP kernels under TCG on two host cores are slow: allow them time.
-    let opts = BootOptions {
+/// Checks of the batched invocations, reported (and passed) where the kernel
+/// has them.
+const BATCHED_CHECKS: &[&str] = &[
+    "batched.setup",
+    "batched.refuse_not_a_table",
+    "batched.refuse_root",
+    "batched.refuse_count",
+    "batched.refuse_run_leaves_cnode",
+    "batched.refuse_not_a_4k_frame",
+    "batched.refuse_already_mapped",
+    "batched.refuse_present_entry",
+    "batched.rights_masked_as_page_map",
+    "batched.refuse_unmap_wrong_cap",
+    "batched.refuse_copy_dest_occupied",
+    "batched.map_copy_map_512",
+    "batched.unmap_run",
+    "batched.unmap_delete_512",
+    "batched.teardown_exact",
+];
+
+/// SMP kernels under TCG on two host cores are slow: allow them time.
+fn slow_boot() -> BootOptions {
+    BootOptions {
         timeout: std::time::Duration::from_secs(400),
         ..Default::default()
-    };
-    let run = build_and_boot(config, &[], &opts).expect("build and boot");
+    }
+}
+
+fn boot_config(config: &str) {
+    let run = build_and_boot(config, &[], &slow_boot()).expect("build and boot");
+    check_run(config, &run, config.ends_with("-batched"));
+}
+
+/// What every boot must show; `batched`: whether the kernel has the batched
+/// invocations (the root task finds out at start-up and must agree).
+fn check_run(config: &str, run: &Run, batched: bool) {
     run.assert_passed();
     let log = || format!("\n----- serial log -----\n{}", run.log);
     let bi = run
@@ -68,6 +97,19 @@ fn boot_config(config: &str) {
         "{}",
         log()
     );
+    let ext = run
+        .first("extension")
+        .unwrap_or_else(|| panic!("no extension record{}", log()));
+    assert_eq!(ext.bool("batched_leaf"), Some(batched), "detected extension{}", log());
+    for name in BATCHED_CHECKS {
+        let c = run.check(name);
+        if !batched {
+            assert!(c.is_none(), "check {name} ran without the extension{}", log());
+            continue;
+        }
+        let c = c.unwrap_or_else(|| panic!("check {name} not reported{}", log()));
+        assert_eq!(c.bool("ok"), Some(true), "check {name}: {:?}{}", c.str("detail"), log());
+    }
     for name in EXPECTED_CHECKS {
         let c = run
             .check(name)
@@ -133,4 +175,26 @@ fn debug_up_batched() {
 #[test]
 fn debug_smp_batched() {
     boot_batched("debug-smp-batched");
+}
+
+/// The fallback: a root task built for the batched kernel (its bindings have
+/// the run invocations) booted on the stock kernel finds at start-up that the
+/// kernel lacks them, and the whole manager suite passes on the per-page path.
+#[test]
+fn batched_root_task_on_stock_kernel_falls_back() {
+    let batched = build("debug-up-batched", &[]).expect("build batched");
+    let stock = build("debug-up", &[]).expect("build stock");
+    let images = sel4_tests::Images {
+        kernel: stock.kernel.clone(),
+        ..batched
+    };
+    let run = boot(&images, &slow_boot()).expect("boot");
+    let bi = run.first("bootinfo").expect("bootinfo record");
+    assert_eq!(
+        bi.bool("batched_bindings"),
+        Some(true),
+        "bindings with the run invocations"
+    );
+    // The image reports the configuration it was built for; the kernel is stock.
+    check_run("debug-up-batched", &run, false);
 }
