@@ -4,11 +4,22 @@ tables of README.md: per-page medians in icount ticks (= instructions). Every
 path is compared with the stock path measured in the same boot (same kernel),
 as a ratio; the stock/batched column is the speed-up of the batched manager
 over stock copy&map."""
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
 
-path = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "build/bench/latest.json")
+ROOT = Path(__file__).resolve().parent.parent
+args = sys.argv[1:]
+readme = None
+if args[:1] == ["--readme"]:
+    # Replace the README's tables (between the bench markers) with these.
+    readme, args = ROOT / "README.md", args[1:]
+path = Path(args[0] if args else ROOT / "build/bench/latest.json")
+out = io.StringIO()
+_redirect = contextlib.redirect_stdout(out)
+_redirect.__enter__()
 recs = json.loads(path.read_text())
 by = {(r["config"], r["op"], r["path"], r["pages"]): r for r in recs}
 configs = sorted({r["config"] for r in recs})
@@ -101,3 +112,16 @@ if any(ph(*c, "kernel") is not None for c in cols):
     print("| of which at user level | " + " | ".join(str(t - k) for t, k in zip(total, kern)) + " |")
     meas = [by.get((cfg, op, p, 512)) for op, cfg, p in cols]
     print("| measured alone (median) | " + " | ".join(str(pp(m)) if m else "" for m in meas) + " |")
+
+_redirect.__exit__(None, None, None)
+if readme is None:
+    sys.stdout.write(out.getvalue())
+else:
+    text = readme.read_text()
+    begin, end = "<!-- bench:begin (tools/bench_table.py --readme) -->\n", "<!-- bench:end -->\n"
+    if begin not in text or end not in text:
+        sys.exit(f"{readme}: no bench markers")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(head + begin + out.getvalue() + end + tail)
+    print(f"updated {readme}")
