@@ -11,7 +11,8 @@
 //! ```
 //!
 //! The inclusive cost of `map_bench::do_map` (`do_unmap`) divided by `ITERS` is one map (unmap) of
-//! `PAGES` pages (`do_unmap` includes freeing the returned vector).
+//! `PAGES` pages (`do_unmap` includes freeing the returned vector). `map_bench::do_first_mapped` is one
+//! `first_mapped` of those pages while they are mapped, `map_bench::do_lookup` one `lookup` of the first.
 //!
 //! By default the kernel implements [`VSpaceKernel::map_frames_run`] and
 //! [`VSpaceKernel::unmap_frames_run`] as one call per run, as the batched kernel extension does (the
@@ -150,6 +151,17 @@ fn do_unmap(s: &mut AddressSpace, k: &mut NopKernel, n: u64) {
     drop(black_box(released));
 }
 
+/// `first_mapped` of the first `n` pages, and `lookup` of the first page, while they are mapped.
+#[inline(never)]
+fn do_first_mapped(s: &AddressSpace, n: u64) {
+    assert_eq!(black_box(s).first_mapped(range(n)), Some(VirtAddr::new(BASE)));
+}
+
+#[inline(never)]
+fn do_lookup(s: &AddressSpace) {
+    assert!(black_box(s).lookup(VirtAddr::new(BASE)).is_some());
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: u64 = args.get(1).map_or(4096, |a| a.parse().expect("pages"));
@@ -197,6 +209,8 @@ fn main() {
     }
     for _ in 0..iters {
         do_map(&mut s, &mut k, n, &frames);
+        do_first_mapped(&s, n);
+        do_lookup(&s);
         do_unmap(&mut s, &mut k, n);
     }
     s.check().expect("invariants");

@@ -20,6 +20,7 @@ pub const ENTRIES_PER_TABLE: u64 = 512;
 pub(crate) const PML4_ENTRY_BITS: u32 = 39;
 
 /// `addr` rounded down to a multiple of `2^bits`.
+#[inline]
 pub(crate) const fn align_down(addr: u64, bits: u32) -> u64 {
     addr & !((1u64 << bits) - 1)
 }
@@ -62,11 +63,13 @@ impl VirtAddr {
     }
 
     /// The address, unchecked (see the type's documentation for why this is not `unsafe`).
+    #[inline]
     pub const fn new_unchecked(addr: u64) -> Self {
         Self(addr)
     }
 
     /// The address as a number.
+    #[inline]
     pub const fn as_u64(self) -> u64 {
         self.0
     }
@@ -113,6 +116,7 @@ impl TableLevel {
     pub const ALL: [TableLevel; 3] = [TableLevel::Pdpt, TableLevel::Pd, TableLevel::Pt];
 
     /// Bits of address one entry of this table covers (30, 21, 12).
+    #[inline]
     pub const fn entry_bits(self) -> u32 {
         match self {
             TableLevel::Pdpt => 30,
@@ -122,21 +126,25 @@ impl TableLevel {
     }
 
     /// Bits of address the whole table covers (39, 30, 21).
+    #[inline]
     pub const fn span_bits(self) -> u32 {
         self.entry_bits() + 9
     }
 
     /// The base of the table of this level that covers `vaddr`.
+    #[inline]
     pub const fn base_of(self, vaddr: u64) -> u64 {
         align_down(vaddr, self.span_bits())
     }
 
     /// The index of `vaddr`'s entry in the table of this level that covers it.
+    #[inline]
     pub const fn index_of(self, vaddr: u64) -> u16 {
         ((vaddr >> self.entry_bits()) & (ENTRIES_PER_TABLE - 1)) as u16
     }
 
     /// The level this table's entry lives in; `None` for [`TableLevel::Pdpt`], whose parent is the root.
+    #[inline]
     pub const fn parent(self) -> Option<TableLevel> {
         match self {
             TableLevel::Pdpt => None,
@@ -146,6 +154,7 @@ impl TableLevel {
     }
 
     /// The level of the tables this one's entries can point to; `None` for [`TableLevel::Pt`].
+    #[inline]
     pub const fn child(self) -> Option<TableLevel> {
         match self {
             TableLevel::Pdpt => Some(TableLevel::Pd),
@@ -155,6 +164,7 @@ impl TableLevel {
     }
 
     /// Position in [`TableLevel::ALL`].
+    #[inline]
     pub const fn ordinal(self) -> usize {
         self as usize
     }
@@ -176,6 +186,7 @@ impl FrameSize {
     pub const ALL: [FrameSize; 3] = [FrameSize::Small, FrameSize::Large, FrameSize::Huge];
 
     /// log2 of the size in bytes.
+    #[inline]
     pub const fn bits(self) -> u32 {
         match self {
             FrameSize::Small => 12,
@@ -185,11 +196,13 @@ impl FrameSize {
     }
 
     /// The size in bytes.
+    #[inline]
     pub const fn bytes(self) -> u64 {
         1 << self.bits()
     }
 
     /// The level of the table whose entry maps a frame of this size.
+    #[inline]
     pub const fn level(self) -> TableLevel {
         match self {
             FrameSize::Small => TableLevel::Pt,
@@ -199,11 +212,13 @@ impl FrameSize {
     }
 
     /// `addr` rounded down to a multiple of this size.
+    #[inline]
     pub const fn align_down(self, addr: u64) -> u64 {
         align_down(addr, self.bits())
     }
 
     /// Whether `addr` is a multiple of this size.
+    #[inline]
     pub const fn is_aligned(self, addr: u64) -> bool {
         addr & (self.bytes() - 1) == 0
     }

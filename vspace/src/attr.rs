@@ -27,6 +27,7 @@ impl Rights {
     pub const READ_WRITE: Rights = Rights::READ.union(Rights::WRITE);
 
     /// Whether x86 can express these rights (not `WRITE` without `READ`).
+    #[inline]
     pub const fn is_valid(self) -> bool {
         !self.contains(Rights::WRITE) || self.contains(Rights::READ)
     }

@@ -12,7 +12,7 @@ use crate::addr::{FrameSize, PageRange, PageSize, TableLevel, VirtAddr};
 use crate::attr::{CacheAttr, Rights};
 use crate::capmap::CapMap;
 use crate::error::{MapError, Rollback};
-use crate::kernel::{CapRef, KernelFailure, KernelOp, LeafRun, VSpaceKernel};
+use crate::kernel::{CapRef, KernelFailure, KernelOp, LeafRun, RunFailure, VSpaceKernel};
 use crate::shadow::{Meta, RunPos, Shadow, TableKey, ENTRIES};
 use crate::space::{candidate, in_user_range, AddressSpace, Candidates, OnEmpty, UnmapOutcome};
 
@@ -231,6 +231,158 @@ pub(crate) fn plan<S: PageSize>(
         });
     }
     Ok(())
+}
+
+/// [`AddressSpace::map`] of a range inside one leaf table the space has (slab slot `slot`): the common
+/// page-fault-sized case, with no walk from the root, no list of tables and no run splitting. The caller
+/// checked what [`plan`] checks before the overlap (range not empty, rights, one cap per page, user range);
+/// the rest (overlap, caps, kernel calls, rollback) is exactly [`plan`] then [`commit_range`] for such a
+/// range: the ancestors of a present leaf table hold it, so only its own entries can overlap, and no table
+/// is missing.
+pub(crate) fn map_in_table<S: PageSize, K: VSpaceKernel + ?Sized>(
+    space: &mut AddressSpace,
+    k: &mut K,
+    slot: usize,
+    start: u64,
+    frames: &[CapRef],
+    rights: Rights,
+    attr: CacheAttr,
+) -> Result<(), MapError> {
+    let n = frames.len();
+    let first = S::LEVEL.index_of(start) as usize;
+    if let [frame] = frames {
+        return map_one::<S, K>(space, k, slot, first, start, *frame, rights, attr);
+    }
+    let overlap = space.shadow.at(slot).next_occupied(first, first + n).map(|j| j - first);
+    let checked = overlap.unwrap_or(n);
+    let by_cap = &mut space.shadow.by_cap;
+    if let Err(i) = by_cap.insert_run(&frames[..checked], start, S::BITS) {
+        forget_caps(by_cap, &frames[..i]);
+        return Err(MapError::FrameAlreadyMapped { frame: frames[i] });
+    }
+    if let Some(o) = overlap {
+        forget_caps(by_cap, &frames[..o]);
+        return Err(MapError::Overlap {
+            vaddr: VirtAddr::new_unchecked(start + ((o as u64) << S::BITS)),
+        });
+    }
+    let seg = Seg {
+        start,
+        pages: n,
+        size: S::FRAME,
+        rights,
+        attr,
+        off: 0,
+    };
+    let r = Run {
+        pos: RunPos {
+            level: S::LEVEL,
+            base: S::LEVEL.base_of(start),
+            first,
+            count: n,
+        },
+        size: S::FRAME,
+        rights,
+        attr,
+        off: 0,
+    };
+    map_run_at(space, k, slot, &r, core::slice::from_ref(&seg), frames, &[], true)
+}
+
+/// [`map_in_table`] of one page, in entry `i` of the leaf table in slab slot `slot`: the same refusals,
+/// kernel call, shadow update and (out of line) rollback, without the run bookkeeping.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn map_one<S: PageSize, K: VSpaceKernel + ?Sized>(
+    space: &mut AddressSpace,
+    k: &mut K,
+    slot: usize,
+    i: usize,
+    start: u64,
+    frame: CapRef,
+    rights: Rights,
+    attr: CacheAttr,
+) -> Result<(), MapError> {
+    let root = space.root();
+    let (t, by_cap, frame_count) = space.shadow.split_mut(slot);
+    if t.frames.get(i) || t.children.get(i) {
+        return Err(MapError::Overlap {
+            vaddr: VirtAddr::new_unchecked(start),
+        });
+    }
+    let frames = core::slice::from_ref(&frame);
+    if by_cap.insert_run(frames, start, S::BITS).is_err() {
+        return Err(MapError::FrameAlreadyMapped { frame });
+    }
+    let run = LeafRun {
+        level: S::LEVEL,
+        table: t.cap,
+        first_index: i as u16,
+        vaddr: VirtAddr::new_unchecked(start),
+        size: S::FRAME,
+    };
+    match k.map_frames_run(root, &run, frames, rights, attr) {
+        Ok(()) => {
+            t.insert_frames(i, frames, Meta { rights, attr });
+            frame_count[S::FRAME as usize] += 1;
+            Ok(())
+        }
+        Err(e) => map_one_failed::<S, K>(space, k, slot, i, start, frame, rights, attr, e),
+    }
+}
+
+/// [`map_one`] after the kernel refused: what [`map_run_at`] does then.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
+fn map_one_failed<S: PageSize, K: VSpaceKernel + ?Sized>(
+    space: &mut AddressSpace,
+    k: &mut K,
+    slot: usize,
+    i: usize,
+    start: u64,
+    frame: CapRef,
+    rights: Rights,
+    attr: CacheAttr,
+    e: RunFailure,
+) -> Result<(), MapError> {
+    let frames = core::slice::from_ref(&frame);
+    let done = e.done.min(1);
+    let (t, _, frame_count) = space.shadow.split_mut(slot);
+    t.insert_frames(i, &frames[..done], Meta { rights, attr });
+    frame_count[S::FRAME as usize] += done;
+    let seg = Seg {
+        start,
+        pages: 1,
+        size: S::FRAME,
+        rights,
+        attr,
+        off: 0,
+    };
+    let r = Run {
+        pos: RunPos {
+            level: S::LEVEL,
+            base: S::LEVEL.base_of(start),
+            first: i,
+            count: 1,
+        },
+        size: S::FRAME,
+        rights,
+        attr,
+        off: 0,
+    };
+    let vaddr = VirtAddr::new_unchecked(r.pos.vaddr_of(done));
+    map_run_failed(
+        space,
+        k,
+        &r,
+        core::slice::from_ref(&seg),
+        frames,
+        &[],
+        true,
+        vaddr,
+        e.failure,
+    )
 }
 
 /// Walks the pages `[start, end)` of size `S` one leaf table at a time: returns the index of the first page
@@ -519,12 +671,28 @@ fn map_run<K: VSpaceKernel + ?Sized>(
     created: &[TableKey],
     indexed: bool,
 ) -> Result<(), MapError> {
-    let root = space.root();
-    let level = r.pos.level;
     let slot = space
         .shadow
-        .find_hinted(level, r.pos.base)
+        .find_hinted(r.pos.level, r.pos.base)
         .expect("shadow: leaf table missing");
+    map_run_at(space, k, slot, r, segs, caps, created, indexed)
+}
+
+/// [`map_run`] into the leaf table in slab slot `slot`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn map_run_at<K: VSpaceKernel + ?Sized>(
+    space: &mut AddressSpace,
+    k: &mut K,
+    slot: usize,
+    r: &Run,
+    segs: &[Seg],
+    caps: &[CapRef],
+    created: &[TableKey],
+    indexed: bool,
+) -> Result<(), MapError> {
+    let root = space.root();
+    let level = r.pos.level;
     let (t, by_cap, frame_count) = space.shadow.split_mut(slot);
     let run = LeafRun {
         level,
@@ -551,19 +719,38 @@ fn map_run<K: VSpaceKernel + ?Sized>(
     }
     match res {
         Ok(()) => Ok(()),
-        Err(e) => {
-            if indexed {
-                forget_caps(&mut space.shadow.by_cap, &caps[r.off + done..]);
-            }
-            let rollback = undo_map(space, k, segs, r.off + done, created);
-            Err(MapError::Kernel {
-                op: KernelOp::MapFrame,
-                vaddr: run.vaddr_of(e.done),
-                failure: e.failure,
-                rollback,
-            })
-        }
+        Err(e) => map_run_failed(space, k, r, segs, caps, created, indexed, run.vaddr_of(done), e.failure),
     }
+}
+
+/// The end of [`map_run_at`] when the kernel mapped only the first `done` pages of run `r` (recorded
+/// already; `vaddr` is the next): removes the `indexed` entries of the pages not mapped and undoes the
+/// commit. Out of line: the successful map does not carry it.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
+fn map_run_failed<K: VSpaceKernel + ?Sized>(
+    space: &mut AddressSpace,
+    k: &mut K,
+    r: &Run,
+    segs: &[Seg],
+    caps: &[CapRef],
+    created: &[TableKey],
+    indexed: bool,
+    vaddr: VirtAddr,
+    failure: KernelFailure,
+) -> Result<(), MapError> {
+    let done = ((vaddr.as_u64() - r.pos.vaddr_of(0)) >> r.size.bits()) as usize;
+    if indexed {
+        forget_caps(&mut space.shadow.by_cap, &caps[r.off + done..]);
+    }
+    let rollback = undo_map(space, k, segs, r.off + done, created);
+    Err(MapError::Kernel {
+        op: KernelOp::MapFrame,
+        vaddr,
+        failure,
+        rollback,
+    })
 }
 
 /// Undoes a failed commit: unmaps the frames it mapped (the first `mapped` pages of `segs`, in address

@@ -45,6 +45,7 @@ struct Block {
 }
 
 impl Block {
+    #[inline]
     fn get(&self, i: u64) -> u64 {
         self.base.wrapping_add(i << self.bits)
     }
@@ -144,6 +145,7 @@ impl CapMap {
     }
 
     /// The page start of `cap`, if it is entered.
+    #[inline]
     pub fn get(&self, cap: CapRef) -> Option<u64> {
         match self.block_of(cap) {
             Some(b) => Some(b.get(split(cap).1)),
@@ -152,6 +154,7 @@ impl CapMap {
     }
 
     /// Whether `cap` is entered.
+    #[inline]
     pub fn contains(&self, cap: CapRef) -> bool {
         self.block_of(cap).is_some() || self.singles.contains(cap)
     }
@@ -293,7 +296,10 @@ impl CapMap {
     /// Removes `caps` (each entered, none twice).
     #[inline]
     pub fn remove_run(&mut self, caps: &[CapRef]) {
-        if self.blocks.is_empty() {
+        if let [cap] = caps {
+            // One cap (a single-page unmap): most likely a single.
+            self.remove_one(*cap);
+        } else if self.blocks.is_empty() {
             self.remove_singles(caps);
         } else {
             self.remove_mixed(caps);

@@ -24,14 +24,17 @@ pub(crate) const ENTRIES: usize = ENTRIES_PER_TABLE as usize;
 pub(crate) struct Bits([u64; ENTRIES / 64]);
 
 impl Bits {
+    #[inline]
     pub fn get(&self, i: usize) -> bool {
         self.0[i / 64] >> (i % 64) & 1 != 0
     }
 
+    #[inline]
     pub fn set(&mut self, i: usize) {
         self.0[i / 64] |= 1 << (i % 64);
     }
 
+    #[inline]
     pub fn clear(&mut self, i: usize) {
         self.0[i / 64] &= !(1 << (i % 64));
     }
@@ -57,19 +60,37 @@ impl Bits {
         }
     }
 
+    /// The first set bit in `[lo, hi)`.
+    #[inline]
+    pub fn next_one(&self, lo: usize, hi: usize) -> Option<usize> {
+        Self::first(lo, hi, |w| self.0[w])
+    }
+
     /// The first bit in `[lo, hi)` set in `self` or in `other`.
+    #[inline]
     pub fn next_one_either(&self, other: &Bits, lo: usize, hi: usize) -> Option<usize> {
         Self::first(lo, hi, |w| self.0[w] | other.0[w])
     }
 
     /// The first clear bit in `[lo, hi)`, or `hi`.
+    #[inline]
     pub fn next_zero(&self, lo: usize, hi: usize) -> usize {
         Self::first(lo, hi, |w| !self.0[w]).unwrap_or(hi)
     }
 
     /// Sets (`on`) or clears the bits `[lo, hi)`.
+    #[inline]
     pub fn set_range(&mut self, lo: usize, hi: usize, on: bool) {
         if lo >= hi {
+            return;
+        }
+        if hi - lo == 1 {
+            // One page (the common single-page map or unmap): no masks.
+            if on {
+                self.set(lo);
+            } else {
+                self.clear(lo);
+            }
             return;
         }
         let (first, last) = (lo / 64, (hi - 1) / 64);
@@ -126,6 +147,7 @@ pub(crate) struct Meta {
 }
 
 /// The size of the frames a table of `level` maps in its entries.
+#[inline]
 pub(crate) const fn frame_size_of(level: TableLevel) -> FrameSize {
     match level {
         TableLevel::Pdpt => FrameSize::Huge,
@@ -156,12 +178,21 @@ pub(crate) struct Slots {
 
 impl Slots {
     /// Stores frames in entries `first..first + caps.len()`.
+    #[inline]
     fn store(&mut self, first: usize, caps: &[CapRef], meta: Meta) {
         let end = first + caps.len();
-        grow(&mut self.caps, end, CapRef(0));
-        grow(&mut self.meta, end, meta);
-        self.caps[first..end].copy_from_slice(caps);
-        self.meta[first..end].fill(meta);
+        if end > self.caps.len() || end > self.meta.len() {
+            grow(&mut self.caps, end, CapRef(0));
+            grow(&mut self.meta, end, meta);
+        }
+        if let [cap] = caps {
+            // One page: no slice copy (a `memcpy` call for a length known only at run time).
+            self.caps[first] = *cap;
+            self.meta[first] = meta;
+        } else {
+            self.caps[first..end].copy_from_slice(caps);
+            self.meta[first..end].fill(meta);
+        }
     }
 }
 
@@ -172,6 +203,7 @@ const KEEP_BUFFERS: usize = 16;
 pub(crate) const NONE: u32 = u32::MAX;
 
 /// The index of `vaddr`'s entry in the root (PML4).
+#[inline]
 fn root_index(vaddr: u64) -> usize {
     ((vaddr >> PML4_ENTRY_BITS) & (ENTRIES_PER_TABLE - 1)) as usize
 }
@@ -201,11 +233,13 @@ pub(crate) struct TableRec {
 
 impl TableRec {
     /// The first entry in `[lo, hi)` holding a child table or a frame.
+    #[inline]
     pub fn next_occupied(&self, lo: usize, hi: usize) -> Option<usize> {
         self.frames.next_one_either(&self.children, lo, hi)
     }
 
     /// The slab slot of the child table in entry `i`.
+    #[inline]
     pub fn child_at(&self, i: usize) -> Option<usize> {
         match self.child.get(i) {
             Some(&c) if c != NONE => Some(c as usize),
@@ -214,6 +248,7 @@ impl TableRec {
     }
 
     /// The frame in entry `i` (its size is the table level's).
+    #[inline]
     pub fn frame(&self, i: usize) -> Option<FrameRec> {
         if !self.frames.get(i) {
             return None;
@@ -229,11 +264,13 @@ impl TableRec {
     }
 
     /// The address of entry `i`.
+    #[inline]
     pub fn vaddr_of(&self, i: usize) -> u64 {
         self.base + ((i as u64) << self.level.entry_bits())
     }
 
     /// One more entry in use; a table that leaves the empty state is no longer pending reclaim.
+    #[inline]
     fn add_used(&mut self, n: usize) {
         if self.used == 0 {
             self.pending = false;
@@ -242,6 +279,7 @@ impl TableRec {
     }
 
     /// Records frames just mapped in entries `first..first + caps.len()`.
+    #[inline]
     pub fn insert_frames(&mut self, first: usize, caps: &[CapRef], meta: Meta) {
         let n = caps.len();
         if n == 0 {
@@ -299,6 +337,7 @@ pub(crate) struct RunPos {
 
 impl RunPos {
     /// The address of the run's `i`-th page.
+    #[inline]
     pub fn vaddr_of(&self, i: usize) -> u64 {
         self.base + (((self.first + i) as u64) << self.level.entry_bits())
     }
@@ -384,16 +423,19 @@ fn entry_limit(level: TableLevel, base: u64, end: u64) -> usize {
 
 impl Shadow {
     /// The record in slab slot `slot`.
+    #[inline]
     pub fn at(&self, slot: usize) -> &TableRec {
         self.slab[slot].as_ref().expect("shadow: free slab slot")
     }
 
     /// The record in slab slot `slot`.
+    #[inline]
     pub fn at_mut(&mut self, slot: usize) -> &mut TableRec {
         self.slab[slot].as_mut().expect("shadow: free slab slot")
     }
 
     /// The slab slot of the PDPT covering `vaddr`.
+    #[inline]
     pub fn root_child(&self, vaddr: u64) -> Option<usize> {
         match self.root.get(root_index(vaddr)) {
             Some(&c) if c != NONE => Some(c as usize),
@@ -402,6 +444,7 @@ impl Shadow {
     }
 
     /// The slab slot of the table of `level` covering `vaddr`: a walk from the root.
+    #[inline]
     pub fn find(&self, level: TableLevel, vaddr: u64) -> Option<usize> {
         let mut slot = self.root_child(vaddr)?;
         let mut l = TableLevel::Pdpt;
@@ -413,6 +456,7 @@ impl Shadow {
     }
 
     /// The slab slot of the table of `level` at `base` if it is the one last resolved at that level.
+    #[inline(always)]
     pub fn hinted(&self, level: TableLevel, base: u64) -> Option<usize> {
         let (b, slot) = self.hint[level.ordinal()];
         let slot = slot as usize;
@@ -423,15 +467,38 @@ impl Shadow {
     }
 
     /// Remembers the slab slot of a table just resolved.
+    #[inline]
     pub fn remember(&mut self, level: TableLevel, base: u64, slot: usize) {
         self.hint[level.ordinal()] = (base, slot as u32);
     }
 
-    /// The slab slot of the table of `level` at `base`, from the hint or by a walk (then remembered).
-    pub fn find_hinted(&mut self, level: TableLevel, base: u64) -> Option<usize> {
-        if let Some(slot) = self.hinted(level, base) {
-            return Some(slot);
+    /// The slab slot of the table of `level` covering `vaddr`, from the hint or by a walk (not remembered).
+    #[inline(always)]
+    pub fn find_or_hinted(&self, level: TableLevel, vaddr: u64) -> Option<usize> {
+        match self.hinted(level, level.base_of(vaddr)) {
+            Some(slot) => Some(slot),
+            None => self.find_walk(level, vaddr),
         }
+    }
+
+    /// [`Self::find`], not inlined (the path past a hint).
+    #[inline(never)]
+    fn find_walk(&self, level: TableLevel, vaddr: u64) -> Option<usize> {
+        self.find(level, vaddr)
+    }
+
+    /// The slab slot of the table of `level` at `base`, from the hint or by a walk (then remembered).
+    #[inline(always)]
+    pub fn find_hinted(&mut self, level: TableLevel, base: u64) -> Option<usize> {
+        match self.hinted(level, base) {
+            Some(slot) => Some(slot),
+            None => self.find_remember(level, base),
+        }
+    }
+
+    /// [`Self::find_hinted`] past the hint: a walk, then remembered.
+    #[inline(never)]
+    fn find_remember(&mut self, level: TableLevel, base: u64) -> Option<usize> {
         let slot = self.find(level, base)?;
         self.remember(level, base, slot);
         Some(slot)
@@ -483,8 +550,15 @@ impl Shadow {
             .frame(level.index_of(vaddr) as usize)
     }
 
-    /// The mapping covering `vaddr`, with its page start: a walk from the root.
+    /// The mapping covering `vaddr`, with its page start: from the page table last resolved if it covers
+    /// `vaddr` (its ancestors hold it, so no larger page covers `vaddr`), otherwise a walk from the root.
+    #[inline]
     pub fn lookup(&self, vaddr: u64) -> Option<(u64, FrameRec)> {
+        let pt = TableLevel::Pt;
+        if let Some(slot) = self.hinted(pt, pt.base_of(vaddr)) {
+            let f = self.at(slot).frame(pt.index_of(vaddr) as usize)?;
+            return Some((f.size.align_down(vaddr), f));
+        }
         self.walk(vaddr, None)
     }
 
@@ -501,6 +575,7 @@ impl Shadow {
     }
 
     /// The mapping covering `vaddr`, looking only at frames larger than `above`.
+    #[inline]
     fn walk(&self, vaddr: u64, above: Option<FrameSize>) -> Option<(u64, FrameRec)> {
         let mut slot = self.root_child(vaddr)?;
         loop {
@@ -517,12 +592,14 @@ impl Shadow {
     }
 
     /// The record in slab slot `slot`, with the cap index and the frame counts.
+    #[inline]
     pub fn split_mut(&mut self, slot: usize) -> (&mut TableRec, &mut CapMap, &mut [usize; 3]) {
         let rec = self.slab[slot].as_mut().expect("shadow: free slab slot");
         (rec, &mut self.by_cap, &mut self.frame_count)
     }
 
     /// Total mapped frames.
+    #[inline]
     pub fn frames_total(&self) -> usize {
         self.frame_count.iter().sum()
     }

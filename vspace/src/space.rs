@@ -145,7 +145,7 @@ impl AddressSpace {
     /// The cap of the paging structure of `level` covering `vaddr`, if the
     /// space has one (`None` where a larger page or nothing covers it).
     pub fn table_at(&self, level: TableLevel, vaddr: VirtAddr) -> Option<CapRef> {
-        let slot = self.shadow.find(level, vaddr.as_u64())?;
+        let slot = self.shadow.find_or_hinted(level, vaddr.as_u64())?;
         Some(self.shadow.at(slot).cap)
     }
 
@@ -158,12 +158,12 @@ impl AddressSpace {
         while va < end {
             let base = pt.base_of(va);
             let next = (base + (1 << pt.span_bits())).min(end);
-            match self.shadow.find(pt, va) {
+            match self.shadow.find_or_hinted(pt, va) {
                 Some(slot) => {
                     let t = self.shadow.at(slot);
                     let lo = pt.index_of(va) as usize;
                     let hi = lo + ((next - va) >> pt.entry_bits()) as usize;
-                    if let Some(i) = t.frames.next_one_either(&t.frames, lo, hi) {
+                    if let Some(i) = t.frames.next_one(lo, hi) {
                         return Some(VirtAddr::new_unchecked(t.vaddr_of(i)));
                     }
                 }
@@ -234,6 +234,37 @@ impl AddressSpace {
         rights: Rights,
         attr: CacheAttr,
     ) -> Result<(), MapError> {
+        self.map_impl(k, range, frames, rights, attr, true)
+    }
+
+    /// [`Self::map`]; with `fast`, a range inside one leaf table the space has takes
+    /// [`batch::map_in_table`] (same refusals, kernel calls and shadow as the general path, which the tests
+    /// check by running both).
+    #[inline]
+    pub(crate) fn map_impl<S: PageSize, K: VSpaceKernel + ?Sized>(
+        &mut self,
+        k: &mut K,
+        range: PageRange<S>,
+        frames: &[CapRef],
+        rights: Rights,
+        attr: CacheAttr,
+        fast: bool,
+    ) -> Result<(), MapError> {
+        let (start, end) = range.bounds();
+        let leaf = S::LEVEL;
+        // The checks `plan` makes before the overlap, passed (a failure is left to `plan`, which reports it
+        // in its order), and the range inside one leaf table.
+        if fast
+            && !frames.is_empty()
+            && range.len() == frames.len() as u64
+            && rights.is_valid()
+            && in_user_range(start, end)
+            && leaf.base_of(start) == leaf.base_of(end - 1)
+        {
+            if let Some(slot) = self.shadow.find_hinted(leaf, leaf.base_of(start)) {
+                return batch::map_in_table::<S, K>(self, k, slot, start, frames, rights, attr);
+            }
+        }
         // A batch of one range, without the batch's copies: its caps go straight to the cap index.
         let mut new_tables = Vec::new();
         batch::plan(self, None, CapIndex::Space, range, frames, rights, &mut new_tables)?;
@@ -258,12 +289,39 @@ impl AddressSpace {
         k: &mut K,
         range: PageRange<S>,
     ) -> Result<Vec<(VirtAddr, CapRef)>, UnmapError> {
+        self.unmap_impl(k, range, true)
+    }
+
+    /// [`Self::unmap`]; with `fast`, a range inside one leaf table the space has, with no child table in
+    /// its entries, is unmapped from that table's entries directly (same kernel calls, shadow and result as
+    /// the general path, which the tests check by running both).
+    #[inline]
+    pub(crate) fn unmap_impl<S: PageSize, K: VSpaceKernel + ?Sized>(
+        &mut self,
+        k: &mut K,
+        range: PageRange<S>,
+        fast: bool,
+    ) -> Result<Vec<(VirtAddr, CapRef)>, UnmapError> {
         if range.is_empty() {
             return Err(UnmapError::EmptyRange);
         }
         let (start, end) = range.bounds();
         if end > USER_VADDR_END {
             return Err(UnmapError::OutsideUserRange { start, end });
+        }
+        let leaf = S::LEVEL;
+        let base = leaf.base_of(start);
+        if fast && base == leaf.base_of(end - 1) {
+            // A present leaf table's ancestors hold it: no larger mapping covers its region, so none
+            // crosses the range's ends. With no child table in the range, its pages are the table's
+            // frames there.
+            if let Some(slot) = self.shadow.find_hinted(leaf, base) {
+                let lo = leaf.index_of(start) as usize;
+                let hi = lo + range.len() as usize;
+                if self.shadow.at(slot).children.next_one(lo, hi).is_none() {
+                    return self.unmap_in_table(k, slot, leaf, base, lo, hi);
+                }
+            }
         }
         if let Some((vaddr, size)) = self.first_split(start, end, S::FRAME) {
             return Err(UnmapError::SplitsMapping { vaddr, size });
@@ -288,6 +346,118 @@ impl AddressSpace {
             self.shadow.remember(r.level, r.base, slot);
             self.unmap_run(k, r, slot, &mut out, &mut on_empty);
         }
+        self.finish_unmap(k, out, emptied)
+    }
+
+    /// The unmap of entries `[lo, hi)` of the leaf table of `level` at `base` (slab slot `slot`), none of
+    /// which holds a child table: its runs of frames, as the general path finds them.
+    fn unmap_in_table<K: VSpaceKernel + ?Sized>(
+        &mut self,
+        k: &mut K,
+        slot: usize,
+        level: TableLevel,
+        base: u64,
+        lo: usize,
+        hi: usize,
+    ) -> Result<Vec<(VirtAddr, CapRef)>, UnmapError> {
+        if hi - lo == 1 {
+            return self.unmap_one(k, slot, level, base, lo);
+        }
+        let Some(mut first) = self.shadow.at(slot).frames.next_one(lo, hi) else {
+            return Ok(Vec::new());
+        };
+        let mut out = UnmapOutcome {
+            released: Vec::with_capacity(hi - first),
+            ..UnmapOutcome::default()
+        };
+        let mut emptied = Candidates::new();
+        let mut on_empty = match self.policy {
+            TablePolicy::Reclaim => OnEmpty::Collect(&mut emptied),
+            TablePolicy::Retain => OnEmpty::MarkPending,
+        };
+        loop {
+            let frames = &self.shadow.at(slot).frames;
+            let stop = frames.next_zero(first, hi);
+            let r = RunPos {
+                level,
+                base,
+                first,
+                count: stop - first,
+            };
+            self.unmap_run(k, r, slot, &mut out, &mut on_empty);
+            match self.shadow.at(slot).frames.next_one(stop, hi) {
+                Some(next) => first = next,
+                None => break,
+            }
+        }
+        self.finish_unmap(k, out, emptied)
+    }
+
+    /// [`Self::unmap_in_table`] of entry `i` alone: the same kernel call, shadow update, reclaim and
+    /// result, without the run bookkeeping.
+    #[inline(always)]
+    fn unmap_one<K: VSpaceKernel + ?Sized>(
+        &mut self,
+        k: &mut K,
+        slot: usize,
+        level: TableLevel,
+        base: u64,
+        i: usize,
+    ) -> Result<Vec<(VirtAddr, CapRef)>, UnmapError> {
+        let (t, by_cap, frame_count) = self.shadow.split_mut(slot);
+        if !t.frames.get(i) {
+            return Ok(Vec::new());
+        }
+        let cap = t.slots.caps[i];
+        let size = frame_size_of(level);
+        let vaddr = VirtAddr::new_unchecked(base + ((i as u64) << level.entry_bits()));
+        let run = LeafRun {
+            level,
+            table: t.cap,
+            first_index: i as u16,
+            vaddr,
+            size,
+        };
+        let caps = core::slice::from_ref(&cap);
+        if let Err(e) = k.unmap_frames_run(&run, caps) {
+            // A run of one fails before its only page: nothing changed.
+            debug_assert_eq!(e.done, 0);
+            return Err(UnmapError::Kernel {
+                vaddr,
+                failure: e.failure,
+                unmapped: Vec::new(),
+                still_mapped: 1,
+            });
+        }
+        by_cap.remove_run(caps);
+        t.frames.clear(i);
+        t.used -= 1;
+        frame_count[size as usize] -= 1;
+        if t.used == 0 {
+            match self.policy {
+                TablePolicy::Retain => t.pending = true,
+                TablePolicy::Reclaim => self.reclaim_one(k, level, base),
+            }
+        }
+        Ok(alloc::vec![(vaddr, cap)])
+    }
+
+    /// Reclaims the table of `level` at `base` an unmap emptied (and its parents as they become empty).
+    #[inline(never)]
+    fn reclaim_one<K: VSpaceKernel + ?Sized>(&mut self, k: &mut K, level: TableLevel, base: u64) {
+        let mut emptied = Candidates::new();
+        emptied.push(candidate((level, base)));
+        self.reclaim_pass(k, emptied, None);
+    }
+
+    /// The end of an unmap: reclaims the tables it emptied (`emptied`, under [`TablePolicy::Reclaim`]),
+    /// and reports.
+    fn finish_unmap<K: VSpaceKernel + ?Sized>(
+        &mut self,
+        k: &mut K,
+        out: UnmapOutcome,
+        emptied: Candidates,
+    ) -> Result<Vec<(VirtAddr, CapRef)>, UnmapError> {
         if !emptied.is_empty() {
             self.reclaim_pass(k, emptied, None);
         }
@@ -628,6 +798,7 @@ pub(crate) struct UnmapOutcome {
 }
 
 /// Whether `[start, end)` lies in `[USER_VADDR_START, USER_VADDR_END)`.
+#[inline]
 pub(crate) fn in_user_range(start: u64, end: u64) -> bool {
     start >= USER_VADDR_START && end <= USER_VADDR_END && start < end
 }

@@ -1,6 +1,7 @@
 //! Tests against [`MockKernel`]: unit tests per operation and refusal, and property tests of random
 //! operation sequences with failure injection.
 
+mod fast;
 mod prop;
 mod shadow;
 mod unit;
