@@ -14,8 +14,8 @@
 //! [`boot_resources`], so the program's resource managers leave it alone.
 
 use core::ops::Range;
-use talc::{ErrOnOom, Span, Talc, Talck};
 use sel4::{cap, cap_type, init, object_type, size_bits, BootInfo, Cap, CapRights, VmAttributes, Word};
+use talc::{ErrOnOom, Span, Talc, Talck};
 
 /// Size of the fallback heap (in .bss, so part of the image the kernel loads).
 pub const STATIC_HEAP_SIZE: usize = 1024 * 1024;
