@@ -11,13 +11,17 @@
 //! caps); divide its inclusive count by `N`. The program also prints the heap
 //! allocations per operation. Round 1 starts cold (the books' tables and the
 //! CSpace grow); round 2 repeats on the warm books, the steady state of a
-//! long-running manager; then the batched calls, in batches of 64, of 512
-//! (the root task's case: a region's frame caps, consecutive slots), of 512
-//! in an order that makes no run of consecutive slots (`_scattered`), and
-//! of `N`.
+//! long-running manager; then the batched calls, in batches of 1 (a page
+//! fault's; `copy_many_into_1`: into a vector kept for the purpose), of 16,
+//! of 64, of 512 (the root task's case: a region's frame caps, consecutive
+//! slots), of 512 in an order that makes no run of consecutive slots
+//! (`_scattered`), and of `N`. For a batch size `b`, the fixed cost of a
+//! call is about `b` times the excess of its per-operation figure over the
+//! 512 one.
 //! The per-operation figures include the benchmark's own loop (the loop,
-//! `black_box`, collecting the results), which `bench_loop_only` measures
-//! alone.
+//! `black_box`, collecting the results, and freeing the vectors
+//! `copy_many` returns), which `bench_loop_only` measures alone (without
+//! the freeing).
 
 use cspace::{BootUntyped, CPtr, CSpace, CapData, CapPath, Config, KernelError, KernelOps, ObjectType, Placement};
 use cspace::{RetypeDest, Rights, Slot};
@@ -152,6 +156,36 @@ fn bench_delete_warm(cs: &mut CSpace<NullKernel>, slots: &[Slot]) {
     deletes(cs, slots)
 }
 #[inline(never)]
+fn bench_copy_many_1(cs: &mut CSpace<NullKernel>, srcs: &[Slot]) -> Vec<Slot> {
+    black_box("copy many 1");
+    copies_batched(cs, srcs, 1)
+}
+#[inline(never)]
+fn bench_delete_many_1(cs: &mut CSpace<NullKernel>, slots: &[Slot]) {
+    black_box("delete many 1");
+    deletes_batched(cs, slots, 1)
+}
+#[inline(never)]
+fn bench_copy_many_into_1(cs: &mut CSpace<NullKernel>, srcs: &[Slot]) -> Vec<Slot> {
+    black_box("copy many into 1");
+    let mut out = Vec::with_capacity(srcs.len());
+    for s in srcs.chunks(1) {
+        cs.copy_many_into(black_box(s), RIGHTS, &mut out)
+            .expect("copy_many_into");
+    }
+    out
+}
+#[inline(never)]
+fn bench_copy_many_16(cs: &mut CSpace<NullKernel>, srcs: &[Slot]) -> Vec<Slot> {
+    black_box("copy many 16");
+    copies_batched(cs, srcs, 16)
+}
+#[inline(never)]
+fn bench_delete_many_16(cs: &mut CSpace<NullKernel>, slots: &[Slot]) {
+    black_box("delete many 16");
+    deletes_batched(cs, slots, 16)
+}
+#[inline(never)]
 fn bench_copy_many_64(cs: &mut CSpace<NullKernel>, srcs: &[Slot]) -> Vec<Slot> {
     black_box("copy many 64");
     copies_batched(cs, srcs, BATCH)
@@ -238,7 +272,20 @@ fn main() {
     check(&cs, N);
     phase("bench_delete_warm", || bench_delete_warm(&mut cs, &c));
     check(&cs, 0);
-    // Batched.
+    // Batched: one cap per call (a page fault's), 16 per call, then 64.
+    let c = phase("bench_copy_many_1", || bench_copy_many_1(&mut cs, &frames));
+    check(&cs, N);
+    phase("bench_delete_many_1", || bench_delete_many_1(&mut cs, &c));
+    check(&cs, 0);
+    // The same into a vector kept for the purpose (no allocation).
+    let c = phase("bench_copy_many_into_1", || bench_copy_many_into_1(&mut cs, &frames));
+    check(&cs, N);
+    deletes_batched(&mut cs, &c, 1);
+    check(&cs, 0);
+    let c = phase("bench_copy_many_16", || bench_copy_many_16(&mut cs, &frames));
+    check(&cs, N);
+    phase("bench_delete_many_16", || bench_delete_many_16(&mut cs, &c));
+    check(&cs, 0);
     let c = phase("bench_copy_many_64", || bench_copy_many_64(&mut cs, &frames));
     check(&cs, N);
     phase("bench_delete_many_64", || bench_delete_many_64(&mut cs, &c));

@@ -536,6 +536,7 @@ impl CapTable {
     /// copies (not originals); if not, the first that does not, and whether
     /// it holds an original (as a check of each in turn with
     /// [`find`](Self::find) and the record's parent would tell).
+    #[inline(never)]
     pub fn check_copies_run(&self, first: Slot, n: u64) -> Result<(), (Slot, bool)> {
         if n == 0 {
             return Ok(());
@@ -568,6 +569,7 @@ impl CapTable {
     /// from `first`, which [`check_copies_run`](Self::check_copies_run) has
     /// accepted since the table last changed. `user` gets the offset (from
     /// `first`) of each slot that was a reserved slot, in order.
+    #[inline(never)]
     pub fn remove_copies_run(&mut self, first: Slot, n: u64, mut user: impl FnMut(u64)) {
         if n == 0 {
             return;

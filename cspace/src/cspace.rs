@@ -971,17 +971,38 @@ impl<K: KernelOps> CSpace<K> {
     ///
     /// Cost: stretches of consecutive sources in one CNode (a region's frame
     /// caps) copied into a run are checked and booked a run at a time, with
-    /// no look-up or allocation per cap besides the returned vector.
+    /// no look-up or allocation per cap besides the returned vector. A batch
+    /// of one is done as [`copy`](Self::copy) (same outcome, without the
+    /// batch's fixed cost). [`copy_many_into`](Self::copy_many_into) saves
+    /// the returned vector's allocation.
     pub fn copy_many(&mut self, srcs: &[Slot], rights: Rights) -> Result<Vec<Slot>, CapError> {
+        if let [src] = *srcs {
+            // As `copy_many_into` does it, without its vector handling.
+            return self.copy(src, rights).map(|d| vec![d]);
+        }
+        let mut out = Vec::with_capacity(srcs.len());
+        self.copy_many_into(srcs, rights, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`copy_many`](Self::copy_many), appending the new slots to `out`
+    /// (left as it was on failure) instead of returning a new vector: with
+    /// a vector kept for the purpose, a batch allocates nothing.
+    pub fn copy_many_into(&mut self, srcs: &[Slot], rights: Rights, out: &mut Vec<Slot>) -> Result<(), CapError> {
         if self.poisoned {
             return Err(CapError::Poisoned);
+        }
+        // One cap (a page fault's): exactly `copy` (the same check, slot,
+        // kernel call, books and rollback), without the batch machinery.
+        if let [src] = *srcs {
+            return self.copy(src, rights).map(|d| out.push(d));
         }
         // Stretches of consecutive sources (the usual case: a region's frame
         // caps) are checked as runs of the table, without a look-up each.
         let parts = stretches(srcs);
         match &parts {
             Some(parts) => {
-                for &(o, len) in parts {
+                for &(o, len) in parts.iter() {
                     self.caps.find_run(srcs[o], len as u64).map_err(CapError::NotManaged)?;
                 }
             }
@@ -992,11 +1013,15 @@ impl<K: KernelOps> CSpace<K> {
             }
         }
         if srcs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         match self.take_run(srcs.len() as u64) {
-            Some(run) => self.copy_into_run(srcs, parts.as_deref(), run, rights),
-            None => self.copy_one_by_one(srcs, rights),
+            Some(run) => self.copy_into_run(srcs, parts.as_deref(), run, rights, out),
+            None => {
+                let dests = self.copy_one_by_one(srcs, rights)?;
+                out.extend_from_slice(&dests);
+                Ok(())
+            }
         }
     }
 
@@ -1010,7 +1035,8 @@ impl<K: KernelOps> CSpace<K> {
         parts: Option<&[(usize, usize)]>,
         dests: SlotRange,
         rights: Rights,
-    ) -> Result<Vec<Slot>, CapError> {
+        out: &mut Vec<Slot>,
+    ) -> Result<(), CapError> {
         // Within one CNode the paths of consecutive slots differ only by
         // their index (see `Layout::known_path`).
         let d0 = self.layout.known_path(dests.slot(0));
@@ -1056,7 +1082,8 @@ impl<K: KernelOps> CSpace<K> {
             None => self.caps.insert_copies(srcs.iter().copied(), dests),
         }
         self.copies += dests.len;
-        Ok(dests.iter().collect())
+        out.extend(dests.iter());
+        Ok(())
     }
 
     /// The rollback of [`copy_into_run`](Self::copy_into_run) after the
@@ -1475,12 +1502,22 @@ impl<K: KernelOps> CSpace<K> {
         if self.poisoned {
             return Err(refused(CapError::Poisoned));
         }
+        // One cap: exactly `delete` (a failure of its only delete leaves
+        // nothing deleted).
+        if let [slot] = *slots {
+            return self.delete_one(slot);
+        }
         // Stretches of consecutive slots, in increasing order (so that no
         // slot is named twice), are checked and booked as runs.
         if let Some(parts) = stretches(slots).filter(|p| increasing(slots, p)) {
             return self.delete_stretches(slots, &parts);
         }
         self.delete_one_by_one(slots)
+    }
+
+    /// [`delete_many`](Self::delete_many) of one slot: [`delete`](Self::delete).
+    fn delete_one(&mut self, slot: Slot) -> Result<(), DeleteManyError> {
+        self.delete(slot).map_err(|error| DeleteManyError { deleted: 0, error })
     }
 
     /// [`delete_many`](Self::delete_many) of `slots` in general: each checked
@@ -1935,37 +1972,97 @@ impl<K: KernelOps> CSpace<K> {
 /// The stretches of consecutive slots of one CNode in `slots` (`slots[o +
 /// j]` is `slots[o]` plus `j`, without wrapping), as (offset, length), in order; `None` when
 /// they are too short on average to be worth handling as runs.
-fn stretches(slots: &[Slot]) -> Option<Vec<(usize, usize)>> {
+fn stretches(slots: &[Slot]) -> Option<Parts> {
     /// Fewest slots per stretch, on average, worth handling as runs.
     const MIN_AVERAGE: usize = 8;
+    if slots.is_empty() {
+        return Some(Parts::Inline(0, [(0, 0); PARTS_INLINE]));
+    }
+    // The usual case first: all of them one stretch (no bookkeeping).
+    let len = stretch_len(slots, 0);
+    if len == slots.len() {
+        return Some(Parts::One([(0, len)]));
+    }
     let most = 1 + slots.len() / MIN_AVERAGE;
-    let mut parts = Vec::with_capacity(most.min(64));
-    let mut o = 0;
+    let mut parts = Parts::Inline(1, [(0, len); PARTS_INLINE]);
+    let mut o = len;
     while o < slots.len() {
         // Too many, or (early, to give up cheaply) the first ones mostly
         // single slots.
         if parts.len() == most || (parts.len() == 8 && o < 16) {
             return None;
         }
-        let first = slots[o];
-        // At most as many as fit below the end of the index space (so that
-        // the indices below do not wrap).
-        let room = usize::try_from(u64::MAX - first.index).unwrap_or(usize::MAX);
-        let rest = &slots[o + 1..];
-        let rest = &rest[..rest.len().min(room)];
-        let mut len = 1;
-        let mut index = first.index;
-        for s in rest {
-            index += 1;
-            if s.index != index || s.cnode != first.cnode {
-                break;
-            }
-            len += 1;
-        }
+        let len = stretch_len(slots, o);
         parts.push((o, len));
         o += len;
     }
     Some(parts)
+}
+
+/// The length of the stretch of consecutive slots of one CNode in `slots`
+/// from `slots[o]` (`o < slots.len()`).
+#[inline(always)]
+fn stretch_len(slots: &[Slot], o: usize) -> usize {
+    let first = slots[o];
+    // At most as many as fit below the end of the index space (so that the
+    // indices below do not wrap).
+    let room = usize::try_from(u64::MAX - first.index).unwrap_or(usize::MAX);
+    let rest = &slots[o + 1..];
+    let rest = &rest[..rest.len().min(room)];
+    let mut len = 1;
+    let mut index = first.index;
+    for s in rest {
+        index += 1;
+        if s.index != index || s.cnode != first.cnode {
+            break;
+        }
+        len += 1;
+    }
+    len
+}
+
+/// Stretches found by [`stretches`], kept inline when few, so that a small
+/// batch allocates nothing.
+enum Parts {
+    /// The whole batch is one stretch.
+    One([(usize, usize); 1]),
+    Inline(usize, [(usize, usize); PARTS_INLINE]),
+    Heap(Vec<(usize, usize)>),
+}
+
+/// Stretches [`Parts`] keeps without allocating.
+const PARTS_INLINE: usize = 4;
+
+impl Parts {
+    #[inline]
+    fn push(&mut self, part: (usize, usize)) {
+        match self {
+            Parts::Inline(n, a) if *n < PARTS_INLINE => {
+                a[*n] = part;
+                *n += 1;
+            }
+            Parts::Heap(v) => v.push(part),
+            _ => {
+                let mut v = Vec::with_capacity(4 * PARTS_INLINE);
+                v.extend_from_slice(self);
+                v.push(part);
+                *self = Parts::Heap(v);
+            }
+        }
+    }
+}
+
+impl core::ops::Deref for Parts {
+    type Target = [(usize, usize)];
+
+    #[inline]
+    fn deref(&self) -> &[(usize, usize)] {
+        match self {
+            Parts::One(a) => a,
+            Parts::Inline(n, a) => &a[..*n],
+            Parts::Heap(v) => v,
+        }
+    }
 }
 
 /// Whether the stretches `parts` of `slots` (see [`stretches`]) come in
@@ -2011,3 +2108,88 @@ fn fresh_ram(obj_bits: u8) -> Request {
 }
 
 const _: () = assert!(WORD_BITS == 64);
+
+#[cfg(test)]
+mod stretch_tests {
+    use super::*;
+
+    fn s(k: u32, index: u64) -> Slot {
+        Slot {
+            cnode: CNodeRef::Level2(k),
+            index,
+        }
+    }
+
+    fn run(k: u32, from: u64, n: u64) -> Vec<Slot> {
+        (from..from + n).map(|i| s(k, i)).collect()
+    }
+
+    /// As `stretches` was first written: one growing vector.
+    fn reference(slots: &[Slot]) -> Option<Vec<(usize, usize)>> {
+        let most = 1 + slots.len() / 8;
+        let mut parts = Vec::new();
+        let mut o = 0;
+        while o < slots.len() {
+            if parts.len() == most || (parts.len() == 8 && o < 16) {
+                return None;
+            }
+            let mut len = 1;
+            while o + len < slots.len()
+                && slots[o + len].cnode == slots[o].cnode
+                && slots[o].index.checked_add(len as u64) == Some(slots[o + len].index)
+            {
+                len += 1;
+            }
+            parts.push((o, len));
+            o += len;
+        }
+        Some(parts)
+    }
+
+    fn check(slots: &[Slot]) -> Option<Vec<(usize, usize)>> {
+        let got = stretches(slots).map(|p| p.to_vec());
+        assert_eq!(got, reference(slots), "{slots:?}");
+        got
+    }
+
+    #[test]
+    fn empty_one_and_few() {
+        assert_eq!(check(&[]), Some(vec![]));
+        assert_eq!(check(&[s(1, 5)]), Some(vec![(0, 1)]));
+        assert_eq!(check(&run(1, 5, 16)), Some(vec![(0, 16)]));
+        // Another CNode, or a gap, ends a stretch.
+        let mut v = run(1, 5, 12);
+        v.extend(run(2, 17, 4));
+        assert_eq!(check(&v), Some(vec![(0, 12), (12, 4)]));
+        let mut v = run(1, 5, 12);
+        v.extend(run(1, 18, 4));
+        assert_eq!(check(&v), Some(vec![(0, 12), (12, 4)]));
+        // Too many for their length.
+        assert_eq!(check(&[s(1, 5), s(1, 7)]), None);
+        // The index space's end ends a stretch.
+        assert_eq!(check(&[s(1, u64::MAX), s(1, 0)]), None);
+        let v = [s(1, u64::MAX - 1), s(1, u64::MAX)];
+        assert_eq!(check(&v), Some(vec![(0, 2)]));
+    }
+
+    #[test]
+    fn more_stretches_than_kept_inline() {
+        // 6 stretches of 8 (past the inline ones), then 7 and 9.
+        for count in [PARTS_INLINE, PARTS_INLINE + 1, 6, 7, 9] {
+            let v: Vec<Slot> = (0..count as u64).flat_map(|t| run(1, t * 100, 8)).collect();
+            let want: Vec<_> = (0..count).map(|t| (t * 8, 8)).collect();
+            assert_eq!(check(&v), Some(want));
+        }
+        // Mostly single slots: given up.
+        let v: Vec<Slot> = (0..64).map(|t| s(1, t * 2)).collect();
+        assert_eq!(check(&v), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn as_the_reference(pieces in proptest::collection::vec((0u32..3, 0u64..64, 1u64..20), 0..12)) {
+            let v: Vec<Slot> = pieces.iter().flat_map(|&(k, from, n)| run(k, from, n)).collect();
+            check(&v);
+        }
+    }
+}

@@ -129,11 +129,14 @@ impl CNodeSlots {
         let mut i = from;
         while i < len {
             let start = self.next_free(i)?;
-            let end = self.next_used(start).unwrap_or(len);
-            if end - start >= n {
-                return Some(start);
+            // Only the `n` slots from `start` matter (not the whole free
+            // stretch, which may reach the CNode's end).
+            let limit = start.saturating_add(n).min(len);
+            match self.next_bit_before(start, limit, 0) {
+                Some(used) => i = used,
+                None if limit - start == n => return Some(start),
+                None => return None,
             }
-            i = end;
         }
         None
     }
@@ -144,9 +147,29 @@ impl CNodeSlots {
         self.next_bit(from, !0)
     }
 
-    /// First used slot at or after `from`.
-    fn next_used(&self, from: u64) -> Option<u64> {
-        self.next_bit(from, 0)
+    /// First index in `from..limit` (`limit <= len()`) whose bit in `used ^
+    /// flip` is set.
+    #[inline]
+    fn next_bit_before(&self, from: u64, limit: u64, flip: u64) -> Option<u64> {
+        if from >= limit {
+            return None;
+        }
+        let (mut w, last) = ((from / 64) as usize, ((limit - 1) / 64) as usize);
+        let mut bits = (self.used[w] ^ flip) & (!0u64 << (from % 64));
+        loop {
+            if w == last {
+                // The bits of the last word below `limit`.
+                bits &= !0u64 >> (63 - (limit - 1) % 64);
+            }
+            if bits != 0 {
+                return Some(w as u64 * 64 + bits.trailing_zeros() as u64);
+            }
+            if w == last {
+                return None;
+            }
+            w += 1;
+            bits = self.used[w] ^ flip;
+        }
     }
 
     /// First index at or after `from` whose bit in `used ^ flip` is set.
@@ -341,6 +364,22 @@ impl SlotAllocator {
         if self.free < n {
             return Err(SlotError::Exhausted { needed: n });
         }
+        // Fast path: the `n` slots from the hint of the hint CNode are free
+        // (so the first-fit search below would find them first).
+        if let Some(Some(c)) = self.cnodes.get_mut(self.hint) {
+            let start = c.hint;
+            if start.saturating_add(n) <= c.len() && c.next_bit_before(start, start + n, 0).is_none() {
+                c.set_range(start, n, true);
+                c.free -= n;
+                c.hint = start + n;
+                self.free -= n;
+                return Ok(SlotRange {
+                    cnode: CNodeRef::Level2(self.hint as u32),
+                    start,
+                    len: n,
+                });
+            }
+        }
         let count = self.cnodes.len();
         for j in 0..count {
             let k = (self.hint + j) % count;
@@ -413,7 +452,7 @@ impl SlotAllocator {
         if range.start < c.usable_range.start || end > c.usable_range.end {
             return Err(SlotError::NotAllocated(range.slot(0)));
         }
-        if let Some(i) = c.next_free(range.start).filter(|&i| i < end) {
+        if let Some(i) = c.next_bit_before(range.start, end, !0) {
             return Err(SlotError::NotAllocated(Slot {
                 cnode: range.cnode,
                 index: i,
@@ -522,6 +561,54 @@ mod tests {
         a.remove_cnode(3).unwrap();
         assert_eq!(a.add_cnode(0), Err(SlotError::CNodeExists(CNodeRef::ROOT)));
         assert_eq!(a.cnode_count(), 1);
+    }
+
+    #[test]
+    fn free_run_checks_only_its_own_slots() {
+        let mut a = SlotAllocator::new(9, 0..512, 9);
+        // A run across a word boundary, with free slots after it.
+        let r = a.alloc_run(100).unwrap();
+        let tail = a.alloc_run(40).unwrap();
+        a.free_run(tail).unwrap();
+        let inner = SlotRange {
+            cnode: CNodeRef::ROOT,
+            start: 60,
+            len: 10,
+        };
+        a.free_run(inner).unwrap();
+        // A free slot inside the run refuses it, naming the first one.
+        assert_eq!(a.free_run(r), Err(SlotError::NotAllocated(Slot::root(60))));
+        let before = SlotRange {
+            cnode: CNodeRef::ROOT,
+            start: 0,
+            len: 60,
+        };
+        let after = SlotRange {
+            cnode: CNodeRef::ROOT,
+            start: 70,
+            len: 30,
+        };
+        a.free_run(after).unwrap();
+        a.free_run(before).unwrap();
+        assert_eq!(a.free_count(), 512);
+    }
+
+    #[test]
+    fn bounded_bit_search() {
+        let mut a = SlotAllocator::new(8, 0..256, 8);
+        let c = a.cnodes[0].as_mut().unwrap();
+        for i in [3u64, 63, 64, 130, 255] {
+            c.set(i, true);
+        }
+        let c = a.cnodes[0].as_ref().unwrap();
+        for from in 0..256u64 {
+            for limit in from..=256u64 {
+                let used = (from..limit).find(|&i| c.is_used(i));
+                let free = (from..limit).find(|&i| !c.is_used(i));
+                assert_eq!(c.next_bit_before(from, limit, 0), used, "{from}..{limit}");
+                assert_eq!(c.next_bit_before(from, limit, !0), free, "{from}..{limit}");
+            }
+        }
     }
 
     #[test]

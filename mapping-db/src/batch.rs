@@ -4,7 +4,7 @@
 use alloc::vec::Vec;
 
 use crate::chunk::Cursor;
-use crate::db::{big_idx, larger, to_mapping, CapNode, MappingDb, Overlay, Placed, SpanKey, FREED};
+use crate::db::{add_child, big_idx, larger, to_mapping, CapNode, MappingDb, Overlay, Placed, SpanKey, FREED};
 use crate::error::{AddCopyError, BatchError, BatchErrorKind, CloneError, InsertError, RemoveError};
 use crate::table::{pos32, NONE};
 use crate::types::{AsId, CapSlot, FrameId, LeafTable, Mapping, PageSize, USER_VADDR_END};
@@ -383,6 +383,7 @@ impl MappingDb {
             len,
             big,
             hint_leaf,
+            copy_parents,
         } = self;
         *hint_leaf = leaf;
         let (key, l) = leaves.entry_at_mut(leaf);
@@ -463,7 +464,7 @@ impl MappingDb {
                 },
             );
             caps.index_mut().put_in(&mut copies, cc, m.cap, cap);
-            caps.at_mut(pp).children += 1;
+            add_child(caps, pp, copy_parents);
             f.copies.push(m.cap);
             f.mapped.push(cap);
             s.maps.push(cap);

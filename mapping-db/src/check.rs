@@ -99,10 +99,12 @@ impl MappingDb {
                 space_big.entry(m.asid).or_default()[b] += 1;
             }
         }
+        let mut copy_parents = 0;
         for (cp, s, c) in self.caps.iter() {
             if c.children != children.get(&cp).copied().unwrap_or(0) {
                 return Err(V::Derivation(s));
             }
+            copy_parents += usize::from(c.children > 0 && c.parent_pos != cp);
         }
         // Counts: every index entry belongs to a record (with the implications above, a bijection); the
         // tables' indexes agree with their slabs; the cached counts and positions agree with what they count.
@@ -126,6 +128,7 @@ impl MappingDb {
                 .iter()
                 .any(|(_, leaf, l)| self.spaces.pos(&leaf.asid) != Some(l.space))
             || big != self.big
+            || copy_parents != self.copy_parents
             || self
                 .spaces
                 .iter()

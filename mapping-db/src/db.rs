@@ -235,6 +235,9 @@ pub struct MappingDb {
     pub(crate) big: [usize; 2],
     /// Position in `leaves` of the leaf inserted into last (a guess, checked before use).
     pub(crate) hint_leaf: u32,
+    /// Number of copies (capabilities other than originals) with children. While it is 0 every parent is
+    /// an original and no copy has children, which [`destroy_region`](Self::destroy_region) need not check.
+    pub(crate) copy_parents: usize,
 }
 
 /// What a batch has changed so far, seen through by validation before anything is applied.
@@ -356,7 +359,7 @@ impl MappingDb {
                 map: None,
             })
             .map_err(|_| AddCopyError::SlotInUse)?;
-        self.caps.at_mut(pp).children += 1;
+        add_child(&mut self.caps, pp, &mut self.copy_parents);
         self.frames.at_mut(f).copies.push(copy);
         Ok(())
     }
@@ -393,7 +396,7 @@ impl MappingDb {
             return Err(RemoveCopyError::HasChildren);
         }
         let node = self.caps.remove_at(cap);
-        self.caps.at_mut(node.parent_pos).children -= 1;
+        drop_child(&mut self.caps, node.parent_pos, &mut self.copy_parents);
         if let Some(moved) = self.frames.at_mut(node.frame).copies.swap_remove(pos(node.copy_pos)) {
             self.caps.get_mut(&moved).expect("listed copy").copy_pos = node.copy_pos;
         }
@@ -705,6 +708,7 @@ impl MappingDb {
             len,
             big,
             hint_leaf,
+            ..
         } = self;
         *hint_leaf = leaf;
         let (key, l) = leaves.entry_at_mut(leaf);
@@ -1009,6 +1013,7 @@ impl MappingDb {
             spans,
             len,
             big,
+            copy_parents,
             ..
         } = self;
         let leaf = caps.at(cps[0]).map.as_ref().expect("mapped cap").leaf;
@@ -1043,7 +1048,7 @@ impl MappingDb {
                 let gone = caps.index_mut().take_in(&mut slots, slot);
                 debug_assert_eq!(gone, cap);
                 caps.take_at(cap);
-                caps.at_mut(parent_pos).children -= 1;
+                drop_child(caps, parent_pos, copy_parents);
                 if let Some(moved) = f.copies.swap_remove(pos(copy_pos)) {
                     caps.get_mut(&moved).expect("listed copy").copy_pos = copy_pos;
                 }
@@ -1076,6 +1081,24 @@ impl MappingDb {
         *len -= n as usize;
         n as usize
     }
+}
+
+/// Counts one more child of the capability at `pp`, and `copy_parents` one more copy with children if it is
+/// a copy that had none.
+#[inline(always)]
+pub(crate) fn add_child(caps: &mut Caps, pp: u32, copy_parents: &mut usize) {
+    let n = caps.at_mut(pp);
+    *copy_parents += usize::from(n.children == 0 && n.parent_pos != pp);
+    n.children += 1;
+}
+
+/// Counts one child less of the capability at `pp`, and `copy_parents` one copy with children less if it is
+/// a copy left without.
+#[inline(always)]
+pub(crate) fn drop_child(caps: &mut Caps, pp: u32, copy_parents: &mut usize) {
+    let n = caps.at_mut(pp);
+    n.children -= 1;
+    *copy_parents -= usize::from(n.children == 0 && n.parent_pos != pp);
 }
 
 /// The record held by the capability at `cap` (mapped).

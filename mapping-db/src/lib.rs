@@ -107,7 +107,7 @@
 //!   its frame's copy list; a record's leaf and places in its frame's and its space's lists; a leaf's address
 //!   space (the one of its key) and span counters (the counters of the larger regions containing its region).
 //!   Each table's key index names exactly its entries in use, and each cached count (entries in use per leaf,
-//!   2 MiB and 1 GiB records per space and in all) equals what it counts.
+//!   2 MiB and 1 GiB records per space and in all, copies (non-originals) with children) equals what it counts.
 //!
 //! [`MappingDb::check`] verifies all of them.
 //!

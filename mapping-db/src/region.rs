@@ -8,9 +8,10 @@
 
 use alloc::vec::Vec;
 
-use crate::db::{new_leaf_at, placed_mut, pos, CapNode, MappingDb, Placed};
+use crate::chunk::CHUNK;
+use crate::db::{add_child, drop_child, new_leaf_at, placed_mut, pos, CapNode, LeafNode, MappingDb, Placed, SpanKey};
 use crate::error::{CloneRegionError, RemoveError, SourceError};
-use crate::table::{pos32, swap_remove, NONE};
+use crate::table::{pos32, swap_remove, Table, NONE};
 use crate::types::{AsId, CapSlot, LeafLevel, LeafTable, Mapping, PageSize, Rights, USER_VADDR_END};
 
 const SMALL: PageSize = PageSize::Small;
@@ -284,11 +285,14 @@ impl MappingDb {
             spans,
             len,
             hint_leaf,
+            copy_parents,
             ..
         } = self;
         let (rights, n) = (c.rights, srcs.len());
         let mut base = SMALL.leaf_region(c.dst_vaddr);
+        // The new copies' positions, taken all at once.
         let mut news: Vec<u32> = Vec::with_capacity(n);
+        caps.reserve_positions(n, &mut news);
         let mut i = 0;
         for &(lp, key) in planned {
             let end = (((base + LEAF_SPAN - c.dst_vaddr) / PAGE) as usize).min(n);
@@ -307,21 +311,20 @@ impl MappingDb {
                 let (sslot, snode) = caps.entry_at_mut(sp);
                 let fpos = snode.frame;
                 let (parent, pp) = if c.parent == CloneParent::Source || snode.parent_pos == sp {
-                    snode.children += 1;
                     (sslot, sp)
                 } else {
                     let orig = frames.key_at(fpos);
-                    let pp = caps.pos(&orig).expect("a frame's original is known");
-                    caps.at_mut(pp).children += 1;
-                    (orig, pp)
+                    (orig, caps.pos(&orig).expect("a frame's original is known"))
                 };
+                add_child(caps, pp, copy_parents);
                 let f = frames.at_mut(fpos);
                 let copy = c.copy(j);
-                let cap = caps.next_pos();
+                let cap = news[j];
                 let copy_pos = f.copies.push_at(copy);
                 let frame_pos = f.mapped.push_at(cap);
                 let va = c.dst_vaddr + j as u64 * PAGE;
-                let placed = caps.place(
+                caps.put_at(
+                    cap,
                     copy,
                     CapNode {
                         frame: fpos,
@@ -340,8 +343,6 @@ impl MappingDb {
                         }),
                     },
                 );
-                debug_assert_eq!(placed, cap);
-                news.push(cap);
             }
             s.maps.extend_from_slice(&news[i..end]);
             let first = SMALL.entry_index(c.dst_vaddr + i as u64 * PAGE);
@@ -427,22 +428,134 @@ impl MappingDb {
     ///
     /// The manager calls [`caps_run`](Self::caps_run) before the kernel unmaps the pages and deletes the
     /// copies, then this. The fast path (4 KiB pages from an aligned `vaddr`, no copy in the run with
-    /// children) checks the run first and then removes each page's entries a page table at a time; any other
-    /// run goes through [`destroy_run`](Self::destroy_run).
+    /// children) checks the run first (the address index only, while no copy in the database has children;
+    /// else each page's capability too) and then removes each page's entries, last page first, a chunk of the
+    /// address index at a time; any other run goes through [`destroy_run`](Self::destroy_run).
     pub fn destroy_region(&mut self, asid: AsId, vaddr: u64, n: usize) -> Result<(), (usize, RemoveError)> {
         if n == 0 {
             return Ok(());
         }
-        let Some((caps, ends)) = self.plan_destroy(asid, vaddr, n) else {
+        // The fast path: 4 KiB pages from an aligned address, all mapped, no copy among them with children
+        // (none has any while no copy at all has).
+        if !SMALL.is_aligned(vaddr) || !self.run_mapped(asid, vaddr, n) || !self.run_childless(asid, vaddr, n) {
             return self.destroy_run(asid, vaddr, n).map(drop);
-        };
-        // Last leaf first, last page first: the records a clone appended to its space's list come off its end.
-        let mut gone = Vec::with_capacity(n);
-        let mut end = n;
-        for &start in ends.iter().rev().skip(1).chain(core::iter::once(&0)) {
-            self.destroy_in_leaf(asid, vaddr + start as u64 * PAGE, &caps[start..end], &mut gone);
-            end = start;
         }
+        self.apply_destroy(asid, vaddr, n);
+        Ok(())
+    }
+
+    /// Whether each of the `n` consecutive 4 KiB pages of `asid` from `vaddr` (aligned) has a mapping of its
+    /// own: the address index read a chunk at a time, no capability node read.
+    fn run_mapped(&self, asid: AsId, vaddr: u64, n: usize) -> bool {
+        let (mut i, mut va) = (0, vaddr);
+        while i < n {
+            if va >= USER_VADDR_END {
+                return false;
+            }
+            let Some(tail) = self.by_vaddr.tail(asid, SMALL, va) else {
+                return false;
+            };
+            let tail = &tail[..tail.len().min(n - i)];
+            if tail.contains(&NONE) {
+                return false;
+            }
+            i += tail.len();
+            va += tail.len() as u64 * PAGE;
+        }
+        true
+    }
+
+    /// Whether no copy among the capabilities of the run (all mapped, see [`run_mapped`](Self::run_mapped))
+    /// has children: so when no copy in the database has any, else by reading each page's node.
+    fn run_childless(&self, asid: AsId, vaddr: u64, n: usize) -> bool {
+        if self.copy_parents == 0 {
+            return true;
+        }
+        let mut ok = true;
+        let all = self.source_run(asid, vaddr, n, Rights::empty(), |cap, _| {
+            let node = self.caps.at(cap);
+            ok &= node.parent_pos == cap || node.children == 0;
+        });
+        all.is_ok() && ok
+    }
+
+    /// Applies the [`destroy_region`](Self::destroy_region) of the run (`n > 0`) that
+    /// [`run_mapped`](Self::run_mapped) and [`run_childless`](Self::run_childless) accepted.
+    ///
+    /// Last page first (the records a clone appended to its space's and frames' lists come off their ends),
+    /// a chunk of the address index at a time: per page, the record and the capability's node (a copy's is
+    /// freed), the frame's lists and the space's list; per run of pages of one leaf table, its entries in use
+    /// and counters; per chunk of 64 slots or pages, the slot and address indexes.
+    fn apply_destroy(&mut self, asid: AsId, vaddr: u64, n: usize) {
+        let MappingDb {
+            frames,
+            caps,
+            by_vaddr,
+            spaces,
+            leaves,
+            spans,
+            len,
+            copy_parents,
+            ..
+        } = self;
+        let space = spaces.pos(&asid).expect("the space of mapped pages");
+        let s = spaces.at_mut(space);
+        let mut gone: Vec<CapSlot> = Vec::with_capacity(n);
+        let copies_childless = *copy_parents == 0;
+        // The leaf of the pages since the last flush, how many, and the entry range they cover.
+        let (mut leaf, mut k, mut lo, mut hi) = (NONE, 0u32, 0u16, 0u16);
+        let mut j = n;
+        while j > 0 {
+            // The pages of the chunk holding page j - 1, from the run's start or the chunk's.
+            let at = ((vaddr + (j as u64 - 1) * PAGE) >> 12) as usize & (CHUNK - 1);
+            let m = (at + 1).min(j);
+            let va = vaddr + (j - m) as u64 * PAGE;
+            let tail = by_vaddr.tail(asid, SMALL, va).expect("chunk of mapped pages");
+            for &cap in tail[..m].iter().rev() {
+                let (slot, node) = caps.entry_at_mut(cap);
+                let p = node.map.take().expect("indexed cap is mapped");
+                let (fpos, parent_pos, copy_pos) = (node.frame, node.parent_pos, node.copy_pos);
+                if p.leaf != leaf {
+                    if k > 0 {
+                        leaf_removed(leaves, spans, leaf, lo, hi, k);
+                    }
+                    (leaf, k, hi) = (p.leaf, 0, p.index + 1);
+                }
+                k += 1;
+                lo = p.index;
+                let f = frames.at_mut(fpos);
+                if let Some(moved) = f.mapped.swap_remove(pos(p.frame_pos)) {
+                    placed_mut(caps, moved).frame_pos = p.frame_pos;
+                }
+                if let Some(moved) = swap_remove(&mut s.maps, pos(p.space_pos)) {
+                    placed_mut(caps, moved).space_pos = p.space_pos;
+                }
+                if parent_pos != cap {
+                    // A copy (an original is its own parent), without children: forgotten, as `remove_copy`
+                    // would (its slot leaves the index below).
+                    debug_assert_eq!(caps.at(cap).children, 0);
+                    caps.free_at(cap);
+                    if copies_childless {
+                        // Then every parent is an original, which `copy_parents` does not count.
+                        caps.at_mut(parent_pos).children -= 1;
+                    } else {
+                        drop_child(caps, parent_pos, copy_parents);
+                    }
+                    if let Some(moved) = f.copies.swap_remove(pos(copy_pos)) {
+                        caps.get_mut(&moved).expect("listed copy").copy_pos = copy_pos;
+                    }
+                    gone.push(slot);
+                }
+            }
+            let cleared = by_vaddr.clear(asid, SMALL, va, m);
+            debug_assert_eq!(cleared, m);
+            j -= m;
+        }
+        leaf_removed(leaves, spans, leaf, lo, hi, k);
+        if s.maps.is_empty() {
+            spaces.remove_at(space);
+        }
+        *len -= n;
         // The forgotten copies' slots, in runs of consecutive slots a chunk at a time.
         let mut k = gone.len();
         while k > 0 {
@@ -453,104 +566,39 @@ impl MappingDb {
             }
             let mut done = 0;
             while done < m {
-                done += self.caps.index_mut().clear(CapSlot(first.0 + done as u64), m - done);
+                done += caps.index_mut().clear(CapSlot(first.0 + done as u64), m - done);
             }
             k -= m;
         }
-        Ok(())
     }
+}
 
-    /// The capabilities (positions) of the run of [`destroy_region`](Self::destroy_region) (with `n > 0`)
-    /// and where each leaf table's part of it ends, if the fast path takes the run: `n` 4 KiB pages from an
-    /// aligned `vaddr`, each mapped, no copy among them with children.
-    fn plan_destroy(&self, asid: AsId, vaddr: u64, n: usize) -> Option<(Vec<u32>, Vec<usize>)> {
-        let mut caps = Vec::with_capacity(n);
-        let mut ends = Vec::new();
-        let mut leaf = NONE;
-        let mut ok = true;
-        self.source_run(asid, vaddr, n, Rights::empty(), |cap, _| {
-            let node = self.caps.at(cap);
-            let p = node.map.as_ref().expect("indexed cap is mapped");
-            ok &= node.parent_pos == cap || node.children == 0;
-            if p.leaf != leaf {
-                if !caps.is_empty() {
-                    ends.push(caps.len());
-                }
-                leaf = p.leaf;
-            }
-            caps.push(cap);
-        })
-        .ok()?;
-        ends.push(caps.len());
-        ok.then_some((caps, ends))
+/// Takes the `k` records of entries `lo..hi` of the leaf at `leaf` off it and its span counters, removing
+/// what is left empty.
+#[inline(always)]
+fn leaf_removed(
+    leaves: &mut Table<LeafTable, LeafNode>,
+    spans: &mut Table<SpanKey, u32>,
+    leaf: u32,
+    lo: u16,
+    hi: u16,
+    k: u32,
+) {
+    let l = leaves.at_mut(leaf);
+    debug_assert!(k == u32::from(hi - lo) && (lo..hi).all(|x| l.is_set(x)));
+    l.clear_range(lo, hi);
+    l.count -= k;
+    let counters = l.spans;
+    if l.count == 0 {
+        leaves.remove_at(leaf);
     }
-
-    /// Removes the records held by `cps` (distinct capabilities mapping the consecutive 4 KiB pages of `asid`
-    /// from `vaddr`, all in one leaf table) and forgets those of them that are copies (none has children),
-    /// last first, appending their slots to `gone`, whose entries in the slot index the caller removes.
-    fn destroy_in_leaf(&mut self, asid: AsId, vaddr: u64, cps: &[u32], gone: &mut Vec<CapSlot>) {
-        let MappingDb {
-            frames,
-            caps,
-            by_vaddr,
-            spaces,
-            leaves,
-            spans,
-            len,
-            ..
-        } = self;
-        let leaf = caps.at(cps[0]).map.as_ref().expect("mapped cap").leaf;
-        let l = leaves.at_mut(leaf);
-        let (counters, space) = (l.spans, l.space);
-        let s = spaces.at_mut(space);
-        for &cap in cps.iter().rev() {
-            let (slot, node) = caps.entry_at_mut(cap);
-            let p = node.map.take().expect("mapped cap");
-            debug_assert_eq!(p.leaf, leaf);
-            let (fpos, parent_pos, copy_pos) = (node.frame, node.parent_pos, node.copy_pos);
-            let f = frames.at_mut(fpos);
-            if let Some(moved) = f.mapped.swap_remove(pos(p.frame_pos)) {
-                placed_mut(caps, moved).frame_pos = p.frame_pos;
-            }
-            if let Some(moved) = swap_remove(&mut s.maps, pos(p.space_pos)) {
-                placed_mut(caps, moved).space_pos = p.space_pos;
-            }
-            if parent_pos != cap {
-                // A copy (an original is its own parent), without children: forgotten, as `remove_copy` would
-                // (its slot leaves the index later).
-                debug_assert_eq!(caps.at(cap).children, 0);
-                caps.take_at(cap);
-                caps.at_mut(parent_pos).children -= 1;
-                if let Some(moved) = f.copies.swap_remove(pos(copy_pos)) {
-                    caps.get_mut(&moved).expect("listed copy").copy_pos = copy_pos;
-                }
-                gone.push(slot);
+    for sp in counters {
+        if sp != NONE {
+            let count = spans.at_mut(sp);
+            *count -= k;
+            if *count == 0 {
+                spans.remove_at(sp);
             }
         }
-        let k = cps.len();
-        let first = SMALL.entry_index(vaddr);
-        l.clear_range(first, first + k as u16);
-        let mut done = 0;
-        while done < k {
-            done += by_vaddr.clear(asid, SMALL, vaddr + done as u64 * PAGE, k - done);
-        }
-        l.count -= k as u32;
-        let (leaf_empty, space_empty) = (l.count == 0, s.maps.is_empty());
-        if space_empty {
-            spaces.remove_at(space);
-        }
-        if leaf_empty {
-            leaves.remove_at(leaf);
-        }
-        for sp in counters {
-            if sp != NONE {
-                let count = spans.at_mut(sp);
-                *count -= k as u32;
-                if *count == 0 {
-                    spans.remove_at(sp);
-                }
-            }
-        }
-        *len -= k;
     }
 }

@@ -243,13 +243,35 @@ impl<K: Copy + Eq, V, I: PosIndex<K>> Table<K, V, I> {
         }
     }
 
-    /// The position the next [`place`](Self::place) will use.
+    /// Takes `n` free positions off the free list (or past the end of the slab) and appends them to `out`,
+    /// in the order [`place`](Self::place) would have used them. They stay empty and out of the free list
+    /// until [`put_at`](Self::put_at) fills each (before anything else changes the table).
     #[inline(always)]
-    pub(crate) fn next_pos(&self) -> u32 {
-        match self.free.last() {
-            Some(&p) => p,
-            None => pos32(self.slots.len()),
-        }
+    pub(crate) fn reserve_positions(&mut self, n: usize, out: &mut Vec<u32>) {
+        let reused = n.min(self.free.len());
+        let at = self.free.len() - reused;
+        out.extend(self.free[at..].iter().rev());
+        self.free.truncate(at);
+        let (start, end) = (self.slots.len(), self.slots.len() + (n - reused));
+        pos32(end);
+        self.slots.resize_with(end, || None);
+        out.extend((start..end).map(|p| p as u32));
+    }
+
+    /// Stores `(k, v)` at the position `p` [`reserve_positions`](Self::reserve_positions) gave, WITHOUT
+    /// indexing it (as [`place`](Self::place)).
+    #[inline(always)]
+    pub(crate) fn put_at(&mut self, p: u32, k: K, v: V) {
+        let slot = &mut self.slots[p as usize];
+        debug_assert!(slot.is_none());
+        *slot = Some((k, v));
+    }
+
+    /// Frees the position `p` (in use) WITHOUT removing its key from the index: the caller does.
+    #[inline(always)]
+    pub(crate) fn free_at(&mut self, p: u32) {
+        self.slots[p as usize] = None;
+        self.free.push(p);
     }
 
     /// Removes the entry at `p` (in use) WITHOUT removing its key from the index: the caller does.

@@ -578,7 +578,7 @@ fn check_catches_corruption() {
         db
     };
     type Corrupt = fn(&mut MappingDb);
-    let cases: [(Corrupt, InvariantViolation); 11] = [
+    let cases: [(Corrupt, InvariantViolation); 12] = [
         (
             |db| {
                 _ = db.by_vaddr.remove(&crate::db::VKey {
@@ -613,6 +613,7 @@ fn check_catches_corruption() {
             InvariantViolation::Original(frame(1)),
         ),
         (|db| db.len += 1, InvariantViolation::Count),
+        (|db| db.copy_parents += 1, InvariantViolation::Count),
         (
             |db| {
                 _ = db.spans.insert(

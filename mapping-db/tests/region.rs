@@ -594,3 +594,93 @@ fn parents_children_and_tables() {
     assert_eq!(db.children_of(CapSlot(22)), 0);
     assert_eq!(db.cap_count(), 8);
 }
+
+/// Clones both ways (`clone_region` and its loop) and compares, `check()` included.
+fn clone_both(db: &mut MappingDb, c: &RegionClone) -> Result<(), (usize, CloneRegionError)> {
+    let leaf = leaf_fn(c.dst.0, None);
+    let mut expect = db.clone();
+    let want = clone_loop(&mut expect, c, &leaf);
+    let got = db.clone_region(c, &leaf);
+    assert_eq!(got, want);
+    db.check().unwrap();
+    assert_eq!(snapshot(db), snapshot(&expect));
+    got
+}
+
+/// Clones of clones (copies with children elsewhere in the database: each destroy reads the run's nodes),
+/// clones that reuse some freed capability positions and take new ones, and destroys over two tables once
+/// no copy has children left; each against the loops.
+#[test]
+fn copies_of_copies_and_reused_positions() {
+    let mut db = MappingDb::new();
+    let a = 0x20_0000 - 40 * KIB4;
+    let originals: Vec<Mapping> = FRAMES
+        .enumerate()
+        .map(|(i, s)| {
+            let f = FrameId::new(CapSlot(s), 0x1_0000_0000 + s * KIB4);
+            db.add_frame(f, PageSize::Small).unwrap();
+            let va = a + i as u64 * KIB4;
+            Mapping::new(
+                f,
+                f.slot,
+                AsId(1),
+                va,
+                PageSize::Small,
+                RWX,
+                table(1, PageSize::Small, va, None),
+            )
+        })
+        .collect();
+    db.insert_run(&originals).unwrap();
+    let b = 0x4000_0000 - 40 * KIB4;
+    let c = RegionClone {
+        src: AsId(1),
+        src_vaddr: a,
+        dst: AsId(2),
+        dst_vaddr: b,
+        n: 80,
+        first_copy: CapSlot(CLONES),
+        parent: CloneParent::Source,
+        rights: RW,
+    };
+    clone_both(&mut db, &c).unwrap();
+    // Copies of 10 of those copies.
+    let kids = RegionClone {
+        src: AsId(2),
+        src_vaddr: b + 5 * KIB4,
+        dst: AsId(3),
+        dst_vaddr: 0x8000_0000,
+        n: 10,
+        first_copy: CapSlot(KIDS),
+        parent: CloneParent::Source,
+        rights: R,
+    };
+    clone_both(&mut db, &kids).unwrap();
+    assert_eq!(db.parent_of(CapSlot(KIDS)), Some(CapSlot(CLONES + 5)));
+    // Copies without children, while others have some; then a run with children is refused where they are.
+    assert!(!destroy_both(&mut db, AsId(2), b + 30 * KIB4, 20).unwrap());
+    assert!(destroy_both(&mut db, AsId(2), b, 30).unwrap());
+    assert_eq!(db.destroy_region(AsId(2), b, 30), Err((5, RemoveError::HasChildren)));
+    assert!(!destroy_both(&mut db, AsId(3), 0x8000_0000, 10).unwrap());
+    // 30 positions free: a clone of 20 reuses 20, the next one of 20 reuses 10 and takes 10 new ones.
+    let again = RegionClone {
+        src_vaddr: a + 30 * KIB4,
+        dst_vaddr: b + 30 * KIB4,
+        n: 20,
+        first_copy: CapSlot(CLONES + 30),
+        ..c
+    };
+    clone_both(&mut db, &again).unwrap();
+    let other = RegionClone {
+        dst: AsId(3),
+        dst_vaddr: 0x8000_0000 - 10 * KIB4,
+        first_copy: CapSlot(40),
+        parent: CloneParent::Original,
+        ..again
+    };
+    clone_both(&mut db, &other).unwrap();
+    // Everything the clones made, over two tables each.
+    assert!(!destroy_both(&mut db, AsId(2), b, 80).unwrap());
+    assert!(!destroy_both(&mut db, AsId(3), 0x8000_0000 - 10 * KIB4, 20).unwrap());
+    assert_eq!((db.len(), db.cap_count()), (80, 80));
+}

@@ -78,6 +78,9 @@ enum Shape {
     Stretch,
     /// Two stretches of the pool, one after the other (in either order).
     TwoStretches(usize),
+    /// Up to seven stretches of the pool (more than are kept without
+    /// allocating).
+    Stretches(usize),
     /// `n` slots of the pool, picked at random (repeats possible).
     Picks(u64),
     /// `n` consecutive slots from anywhere (any CNode of the layout, the
@@ -90,6 +93,7 @@ fn shape() -> impl Strategy<Value = Shape> {
         3 => Just(Shape::Run),
         4 => Just(Shape::Stretch),
         3 => any::<usize>().prop_map(Shape::TwoStretches),
+        2 => any::<usize>().prop_map(Shape::Stretches),
         2 => any::<u64>().prop_map(Shape::Picks),
         1 => Just(Shape::Anywhere),
     ]
@@ -153,6 +157,15 @@ fn choose(pool: &[Slot], shape: Shape, i: usize, n: u64) -> Vec<Slot> {
             }
             v
         }
+        Shape::Stretches(j) => (0..=j % 7)
+            .flat_map(|t| {
+                stretch_in(
+                    pool,
+                    pool[j.wrapping_mul(t + 1).wrapping_add(i) % pool.len()],
+                    n / 4 + 1,
+                )
+            })
+            .collect(),
         Shape::Picks(seed) => (0..n)
             .map(|k| pool[(seed.wrapping_mul(k + 1).wrapping_add(i as u64) % pool.len() as u64) as usize])
             .collect(),
@@ -197,6 +210,10 @@ struct Coverage {
     copied_in_stretches: u64,
     copy_refused: u64,
     copy_rolled_back: u64,
+    /// Batches of one cap (done as `copy` and `delete`): done, refused,
+    /// failed in the kernel.
+    single_copies: [u64; 3],
+    single_deletes: [u64; 3],
     deleted: u64,
     deleted_in_stretches: u64,
     delete_refused: u64,
@@ -220,10 +237,16 @@ fn run(ops: Vec<Op>) -> Coverage {
                 let ra = a.copy_many(&srcs, Rights::READ);
                 let rb = b.copy_many_ref(&srcs, Rights::READ);
                 assert_eq!(ra, rb, "{op:?}: {srcs:?}");
+                if srcs.len() == 1 {
+                    count_single(&mut cov.single_copies, &ra.as_ref().map(|_| ()).map_err(|e| *e));
+                }
                 match ra {
                     Ok(_) if srcs.len() > 1 => {
                         cov.copied += 1;
-                        cov.copied_in_stretches += u64::from(matches!(shape, Shape::Stretch | Shape::TwoStretches(_)));
+                        cov.copied_in_stretches += u64::from(matches!(
+                            shape,
+                            Shape::Stretch | Shape::TwoStretches(_) | Shape::Stretches(_)
+                        ));
                     }
                     Err(CapError::NotManaged(_)) => cov.copy_refused += 1,
                     Err(CapError::Kernel { .. }) => cov.copy_rolled_back += 1,
@@ -236,10 +259,16 @@ fn run(ops: Vec<Op>) -> Coverage {
                 let ra = a.delete_many(&batch);
                 let rb = b.delete_many_ref(&batch);
                 assert_eq!(ra, rb, "{op:?}: {batch:?}");
+                if batch.len() == 1 {
+                    count_single(&mut cov.single_deletes, &ra.map_err(|e| e.error));
+                }
                 match ra {
                     Ok(()) if batch.len() > 1 => {
                         cov.deleted += 1;
-                        cov.deleted_in_stretches += u64::from(matches!(shape, Shape::Stretch | Shape::TwoStretches(_)));
+                        cov.deleted_in_stretches += u64::from(matches!(
+                            shape,
+                            Shape::Stretch | Shape::TwoStretches(_) | Shape::Stretches(_)
+                        ));
                     }
                     Err(DeleteManyError { deleted: 0, .. }) => cov.delete_refused += 1,
                     Err(_) => cov.delete_stopped += 1,
@@ -269,6 +298,15 @@ fn run(ops: Vec<Op>) -> Coverage {
         }
     }
     cov
+}
+
+/// Counts a one-cap batch's outcome: done, refused, failed in the kernel.
+fn count_single(counts: &mut [u64; 3], r: &Result<(), CapError>) {
+    match r {
+        Ok(()) => counts[0] += 1,
+        Err(CapError::Kernel { .. }) => counts[2] += 1,
+        Err(_) => counts[1] += 1,
+    }
 }
 
 /// One operation other than the batches, on one manager.
@@ -333,6 +371,10 @@ fn random_batches_reach_every_path() {
         t.copied_in_stretches += c.copied_in_stretches;
         t.copy_refused += c.copy_refused;
         t.copy_rolled_back += c.copy_rolled_back;
+        for j in 0..3 {
+            t.single_copies[j] += c.single_copies[j];
+            t.single_deletes[j] += c.single_deletes[j];
+        }
         t.deleted += c.deleted;
         t.deleted_in_stretches += c.deleted_in_stretches;
         t.delete_refused += c.delete_refused;
@@ -345,9 +387,136 @@ fn random_batches_reach_every_path() {
         "{t:?}"
     );
     assert!(
+        t.single_copies.iter().all(|&c| c > 0) && t.single_deletes[..2].iter().all(|&c| c > 0),
+        "{t:?}"
+    );
+    assert!(
         t.deleted_in_stretches > 50 && t.delete_refused > 20 && t.delete_stopped > 10 && t.poisoned > 0,
         "{t:?}"
     );
+}
+
+/// Batches of one cap (done as `copy` and `delete`), on every outcome,
+/// against the per-cap reference: done, refused, failed in the kernel (and
+/// rolled back), poisoned.
+#[test]
+fn one_cap_batches_as_the_reference() {
+    let (mut a, mut b) = (small(), small());
+    let mut frames = Vec::new();
+    for cs in [&mut a, &mut b] {
+        frames = cs
+            .alloc_many(T::Frame4K, 0, 4, Placement::Anywhere)
+            .unwrap()
+            .iter()
+            .map(|f| f.slot)
+            .collect();
+    }
+    let same = |a: &CSpace<MockKernel>, b: &CSpace<MockKernel>| {
+        assert!(a.same_cap_books(b));
+        assert_eq!(a.stats(), b.stats());
+        assert_eq!(a.kernel().calls(), b.kernel().calls());
+        audit(a);
+    };
+    let nowhere = Slot {
+        cnode: CNodeRef::Level2(3),
+        index: 9,
+    };
+    // Refused: not managed; an original.
+    assert_eq!(
+        a.copy_many(&[nowhere], Rights::READ),
+        b.copy_many_ref(&[nowhere], Rights::READ)
+    );
+    assert_eq!(a.delete_many(&[frames[0]]), b.delete_many_ref(&[frames[0]]));
+    assert_eq!(a.delete_many(&[nowhere]), b.delete_many_ref(&[nowhere]));
+    same(&a, &b);
+    // Done.
+    let ca = a.copy_many(&[frames[1]], Rights::READ).unwrap();
+    let cb = b.copy_many_ref(&[frames[1]], Rights::READ).unwrap();
+    assert_eq!(ca, cb);
+    same(&a, &b);
+    // The kernel refuses: copy rolled back, delete not done.
+    for e in ERRORS {
+        for cs in [&mut a, &mut b] {
+            cs.kernel_mut().fail_in(1, e);
+        }
+        assert_eq!(
+            a.copy_many(&[ca[0]], Rights::READ),
+            b.copy_many_ref(&[ca[0]], Rights::READ)
+        );
+        same(&a, &b);
+        for cs in [&mut a, &mut b] {
+            cs.kernel_mut().fail_in(1, e);
+        }
+        let r = a.delete_many(&ca);
+        assert_eq!(r, b.delete_many_ref(&cb));
+        assert!(matches!(
+            r,
+            Err(DeleteManyError {
+                deleted: 0,
+                error: CapError::Kernel { .. }
+            })
+        ));
+        same(&a, &b);
+    }
+    assert_eq!(a.delete_many(&ca), b.delete_many_ref(&cb));
+    same(&a, &b);
+    // Named twice is not one cap.
+    let ca = a.copy_many(&[frames[2]], Rights::READ).unwrap();
+    let cb = b.copy_many_ref(&[frames[2]], Rights::READ).unwrap();
+    assert_eq!(a.delete_many(&[ca[0], ca[0]]), b.delete_many_ref(&[cb[0], cb[0]]));
+    same(&a, &b);
+    // Poisoned: refused.
+    poison(&mut a, false);
+    poison(&mut b, true);
+    assert_eq!(a.copy_many(&[frames[3]], Rights::READ), Err(CapError::Poisoned));
+    assert_eq!(b.copy_many_ref(&[frames[3]], Rights::READ), Err(CapError::Poisoned));
+    assert_eq!(a.delete_many(&ca), b.delete_many_ref(&cb));
+    assert_eq!(a.delete_many(&ca).unwrap_err().error, CapError::Poisoned);
+}
+
+/// `copy_many_into` appends what `copy_many` returns, and leaves the vector
+/// as it was on failure.
+#[test]
+fn copy_many_into_appends() {
+    let (mut a, mut b) = (small(), small());
+    let mut frames = Vec::new();
+    for cs in [&mut a, &mut b] {
+        frames = cs
+            .alloc_many(T::Frame4K, 0, 6, Placement::Anywhere)
+            .unwrap()
+            .iter()
+            .map(|f| f.slot)
+            .collect();
+    }
+    let nowhere = Slot {
+        cnode: CNodeRef::Level2(3),
+        index: 9,
+    };
+    let mut out = vec![nowhere];
+    for batch in [&frames[..1], &frames[1..], &[][..], &frames[2..4]] {
+        let want = b.copy_many(batch, Rights::READ).unwrap();
+        let mut expect = out.clone();
+        expect.extend(want);
+        a.copy_many_into(batch, Rights::READ, &mut out).unwrap();
+        assert_eq!(out, expect);
+        assert!(a.same_cap_books(&b));
+    }
+    let before = out.clone();
+    // Refused, then failed in the kernel (one cap, then several).
+    assert_eq!(
+        a.copy_many_into(&[frames[0], nowhere], Rights::READ, &mut out),
+        Err(CapError::NotManaged(nowhere))
+    );
+    for batch in [&frames[..1], &frames[..]] {
+        a.kernel_mut().fail_in(1, KernelError::FailedLookup);
+        b.kernel_mut().fail_in(1, KernelError::FailedLookup);
+        let r = a.copy_many_into(batch, Rights::READ, &mut out);
+        assert_eq!(r, b.copy_many(batch, Rights::READ).map(|_| ()));
+        assert!(r.is_err());
+    }
+    assert_eq!(out, before);
+    assert!(a.same_cap_books(&b));
+    audit(&a);
 }
 
 proptest! {
