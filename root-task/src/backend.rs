@@ -100,6 +100,23 @@ pub fn kernel<R>(f: impl FnOnce() -> R) -> R {
     crate::phases::nested(crate::phases::Phase::Kernel, f)
 }
 
+/// A run invocation: timed like [`kernel`], and counted (see [`run_calls`]).
+#[cfg(sel4_batched_leaf)]
+#[inline(always)]
+pub fn run_kernel<R>(f: impl FnOnce() -> R) -> R {
+    RUN_CALLS.fetch_add(1, Ordering::Relaxed);
+    kernel(f)
+}
+
+static RUN_CALLS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// How many run invocations the manager has made (checks use it to tell
+/// which path ran).
+#[cfg_attr(not(sel4_batched_leaf), allow(dead_code))]
+pub fn run_calls() -> u64 {
+    RUN_CALLS.load(Ordering::Relaxed)
+}
+
 fn cnode(c: CsCPtr) -> cap::CNode {
     Cap::from_bits(c.0)
 }
@@ -308,6 +325,14 @@ pub fn batched_leaf() -> bool {
 }
 
 static BATCHED: AtomicBool = AtomicBool::new(false);
+static DETECTED: AtomicBool = AtomicBool::new(false);
+
+#[cfg_attr(not(sel4_batched_leaf), allow(dead_code))]
+/// Lets the manager use the batched invocations (if the kernel has them) or
+/// not: for the checks that compare its two paths on one kernel.
+pub fn use_batched_leaf(on: bool) {
+    BATCHED.store(on && DETECTED.load(Ordering::Relaxed), Ordering::Relaxed);
+}
 
 /// Asks the kernel whether it has the batched leaf-table invocations (kernel
 /// patch 0005) and remembers the answer for [`batched_leaf`]: an
@@ -339,6 +364,7 @@ pub fn detect_batched_leaf(m: &mut Manager) -> Result<bool, alloc::string::Strin
             Err(Error::IllegalOperation) => false,
             other => return Err(alloc::format!("UnmapRun of 0 entries answered {other:?}")),
         };
+        DETECTED.store(present, Ordering::Relaxed);
         BATCHED.store(present, Ordering::Relaxed);
         Ok(present)
     }
@@ -468,7 +494,7 @@ impl vspace::VSpaceKernel for VsKernel<'_> {
                 let p =
                     k.cs.path(k.cs.layout().slot_of(CsCPtr(frames[from].0)).expect("run slot"));
                 let r = sub_run(run, from);
-                kernel(|| {
+                run_kernel(|| {
                     Cap::<cap_type::X86PageTable>::from_bits(r.table.0).x86_page_table_map_run(
                         sel4::CPtr(root.0),
                         r.first_index as Word,
@@ -497,7 +523,7 @@ impl vspace::VSpaceKernel for VsKernel<'_> {
                 let p =
                     k.cs.path(k.cs.layout().slot_of(CsCPtr(frames[from].0)).expect("run slot"));
                 let r = sub_run(run, from);
-                kernel(|| {
+                run_kernel(|| {
                     Cap::<cap_type::X86PageTable>::from_bits(r.table.0).x86_page_table_unmap_run(
                         r.first_index as Word,
                         n as Word,

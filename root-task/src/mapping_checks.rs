@@ -215,7 +215,15 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
         Ok(format!("everything returned; {} records left in the db", w.mm.db.len()))
     })();
     report(v, "mapping.teardown_exact", r);
+    // Bytes per mapping record, both directions and the cap copy's node
+    // included (from the stored entries' sizes at the tables' maximum load).
     let cost = mapping_db::mapping_cost();
+    sel4_root_task::Record::new("mapping_cost")
+        .num("own_bytes", cost.own() as u64)
+        .num("dense_bytes", cost.dense() as u64)
+        .num("dense_without_copy_bytes", cost.dense_without_copy() as u64)
+        .num("sparse_bytes", cost.sparse() as u64)
+        .emit();
     v.check("mapping.cost", true, &format!("{cost:?}"));
 }
 

@@ -704,7 +704,7 @@ impl CopyMapKernel<'_, '_> {
     ) -> Result<(), vspace::KernelFailure> {
         let (s, d) = (self.path(self.srcs[i].0)?, self.path(self.dest_base + i as u64)?);
         let cap_rights = self.rights;
-        crate::backend::kernel(|| {
+        crate::backend::run_kernel(|| {
             sel4::cap::PageTable::from_bits(run.table.0).x86_page_table_copy_map_run(
                 sel4::CPtr(root.0),
                 run.first_index as u64,
@@ -841,7 +841,7 @@ impl vspace::VSpaceKernel for UnmapDeleteKernel<'_, '_> {
             let sub = crate::backend::sub_run(run, done);
             let r = if k >= crate::backend::MIN_RUN && is_copy {
                 let p = self.path(frames[done])?;
-                crate::backend::kernel(|| {
+                crate::backend::run_kernel(|| {
                     sel4::cap::PageTable::from_bits(sub.table.0).x86_page_table_unmap_run(
                         sub.first_index as u64,
                         k as u64,

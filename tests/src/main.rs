@@ -164,6 +164,30 @@ fn render(run: &Run, icount: bool) {
             );
         }
     }
+    if let Some(e) = run.first("extension") {
+        println!(
+            "\nbatched leaf-table invocations: {} (bindings {})",
+            if e.bool("batched_leaf") == Some(true) {
+                "found, used"
+            } else {
+                "absent, per-page path"
+            },
+            if e.bool("batched_bindings") == Some(true) {
+                "have them"
+            } else {
+                "lack them"
+            }
+        );
+    }
+    if let Some(c) = run.first("mapping_cost") {
+        let g = |k| c.u64(k).unwrap_or(0);
+        println!(
+            "mapping record: {} bytes with full leaf tables ({} without the cap copy's node), {} for a lone page",
+            g("dense_bytes"),
+            g("dense_without_copy_bytes"),
+            g("sparse_bytes")
+        );
+    }
     let bench: Vec<&Record> = run.of_kind("bench").collect();
     if !bench.is_empty() {
         println!(

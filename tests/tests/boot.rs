@@ -56,6 +56,7 @@ const BATCHED_CHECKS: &[&str] = &[
     "batched.unmap_run",
     "batched.unmap_delete_512",
     "batched.teardown_exact",
+    "batched.manager_paths_agree",
 ];
 
 /// SMP kernels under TCG on two host cores are slow: allow them time.
@@ -95,6 +96,15 @@ fn check_run(config: &str, run: &Run, batched: bool) {
         bi.u64("empty_end"),
         Some(1 << bi.u64("cnode_size_bits").unwrap()),
         "{}",
+        log()
+    );
+    let cost = run
+        .first("mapping_cost")
+        .unwrap_or_else(|| panic!("no mapping_cost record{}", log()));
+    let (dense, sparse) = (cost.u64("dense_bytes").unwrap(), cost.u64("sparse_bytes").unwrap());
+    assert!(
+        cost.u64("dense_without_copy_bytes").unwrap() < dense && dense < sparse,
+        "mapping record bytes{}",
         log()
     );
     let ext = run
