@@ -79,6 +79,17 @@ pub struct Mm {
     next_space: u32,
     /// The cspace object behind each frame the manager allocated, by original cap.
     frames: HashMap<u64, ObjectId>,
+    /// Vectors kept between operations, so that a small operation (a page
+    /// fault's) allocates as little as the APIs it calls let it.
+    scratch: Scratch,
+}
+
+#[derive(Default)]
+struct Scratch {
+    slots: Vec<cspace::Slot>,
+    copies: Vec<cspace::Slot>,
+    caps: Vec<CapRef>,
+    leaves: Vec<CapSlot>,
 }
 
 fn db_rights(r: Rights) -> DbRights {
@@ -129,6 +140,7 @@ impl Mm {
             spaces: HashMap::new(),
             next_space: 1,
             frames: HashMap::new(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -196,26 +208,41 @@ impl Mm {
 
     /// The leaf tables of `asid` covering the `n` pages from `vaddr`, one per
     /// 2 MiB region from the one holding `vaddr`.
-    fn leaves(&self, asid: AsId, vaddr: u64, n: u64) -> Result<Vec<CapSlot>, MmError> {
+    fn leaves(&self, asid: AsId, vaddr: u64, n: u64, out: &mut Vec<CapSlot>) -> Result<(), MmError> {
         let space = self.spaces.get(&asid).ok_or(MmError::UnknownSpace(asid))?;
         let first = vaddr & !(LEAF_SPAN - 1);
         let last = (vaddr + (n - 1) * PAGE) & !(LEAF_SPAN - 1);
-        (0..=(last - first) / LEAF_SPAN)
-            .map(|k| {
-                space
-                    .table_at(TableLevel::Pt, vspace::VirtAddr::new(first + k * LEAF_SPAN))
-                    .map(|t| CapSlot(t.0))
-                    .ok_or(MmError::Inconsistent("no leaf table"))
-            })
-            .collect()
+        out.clear();
+        for k in 0..=(last - first) / LEAF_SPAN {
+            let t = space
+                .table_at(TableLevel::Pt, vspace::VirtAddr::new(first + k * LEAF_SPAN))
+                .ok_or(MmError::Inconsistent("no leaf table"))?;
+            out.push(CapSlot(t.0));
+        }
+        Ok(())
     }
 
     /// Records the clones the kernel made: `copies[i]`, a new copy of the
     /// original cap of the frame at page `i` of `from` (the kernel's
     /// derivation), is mapped at page `i` of `to`.
+    #[cfg(sel4_batched_leaf)]
     fn record_clones(&mut self, from: At, to: At, copies: &[CapRef], rights: Rights) -> Result<(), MmError> {
+        let mut leaves = core::mem::take(&mut self.scratch.leaves);
+        let r = self.record_clones_with(from, to, copies, rights, &mut leaves);
+        self.scratch.leaves = leaves;
+        r
+    }
+
+    fn record_clones_with(
+        &mut self,
+        from: At,
+        to: At,
+        copies: &[CapRef],
+        rights: Rights,
+        leaves: &mut Vec<CapSlot>,
+    ) -> Result<(), MmError> {
         let n = copies.len() as u64;
-        let leaves = self.leaves(to.0, to.1, n)?;
+        self.leaves(to.0, to.1, n, leaves)?;
         let first = to.1 & !(LEAF_SPAN - 1);
         const REFUSED: MmError = MmError::Inconsistent("database refused a clone the kernel made");
         if copies.iter().zip(0..).all(|(c, i)| c.0 == copies[0].0 + i) {
@@ -349,30 +376,33 @@ impl Mm {
         if crate::backend::batched_leaf() && n as usize >= crate::backend::MIN_RUN && n <= 4096 {
             return self.clone_runs(m, from, &sources, to, rights, clock);
         }
-        let undo = |m: &mut Manager, copies: &[cspace::Slot]| {
-            let _ = m.cs.delete_many(copies);
-        };
-        let srcs: Vec<cspace::Slot> = sources
-            .iter()
-            .map(|s| {
-                m.cs.layout()
-                    .slot_of(cspace::CPtr(s.0))
-                    .ok_or(MmError::Inconsistent("cap slot"))
-            })
-            .collect::<Result<_, _>>()?;
-        // All or nothing: a refused copy undoes the copies before it.
-        let copies = m.cs.copy_many(&srcs, cs_rights(rights)).map_err(MmError::Cap)?;
-        let caps: Vec<CapRef> = copies.iter().map(|c| CapRef(m.cptr(*c))).collect();
-        clock.lap(Phase::CSpace);
-        let space = self.spaces.get_mut(&dst).ok_or(MmError::UnknownSpace(dst))?;
-        if let Err(e) = space.map(&mut m.vk(), range, &caps, rights, CacheAttr::WriteBack) {
-            undo(m, &copies);
-            return Err(MmError::Map(e));
-        }
-        clock.lap(Phase::VSpace);
-        // The kernel's derivation: a copy of a frame cap is a child of the original.
-        let r = self.record_clones(from, to, &caps, rights);
-        clock.lap(Phase::Database);
+        let mut sc = core::mem::take(&mut self.scratch);
+        let r = (|| {
+            sc.slots.clear();
+            let l = m.cs.layout();
+            for s in &sources {
+                sc.slots
+                    .push(l.slot_of(cspace::CPtr(s.0)).ok_or(MmError::Inconsistent("cap slot"))?);
+            }
+            // All or nothing: a refused copy undoes the copies before it.
+            sc.copies.clear();
+            m.cs.copy_many_into(&sc.slots, cs_rights(rights), &mut sc.copies)
+                .map_err(MmError::Cap)?;
+            sc.caps.clear();
+            sc.caps.extend(sc.copies.iter().map(|c| CapRef(m.cptr(*c))));
+            clock.lap(Phase::CSpace);
+            let space = self.spaces.get_mut(&dst).ok_or(MmError::UnknownSpace(dst))?;
+            if let Err(e) = space.map(&mut m.vk(), range, &sc.caps, rights, CacheAttr::WriteBack) {
+                let _ = m.cs.delete_many(&sc.copies);
+                return Err(MmError::Map(e));
+            }
+            clock.lap(Phase::VSpace);
+            // The kernel's derivation: a copy of a frame cap is a child of the original.
+            let r = self.record_clones_with(from, to, &sc.caps, rights, &mut sc.leaves);
+            clock.lap(Phase::Database);
+            r
+        })();
+        self.scratch = sc;
         r
     }
 
