@@ -15,10 +15,7 @@
 //! functions. The `_512` runs are the root task's case: a leaf table's 512
 //! pages copied (or deleted) in one kernel entry. `bench_adopt_deletes_512`
 //! includes building the slot list; `bench_adopt_deletes_list_512` gets it
-//! built (the call alone). `bench_alloc_slots_512`,
-//! `bench_adopt_copies_run_512` and `bench_adopt_deletes_run_512` are each
-//! call alone (512-cap runs; the sources in stretches of 256), and the `_1`
-//! functions the same calls for one cap each.
+//! built (the call alone).
 
 use cspace::{BootUntyped, CPtr, CSpace, CapData, CapPath, Config, KernelError, KernelOps, ObjectType, Placement};
 use cspace::{RetypeDest, Rights, Slot, SlotRange};
@@ -200,44 +197,6 @@ fn bench_alloc_slots_512(cs: &mut CSpace<NullKernel>) -> Vec<SlotRange> {
         .collect()
 }
 
-/// `adopt_copies_run` alone, into runs taken beforehand (`parts` as for
-/// [`alloc_adopt_runs`]).
-#[inline(never)]
-fn bench_adopt_copies_run_512(cs: &mut CSpace<NullKernel>, runs: &[SlotRange], parts: &[(usize, u64, Slot, u64)]) {
-    black_box("adopt_copies_run 512");
-    for &(c, off, first, len) in parts {
-        let dests = SlotRange {
-            cnode: runs[c].cnode,
-            start: runs[c].start + off,
-            len,
-        };
-        cs.adopt_copies_run(black_box(first), len, dests)
-            .expect("adopt_copies_run");
-    }
-}
-#[inline(never)]
-fn bench_alloc_slots_1(cs: &mut CSpace<NullKernel>) -> Vec<SlotRange> {
-    black_box("alloc_slots 1");
-    (0..N)
-        .map(|_| cs.alloc_slots(black_box(1)).expect("alloc_slots"))
-        .collect()
-}
-#[inline(never)]
-fn bench_adopt_copies_run_1(cs: &mut CSpace<NullKernel>, runs: &[SlotRange], srcs: &[Slot]) {
-    black_box("adopt_copies_run 1");
-    for (&r, &s) in runs.iter().zip(srcs) {
-        cs.adopt_copies_run(black_box(s), 1, r).expect("adopt_copies_run");
-    }
-}
-#[inline(never)]
-fn bench_adopt_deletes_run_1(cs: &mut CSpace<NullKernel>, runs: &[SlotRange]) {
-    black_box("adopt_deletes_run 1");
-    for r in runs {
-        cs.adopt_deletes_run(black_box(r.slot(0)), 1)
-            .expect("adopt_deletes_run");
-    }
-}
-
 fn main() {
     let untypeds = vec![
         BootUntyped {
@@ -309,22 +268,6 @@ fn main() {
         for r in runs {
             cs.release_slots(r).expect("release");
         }
-        assert_eq!(cs.stats(), before);
-    }
-    // Each call alone: alloc_slots, adopt_copies_run, adopt_deletes_run,
-    // for 512-cap runs and for single caps.
-    for _ in 0..ROUNDS {
-        let runs = bench_alloc_slots_512(&mut cs);
-        bench_adopt_copies_run_512(&mut cs, &runs, &parts);
-        assert_eq!(cs.stats().copies_live, N as u64);
-        bench_adopt_deletes_run_512(&mut cs, &runs);
-        assert_eq!(cs.stats(), before);
-    }
-    for _ in 0..ROUNDS {
-        let runs = bench_alloc_slots_1(&mut cs);
-        bench_adopt_copies_run_1(&mut cs, &runs, &frames);
-        assert_eq!(cs.stats().copies_live, N as u64);
-        bench_adopt_deletes_run_1(&mut cs, &runs);
         assert_eq!(cs.stats(), before);
     }
     println!("ok: {} elements per bench function", ROUNDS * N);

@@ -24,16 +24,13 @@ pub(crate) const NIL: Idx = u32::MAX;
 /// A managed cap: an object's original (`parent == NIL`) or a copy. The
 /// parent links mirror the kernel's derivation tree (5.0 `cteInsert` and
 /// `isMDBParentOf`).
-///
-/// Laid out in 64 bytes (`repr(C)`, fields in this order) so that an entry
-/// is found with a shift and a copy's record is written with few stores.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[repr(C)]
 pub(crate) struct CapRecord {
     /// Where the cap is.
     pub slot: Slot,
     pub object: ObjectId,
-    pub badge: u64,
+    /// The object's type (as in its object record).
+    pub ty: ObjectType,
     /// The object's original (itself for an original). Originals stay put
     /// while copies exist (an object with copies cannot be freed).
     pub orig: Idx,
@@ -42,12 +39,10 @@ pub(crate) struct CapRecord {
     /// Siblings (children of the same parent).
     pub prev: Idx,
     pub next: Idx,
-    /// Live copies of the object (kept on its original only; fewer than
-    /// the arena's `2^32 - 1` entries).
-    pub copies: u32,
-    /// The object's type (as in its object record).
-    pub ty: ObjectType,
+    /// Live copies of the object (kept on its original only).
+    pub copies: u64,
     pub revocable: bool,
+    pub badge: u64,
     /// The slot was handed out by `alloc_slots`; it goes back to the caller
     /// (reserved) when the cap leaves it.
     pub user_slot: bool,
@@ -56,8 +51,6 @@ pub(crate) struct CapRecord {
     /// The arena entry is in use (set by [`CapTable::insert`]).
     pub live: bool,
 }
-
-const _: () = assert!(core::mem::size_of::<CapRecord>() == 64);
 
 /// What is left of a removed record.
 #[derive(Debug, Clone, Copy)]
@@ -278,21 +271,22 @@ impl CapTable {
         if first != NIL {
             recs[first as usize].prev = i;
         }
-        // A vacant entry is overwritten in place, field by field (it has no
-        // children, no copies and no mark: see `copy_record_into`).
+        // A vacant entry is overwritten in place, field by field.
         let r = &mut recs[i as usize];
-        debug_assert!(!r.live && !r.mark, "vacant entry");
-        debug_assert_eq!((r.first_child, r.copies), (NIL, 0), "vacant entry");
+        debug_assert!(!r.live, "vacant entry");
         r.slot = d;
         r.object = object;
         r.ty = ty;
         r.orig = orig;
         r.parent = parent;
+        r.first_child = NIL;
         r.prev = NIL;
         r.next = first;
+        r.copies = 0;
         r.revocable = revocable;
         r.badge = badge;
         r.user_slot = user_slot;
+        r.mark = false;
         r.live = true;
         recs[orig as usize].copies += 1;
         i
@@ -401,7 +395,9 @@ impl CapTable {
         {
             let recs = &mut recs[..];
             for (j, (&si, &i)) in srcs[..reuse].iter().zip(&ids[..reuse]).enumerate() {
-                Self::copy_record_into(recs, si, i, slot(j));
+                let rec = Self::copy_record(recs, si, i, slot(j));
+                debug_assert!(!recs[i as usize].live, "vacant entry");
+                recs[i as usize] = rec;
             }
         }
         for (j, (&si, &i)) in srcs.iter().zip(ids).enumerate().skip(reuse) {
@@ -460,54 +456,6 @@ impl CapTable {
             mark: false,
             live: true,
         }
-    }
-
-    /// [`copy_record`](Self::copy_record) into the vacant arena entry `i`,
-    /// written in place: a vacant entry has no children, no copies and no
-    /// mark (see [`take_descendants`](Self::take_descendants)), so those
-    /// fields are left as they are.
-    #[inline(always)]
-    fn copy_record_into(recs: &mut [CapRecord], si: Idx, i: Idx, slot: Slot) {
-        let s = &mut recs[si as usize];
-        debug_assert!(s.live, "live record");
-        let (object, ty, orig, badge) = (s.object, s.ty, s.orig, s.badge);
-        let (parent, first) = if s.revocable {
-            let first = core::mem::replace(&mut s.first_child, i);
-            if si == orig {
-                s.copies += 1;
-            } else {
-                recs[orig as usize].copies += 1;
-            }
-            (si, first)
-        } else {
-            debug_assert_ne!(s.parent, NIL, "a derived cap has a parent");
-            let parent = s.parent;
-            let p = &mut recs[parent as usize];
-            let first = core::mem::replace(&mut p.first_child, i);
-            if parent == orig {
-                p.copies += 1;
-            } else {
-                recs[orig as usize].copies += 1;
-            }
-            (parent, first)
-        };
-        if first != NIL {
-            recs[first as usize].prev = i;
-        }
-        let r = &mut recs[i as usize];
-        debug_assert!(!r.live && !r.mark, "vacant entry");
-        debug_assert_eq!((r.first_child, r.copies), (NIL, 0), "vacant entry");
-        r.slot = slot;
-        r.object = object;
-        r.ty = ty;
-        r.orig = orig;
-        r.parent = parent;
-        r.prev = NIL;
-        r.next = first;
-        r.revocable = ty == ObjectType::Untyped;
-        r.badge = badge;
-        r.user_slot = false;
-        r.live = true;
     }
 
     /// Books copy `i` (a vacant or fresh arena entry) of the record at
@@ -615,93 +563,6 @@ impl CapTable {
             },
             original,
         ))
-    }
-
-    /// [`check_copies_run`](Self::check_copies_run) then
-    /// [`remove_copies_run`](Self::remove_copies_run) of the `n >= 1`
-    /// consecutive slots from `first` in one pass, when every slot there
-    /// holds a copy that is a leaf (no children) in a slot that was not
-    /// reserved (the usual case: copies made by a run of
-    /// [`insert_copies_run`](Self::insert_copies_run)): then they are
-    /// removed (the table as `remove_copies_run` leaves it) and the result
-    /// is `true`. Otherwise (some slot holds no cap, an original, or a copy
-    /// with children or in a reserved slot, or the run leaves the table)
-    /// nothing is changed and the result is `false`: the caller takes the
-    /// two-pass path, which refuses or handles the run.
-    ///
-    /// Each copy is unlinked as it is checked; a bail-out puts the ones
-    /// unlinked before it back, last first, which restores every link and
-    /// count exactly (an unlinked record keeps its own links).
-    #[inline(never)]
-    pub fn remove_leaf_copies_run(&mut self, first: Slot, n: u64) -> bool {
-        let Some(base) = self.key(first) else {
-            return false;
-        };
-        if n > (1u64 << self.l2_bits) - first.index {
-            return false;
-        }
-        let n = n as usize;
-        let CapTable {
-            by_slot, recs, vacant, ..
-        } = self;
-        let Some(run) = by_slot.get_mut(base..base + n) else {
-            return false;
-        };
-        let recs = &mut recs[..];
-        let mut done = n;
-        for (j, &i) in run.iter().enumerate() {
-            // `NIL` is past the arena's end.
-            let Some(r) = recs.get_mut(i as usize) else {
-                done = j;
-                break;
-            };
-            debug_assert!(!r.mark, "unmarked record");
-            let (parent, orig, prev, next) = (r.parent, r.orig, r.prev, r.next);
-            // An original (`parent == NIL`) is refused below: the two-pass
-            // path names it.
-            if r.first_child != NIL || r.user_slot || parent == NIL {
-                done = j;
-                break;
-            }
-            r.live = false;
-            if parent == orig && prev == NIL {
-                // The first copy of an original: one record to update.
-                let p = &mut recs[parent as usize];
-                p.copies -= 1;
-                p.first_child = next;
-            } else {
-                recs[orig as usize].copies -= 1;
-                if prev == NIL {
-                    recs[parent as usize].first_child = next;
-                } else {
-                    recs[prev as usize].next = next;
-                }
-            }
-            if next != NIL {
-                recs[next as usize].prev = prev;
-            }
-        }
-        if done < n {
-            for &i in run[..done].iter().rev() {
-                let r = &mut recs[i as usize];
-                r.live = true;
-                let (parent, orig, prev, next) = (r.parent, r.orig, r.prev, r.next);
-                recs[orig as usize].copies += 1;
-                if prev == NIL {
-                    recs[parent as usize].first_child = i;
-                } else {
-                    recs[prev as usize].next = i;
-                }
-                if next != NIL {
-                    recs[next as usize].prev = i;
-                }
-            }
-            return false;
-        }
-        // The entries become vacant in the order `remove_copies` pushes them.
-        vacant.extend_from_slice(run);
-        run.fill(NIL);
-        true
     }
 
     /// [`remove_copies`](Self::remove_copies) of the `n` consecutive slots
@@ -917,8 +778,6 @@ impl CapTable {
             let r = &mut self.recs[d as usize];
             debug_assert!(r.live, "live record");
             r.live = false;
-            // A vacant entry has no children (its own were taken above).
-            r.first_child = NIL;
             let gone = Gone {
                 slot: r.slot,
                 orig: r.orig,

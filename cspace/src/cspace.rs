@@ -808,7 +808,7 @@ impl<K: KernelOps> CSpace<K> {
         let o = self.objects.get(&id).ok_or(FreeError::UnknownObject(id))?;
         let (slot, ty, obj_bits, node) = (o.slot, o.ty, o.obj_bits, o.node);
         let i = self.caps.find(slot).expect("original recorded");
-        let copies = u64::from(self.caps.get(i).copies);
+        let copies = self.caps.get(i).copies;
         if copies > 0 {
             return Err(FreeError::HasCopies { id, copies });
         }
@@ -892,13 +892,6 @@ impl<K: KernelOps> CSpace<K> {
         }
         if n == 0 || n > pow2(self.layout.l2_bits) {
             return Err(AllocError::BadCount { count: n });
-        }
-        // One slot without growth: the one `alloc_run(1)` would take, by the
-        // allocator's single-slot path.
-        if n == 1 && self.slots.free_count() > self.reserve {
-            let s = self.slots.alloc().expect("a free slot exists");
-            self.reserved.insert(s);
-            return Ok(one(s));
         }
         // Without growth: the run `acquire` would take first (no log needed).
         if let Some(run) = self.take_run(n) {
@@ -1193,9 +1186,6 @@ impl<K: KernelOps> CSpace<K> {
         if n != dests.len {
             return Err(CapError::OutOfSlots { needed: n });
         }
-        if n == 1 {
-            return self.adopt_copy(srcs_first, dests.slot(0));
-        }
         self.caps.find_run(srcs_first, n).map_err(CapError::NotManaged)?;
         if let Some(d) = self.reserved.first_missing(dests) {
             return Err(CapError::NotReserved(d));
@@ -1203,20 +1193,6 @@ impl<K: KernelOps> CSpace<K> {
         self.reserved.remove_run(dests);
         self.caps.insert_copies_run(srcs_first, dests);
         self.copies += n;
-        Ok(())
-    }
-
-    /// [`adopt_copies_run`](Self::adopt_copies_run) of one cap, as
-    /// [`copy_to`](Self::copy_to) books it (with the source's badge).
-    #[inline(never)]
-    fn adopt_copy(&mut self, src: Slot, d: Slot) -> Result<(), CapError> {
-        let si = self.caps.find(src).ok_or(CapError::NotManaged(src))?;
-        if !self.reserved.remove(&d) {
-            return Err(CapError::NotReserved(d));
-        }
-        let badge = self.caps.get(si).badge;
-        self.caps.insert_copy(si, d, badge, false);
-        self.copies += 1;
         Ok(())
     }
 
@@ -1318,25 +1294,6 @@ impl<K: KernelOps> CSpace<K> {
         if self.poisoned {
             return Err(CapError::Poisoned);
         }
-        if n == 1 {
-            return self.adopt_delete(first);
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        // Leaf copies in the manager's own slots (the usual case): checked
-        // and unlinked in one pass; their slots go back as one run.
-        if self.caps.remove_leaf_copies_run(first, n) {
-            self.slots
-                .free_run(SlotRange {
-                    cnode: first.cnode,
-                    start: first.index,
-                    len: n,
-                })
-                .expect("slots were allocated");
-            self.copies -= n;
-            return Ok(());
-        }
         if let Err((s, original)) = self.caps.check_copies_run(first, n) {
             return Err(if original {
                 CapError::IsOriginal(s)
@@ -1345,18 +1302,6 @@ impl<K: KernelOps> CSpace<K> {
             });
         }
         self.forget_copies_run(first, n);
-        Ok(())
-    }
-
-    /// [`adopt_deletes_run`](Self::adopt_deletes_run) of one cap, as
-    /// [`delete`](Self::delete) books it.
-    #[inline(never)]
-    fn adopt_delete(&mut self, slot: Slot) -> Result<(), CapError> {
-        let i = self.caps.find(slot).ok_or(CapError::NotManaged(slot))?;
-        if self.caps.get(i).parent == NIL {
-            return Err(CapError::IsOriginal(slot));
-        }
-        self.forget_copy(i);
         Ok(())
     }
 

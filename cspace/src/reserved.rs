@@ -115,23 +115,16 @@ impl Reserved {
         true
     }
 
-    /// The first and last words covering slots `start .. end` of one CNode
-    /// (`start < end <= 2^L2`), and the masks of the run's bits in the first
-    /// and in the last (both apply when they are the same word).
+    /// The words and masks covering slots `start .. end` of one CNode
+    /// (`end <= 2^L2`).
     #[inline]
-    fn span(start: u64, end: u64) -> (usize, usize, u64, u64) {
-        let (first, last) = ((start / 64) as usize, ((end - 1) / 64) as usize);
-        (first, last, !0u64 << (start % 64), !0u64 >> (63 - (end - 1) % 64))
-    }
-
-    /// The bits of `mask` (`bits` of them) not set in `word`.
-    #[inline]
-    fn absent(word: u64, mask: u64, bits: u64) -> u64 {
-        if word & mask == 0 {
-            bits
-        } else {
-            (!word & mask).count_ones() as u64
-        }
+    fn masks(start: u64, end: u64) -> impl Iterator<Item = (usize, u64)> {
+        let (first, last) = (start / 64, end.div_ceil(64));
+        (first..last).map(move |w| {
+            let lo = if w == first { start % 64 } else { 0 };
+            let hi = (end - w * 64).min(64);
+            (w as usize, (!0u64 >> (64 - (hi - lo))) << lo)
+        })
     }
 
     /// Adds every slot of `range` (slots of the layout).
@@ -142,25 +135,11 @@ impl Reserved {
         let end = range.start + range.len;
         debug_assert!(end <= self.cnode_slots());
         let words = self.words_mut(range.cnode);
-        let (first, last, lo, hi) = Self::span(range.start, end);
-        let added = if first == last {
-            let m = lo & hi;
-            let added = Self::absent(words[first], m, range.len);
-            words[first] |= m;
-            added
-        } else {
-            let (head, rest) = words[first..=last].split_first_mut().expect("two words");
-            let (tail, mid) = rest.split_last_mut().expect("two words");
-            let mut added =
-                Self::absent(*head, lo, 64 - range.start % 64) + Self::absent(*tail, hi, (end - 1) % 64 + 1);
-            *head |= lo;
-            *tail |= hi;
-            for w in mid {
-                added += Self::absent(*w, !0, 64);
-                *w = !0;
-            }
-            added
-        };
+        let mut added = 0;
+        for (w, m) in Self::masks(range.start, end) {
+            added += (!words[w] & m).count_ones() as u64;
+            words[w] |= m;
+        }
         self.len += added;
     }
 
@@ -175,28 +154,14 @@ impl Reserved {
         let n = self.cnode_slots();
         let end = range.start.saturating_add(range.len).min(n);
         if range.start < end {
-            let (first, last, lo, hi) = Self::span(range.start, end);
-            let at = |w: usize, missing: u64| Slot {
-                cnode: range.cnode,
-                index: w as u64 * 64 + missing.trailing_zeros() as u64,
-            };
-            if first == last {
-                let missing = !words[first] & lo & hi;
+            for (w, m) in Self::masks(range.start, end) {
+                let missing = !words[w] & m;
                 if missing != 0 {
-                    return Some(at(first, missing));
-                }
-            } else {
-                let missing = !words[first] & lo;
-                if missing != 0 {
-                    return Some(at(first, missing));
-                }
-                if let Some(p) = words[first + 1..last].iter().position(|&w| w != !0) {
-                    let w = first + 1 + p;
-                    return Some(at(w, !words[w]));
-                }
-                let missing = !words[last] & hi;
-                if missing != 0 {
-                    return Some(at(last, missing));
+                    let index = w as u64 * 64 + missing.trailing_zeros() as u64;
+                    return Some(Slot {
+                        cnode: range.cnode,
+                        index,
+                    });
                 }
             }
         }
@@ -215,13 +180,8 @@ impl Reserved {
         }
         let k = self.level2(range.cnode).expect("reserved slots are level-2 slots");
         let words = &mut self.cnodes[k];
-        let (first, last, lo, hi) = Self::span(range.start, range.start + range.len);
-        if first == last {
-            words[first] &= !(lo & hi);
-        } else {
-            words[first] &= !lo;
-            words[first + 1..last].fill(0);
-            words[last] &= !hi;
+        for (w, m) in Self::masks(range.start, range.start + range.len) {
+            words[w] &= !m;
         }
         self.len -= range.len;
     }

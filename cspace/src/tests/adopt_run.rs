@@ -233,59 +233,6 @@ fn runs_of_copies_are_deleted_as_lists() {
     assert_eq!(both(&mut a, &mut b, srcs[0], 1), Err(CapError::Poisoned));
 }
 
-/// The one-pass path of `adopt_deletes_run` (leaf copies in the manager's
-/// own slots, unlinked as they are checked): runs from every managed slot,
-/// of several lengths, over copies with siblings (three copies of each
-/// original), reaching originals, unmanaged slots, a copy with children and
-/// copies in the caller's slots part-way (the copies unlinked before are
-/// put back); and the one-cap paths of `adopt_copies_run` and
-/// `adopt_deletes_run` (as `copy_to` and `delete`).
-#[test]
-fn leaf_runs_put_back_what_they_unlinked() {
-    let (mut a, mut b) = (small(), small());
-    for cs in [&mut a, &mut b] {
-        let frames = cs.alloc_many(T::Frame4K, 0, 8, Placement::Anywhere).unwrap();
-        let srcs: Vec<Slot> = frames.iter().map(|f| f.slot).collect();
-        for _ in 0..3 {
-            let run = cs.alloc_slots(8).unwrap();
-            kernel_copies(cs, &srcs, run);
-            cs.adopt_copies_run(srcs[0], 8, run).unwrap();
-        }
-        // One cap at a time.
-        for &s in &srcs[..3] {
-            let d = cs.alloc_slots(1).unwrap();
-            kernel_copies(cs, &[s], d);
-            cs.adopt_copies_run(s, 1, d).unwrap();
-        }
-        // A badged copy in the caller's slot, with children.
-        let ep = cs.alloc(T::Endpoint, 0).unwrap();
-        let m = cs.alloc_slot().unwrap();
-        cs.mint_to(ep.slot, m, Rights::all(), 9).unwrap();
-        cs.copy(m, Rights::READ).unwrap();
-        cs.copy(m, Rights::READ).unwrap();
-        let mine = cs.alloc_slot().unwrap();
-        cs.copy_to(srcs[4], mine, Rights::READ).unwrap();
-        cs.alloc_many(T::Frame4K, 0, 4, Placement::Anywhere).unwrap();
-        cs.copy_many(&srcs, Rights::READ).unwrap();
-        audit(cs);
-    }
-    assert!(a.same_cap_books(&b));
-    let starts: Vec<Slot> = caps(&a).iter().map(|c| c.0).collect();
-    let (mut ok, mut refused) = (0, 0);
-    for n in [24, 11, 5, 2, 1] {
-        for &s in &starts {
-            match both(&mut a, &mut b, s, n) {
-                Ok(()) => ok += 1,
-                Err(_) => refused += 1,
-            }
-        }
-        audit(&a);
-        audit(&b);
-    }
-    assert!(ok > 5 && refused > 20, "{ok} {refused}");
-    assert_eq!(b.stats().copies_live, 0);
-}
-
 // ------------------------------------------------------------------ random
 
 #[derive(Debug, Clone)]
