@@ -17,6 +17,18 @@
 //! operations: [`MappingDb::source_caps`], [`MappingDb::clone_region`] (no records built), then
 //! [`MappingDb::caps_run`] and [`MappingDb::destroy_region`].
 //!
+//! Modes `region1` and `region16` are the manager's benchmark of small regions in a steady state: the same
+//! 1 (or 16) pages cloned from space 0 into the otherwise empty space 1 (same copy slots, far from any
+//! other capability) and destroyed again, [`SMALL_ROUNDS`] times. Each round creates and frees the
+//! destination's space, leaf table, span counters, address chunk and slot chunk (the worst case: nothing
+//! else keeps them alive). Each operation is one non-inlined `op_*` function called once per round: its
+//! inclusive cost (`callgrind_annotate --inclusive=yes`) divided by [`SMALL_ROUNDS`] is the cost per call.
+//!
+//! ```text
+//! valgrind --tool=callgrind --callgrind-out-file=cg.small target/release/examples/opcount region1
+//! callgrind_annotate --inclusive=yes cg.small | grep op_
+//! ```
+//!
 //! ```text
 //! cargo build --release -p mapping-db --example opcount
 //! valgrind --tool=callgrind --dump-before='*phase_*' --callgrind-out-file=cg.out \
@@ -211,6 +223,72 @@ fn phase_destroy_region(db: &mut MappingDb) {
     db.destroy_region(AsId(1), DST, N as usize).unwrap();
 }
 
+/// Rounds of the `region1` and `region16` modes.
+const SMALL_ROUNDS: u64 = 10_000;
+
+#[inline(never)]
+fn op_source_caps(db: &MappingDb, n: usize) -> Vec<CapSlot> {
+    db.source_caps(AsId(0), SRC, n, RW).unwrap()
+}
+
+#[inline(never)]
+fn op_clone_region(db: &mut MappingDb, n: usize) {
+    let c = RegionClone {
+        src: AsId(0),
+        src_vaddr: SRC,
+        dst: AsId(1),
+        dst_vaddr: DST,
+        n,
+        first_copy: copy_slot(0, 0),
+        parent: CloneParent::Original,
+        rights: RW,
+    };
+    db.clone_region(&c, |base| rec(frame(0), CapSlot(0), AsId(1), base, 0).leaf.table)
+        .unwrap();
+}
+
+#[inline(never)]
+fn op_caps_run(db: &MappingDb, n: usize) -> Vec<(CapSlot, bool)> {
+    db.caps_run(AsId(1), DST, n).unwrap()
+}
+
+#[inline(never)]
+fn op_destroy_region(db: &mut MappingDb, n: usize) {
+    db.destroy_region(AsId(1), DST, n).unwrap();
+}
+
+/// The `region1` / `region16` modes: clone and destroy `n` pages, [`SMALL_ROUNDS`] times.
+fn small_regions(db: &mut MappingDb, n: usize) {
+    let heap = db.approx_heap_bytes();
+    // One round outside the counted functions: the tables' first growth is not the steady state.
+    let c = RegionClone {
+        src: AsId(0),
+        src_vaddr: SRC,
+        dst: AsId(1),
+        dst_vaddr: DST,
+        n,
+        first_copy: copy_slot(0, 0),
+        parent: CloneParent::Original,
+        rights: RW,
+    };
+    db.clone_region(&c, |base| rec(frame(0), CapSlot(0), AsId(1), base, 0).leaf.table)
+        .unwrap();
+    db.destroy_region(AsId(1), DST, n).unwrap();
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..SMALL_ROUNDS {
+        black_box(op_source_caps(db, n));
+        op_clone_region(db, n);
+        black_box(op_caps_run(db, n));
+        op_destroy_region(db, n);
+    }
+    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    println!(
+        "{n} pages: {:.3} allocations per round (2 are the returned Vecs)",
+        allocs as f64 / SMALL_ROUNDS as f64
+    );
+    println!("heap bytes: {heap} before, {} after", db.approx_heap_bytes());
+}
+
 #[inline(never)]
 fn phase_commit_insert(db: &mut MappingDb, batches: Vec<Batch>) {
     for b in batches {
@@ -238,6 +316,12 @@ fn main() {
     let mut db = MappingDb::new();
     counted("add_frame", || phase_add_frame(&mut db));
     counted("insert (originals)", || phase_insert_orig(&mut db));
+    if let Some(n) = mode.strip_prefix("region").and_then(|n| n.parse().ok()) {
+        small_regions(&mut db, n);
+        db.check().unwrap();
+        assert_eq!(db.len(), N as usize);
+        return;
+    }
     for round in 0..2 {
         if mode == "clone" || mode == "destroy" {
             counted("mappings_run (sources)", || phase_mappings_run(&db, AsId(0), SRC));
@@ -279,7 +363,7 @@ fn main() {
                 counted("clone_run", || phase_clone_run(&mut db, &clones));
             }
             "region" => counted("clone_region", || phase_clone_region(&mut db, round)),
-            _ => panic!("mode: single, run, batch, clone, destroy or region"),
+            _ => panic!("mode: single, run, batch, clone, destroy, region, region1 or region16"),
         }
         counted("lookup (copies)", || phase_lookup_hit(&db, AsId(1), DST));
         match mode.as_str() {

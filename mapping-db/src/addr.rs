@@ -2,7 +2,8 @@
 //! mapping starts there.
 //!
 //! A [`ChunkMap`]: 64 consecutive same-size pages of one address space share a chunk (256 KiB of 4 KiB pages,
-//! 128 MiB of 2 MiB pages, 64 GiB of 1 GiB pages), which exists only while one of its pages is mapped.
+//! 128 MiB of 2 MiB pages, 64 GiB of 1 GiB pages), which exists while one of its pages is mapped (and for a
+//! while after, idle: see the `chunk` module).
 
 use crate::chunk::{chunk_bytes, ChunkMap, Cursor, Dense, CHUNK, CHUNK_BITS};
 #[cfg(test)]

@@ -4,7 +4,9 @@
 use alloc::vec::Vec;
 
 use crate::chunk::Cursor;
-use crate::db::{add_child, big_idx, larger, to_mapping, CapNode, MappingDb, Overlay, Placed, SpanKey, FREED};
+use crate::db::{
+    add_child, big_idx, counts_pages, larger, to_mapping, CapNode, MappingDb, Overlay, Placed, SpanKey, FREED,
+};
 use crate::error::{AddCopyError, BatchError, BatchErrorKind, CloneError, InsertError, RemoveError};
 use crate::table::{pos32, NONE};
 use crate::types::{AsId, CapSlot, FrameId, LeafTable, Mapping, PageSize, USER_VADDR_END};
@@ -84,7 +86,7 @@ impl MappingDb {
                         BatchOp::Insert(m) => Some(m),
                         BatchOp::Remove(_) => None,
                     });
-                    let n = match self.leaves.find(self.hint_leaf, &m.leaf) {
+                    let n = match self.live_leaf(&m.leaf) {
                         Some(leaf) => self.insert_in_leaf(leaf, run),
                         None => self.insert_new_leaf(&m),
                     };
@@ -329,7 +331,7 @@ impl MappingDb {
         let mut i = 0;
         loop {
             while let Some((first, _)) = recs.get(i) {
-                let Some(leaf) = self.leaves.find(self.hint_leaf, &first.leaf) else {
+                let Some(leaf) = self.live_leaf(&first.leaf) else {
                     break;
                 };
                 let k = self.clone_in_leaf(leaf, &recs[i..]);
@@ -384,6 +386,7 @@ impl MappingDb {
             big,
             hint_leaf,
             copy_parents,
+            ..
         } = self;
         *hint_leaf = leaf;
         let (key, l) = leaves.entry_at_mut(leaf);
@@ -426,11 +429,14 @@ impl MappingDb {
                 break;
             }
             if probe_spans
-                && spans.contains_key(&SpanKey {
-                    asid,
-                    size,
-                    base: m.vaddr,
-                })
+                && counts_pages(
+                    spans,
+                    &SpanKey {
+                        asid,
+                        size,
+                        base: m.vaddr,
+                    },
+                )
             {
                 break;
             }
@@ -481,7 +487,7 @@ impl MappingDb {
             }
             for sp in counters {
                 if sp != NONE {
-                    *spans.at_mut(sp) += n;
+                    spans.at_mut(sp).count += n;
                 }
             }
             *len += n as usize;

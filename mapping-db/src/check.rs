@@ -2,7 +2,7 @@
 
 use hashbrown::HashMap;
 
-use crate::db::{big_idx, larger, MappingDb, SpanKey};
+use crate::db::{big_idx, larger, MappingDb, SpanKey, IDLE_LEAVES};
 use crate::error::InvariantViolation as V;
 use crate::table::NONE;
 use crate::types::{AsId, FrameId, USER_VADDR_END};
@@ -112,17 +112,32 @@ impl MappingDb {
         let frame_maps: usize = self.frames.values().map(|n| n.mapped.len()).sum();
         let space_maps: usize = self.spaces.values().map(|v| v.maps.len()).sum();
         let leaf_maps: usize = self.leaves.values().map(|l| l.bits()).sum();
+        // Idle leaves: the leaves without entries in use, listed once each, at most IDLE_LEAVES; each space is
+        // named by as many leaves as it counts (so by one at least).
+        let idle = self.idle_leaves.as_slice();
+        let mut idle_sorted = idle.to_vec();
+        idle_sorted.sort_unstable();
+        idle_sorted.dedup();
+        let mut space_leaves: HashMap<u32, u32> = HashMap::new();
+        for l in self.leaves.values() {
+            *space_leaves.entry(l.space).or_insert(0) += 1;
+        }
         if frame_copies != self.caps.len()
             || mapped != self.len
             || frame_maps != self.len
             || space_maps != self.len
             || leaf_maps != self.len
             || self.by_vaddr.len() != self.len
-            || self.spaces.values().any(|v| v.maps.is_empty())
+            || idle_sorted.len() != idle.len()
+            || idle.len() > IDLE_LEAVES
+            || self
+                .spaces
+                .iter()
+                .any(|(p, _, v)| v.leaves == 0 || space_leaves.get(&p) != Some(&v.leaves))
             || self
                 .leaves
-                .values()
-                .any(|l| l.count == 0 || l.count as usize != l.bits())
+                .iter()
+                .any(|(p, _, l)| (l.count == 0) != idle.contains(&p) || l.count as usize != l.bits())
             || self
                 .leaves
                 .iter()
@@ -141,7 +156,8 @@ impl MappingDb {
         {
             return Err(V::Count);
         }
-        // S1: span counters, recomputed; each leaf names the counters its pages count in.
+        // S1: span counters, recomputed; each leaf names the counters its pages count in, and each counter is
+        // named by as many leaves as it counts (so by one at least).
         let mut spans: HashMap<SpanKey, u32> = HashMap::with_capacity(self.spans.len());
         for c in self.caps.values() {
             let Some(p) = c.map.as_ref() else { continue };
@@ -156,9 +172,19 @@ impl MappingDb {
                     .or_insert(0) += 1;
             }
         }
+        let mut span_leaves: HashMap<u32, u32> = HashMap::new();
+        for l in self.leaves.values() {
+            for sp in l.spans.into_iter().filter(|&sp| sp != NONE) {
+                *span_leaves.entry(sp).or_insert(0) += 1;
+            }
+        }
         if !self.spans.consistent()
-            || spans.len() != self.spans.len()
-            || self.spans.iter().any(|(_, k, &n)| spans.get(&k) != Some(&n))
+            || spans.keys().any(|k| !self.spans.contains_key(k))
+            || self.spans.iter().any(|(p, k, n)| {
+                n.count != spans.get(&k).copied().unwrap_or(0)
+                    || n.leaves == 0
+                    || span_leaves.get(&p) != Some(&n.leaves)
+            })
         {
             return Err(V::SpanCount);
         }

@@ -1,6 +1,10 @@
 //! A map from dense keys to positions: keys are grouped in chunks of [`CHUNK`] neighbours, a hash table finds
 //! a chunk and an array inside it the key's position. Neighbouring keys share a chunk, and the chunks used
 //! last are tried before hashing, so a run of neighbouring keys costs one hash lookup (or none).
+//!
+//! A chunk left empty stays indexed for a while (up to [`IDLE`] such chunks per map, the oldest forgotten
+//! first): a key that comes back soon (a page mapped, unmapped and mapped again, as a page fault handler
+//! does) finds its chunk without a hash insert and removal each time.
 
 use alloc::vec::Vec;
 use core::fmt::Debug;
@@ -15,6 +19,8 @@ use crate::table::{bucket_bytes, map_bytes, pos32, NONE};
 pub(crate) const CHUNK_BITS: u32 = 6;
 /// Keys per chunk.
 pub(crate) const CHUNK: usize = 1 << CHUNK_BITS;
+/// Empty chunks a map keeps indexed (idle), for keys that come back.
+pub(crate) const IDLE: usize = 4;
 
 /// A key of a [`ChunkMap`]: which chunk, and where in it.
 pub(crate) trait Dense: Copy {
@@ -27,14 +33,16 @@ pub(crate) trait Dense: Copy {
 #[derive(Clone, Debug)]
 struct Chunk<Id> {
     id: Id,
-    /// Entries in use; 0 for a free chunk (whose entries are all [`NONE`]).
+    /// Entries in use; 0 for an idle or free chunk (whose entries are all [`NONE`]).
     used: u32,
+    /// Whether the index names the chunk (in use or idle), else it is free (on the free list).
+    indexed: bool,
     pos: [u32; CHUNK],
 }
 
-/// A run's remembered chunk of a [`ChunkMap`]: its id and position. Valid while the chunk is in use: only
-/// [`ChunkMap::take_in`] frees chunks, and it forgets the chunk it frees; a run must not free chunks otherwise
-/// while it holds the cursor.
+/// A run's remembered chunk of a [`ChunkMap`]: its id and position. Valid while the chunk is indexed: only
+/// [`ChunkMap::take_in`] frees chunks (an idle chunk, when one more becomes idle), and it forgets the chunk
+/// it frees; a run must not free chunks otherwise while it holds the cursor.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Cursor<Id>(Option<(Id, u32)>);
 
@@ -53,6 +61,9 @@ pub(crate) struct ChunkMap<K: Dense> {
     len: usize,
     /// The two chunks used last, most recent first (guesses, checked before use).
     hints: [u32; 2],
+    /// The idle chunks (indexed, empty), oldest first: `idle[..idle_len]`.
+    idle: [u32; IDLE],
+    idle_len: u8,
 }
 
 impl<K: Dense> Default for ChunkMap<K> {
@@ -63,6 +74,8 @@ impl<K: Dense> Default for ChunkMap<K> {
             free: Vec::new(),
             len: 0,
             hints: [NONE; 2],
+            idle: [NONE; IDLE],
+            idle_len: 0,
         }
     }
 }
@@ -75,7 +88,7 @@ impl<K: Dense> ChunkMap<K> {
     /// Whether chunk `c` is in use as chunk `id`.
     #[inline(always)]
     fn is(&self, c: u32, id: &K::Id) -> bool {
-        matches!(self.chunks.get(c as usize), Some(ch) if ch.used != 0 && ch.id == *id)
+        matches!(self.chunks.get(c as usize), Some(ch) if ch.indexed && ch.id == *id)
     }
 
     /// The position of chunk `id`, trying the remembered ones first.
@@ -154,6 +167,7 @@ impl<K: Dense> ChunkMap<K> {
             None => self.new_chunk(id),
         };
         self.remember(c);
+        self.wake(c);
         let ch = &mut self.chunks[c as usize];
         let m = (CHUNK - i).min(vals.len());
         let dst = &mut ch.pos[i..i + m];
@@ -178,7 +192,7 @@ impl<K: Dense> ChunkMap<K> {
         ch.used -= m as u32;
         self.len -= m;
         if ch.used == 0 {
-            self.free_chunk(c);
+            self.retire(c);
         }
         m
     }
@@ -205,6 +219,7 @@ impl<K: Dense> ChunkMap<K> {
             None => self.new_chunk(id),
         };
         self.remember(c);
+        self.wake(c);
         let ch = &mut self.chunks[c as usize];
         debug_assert!(ch.pos[i] == NONE && v != NONE);
         ch.pos[i] = v;
@@ -224,6 +239,10 @@ impl<K: Dense> ChunkMap<K> {
         let ch = &mut self.chunks[c as usize];
         match ch.pos[i] {
             NONE => {
+                if ch.used == 0 {
+                    self.wake(c);
+                }
+                let ch = &mut self.chunks[c as usize];
                 ch.pos[i] = v;
                 ch.used += 1;
                 self.len += 1;
@@ -274,6 +293,7 @@ impl<K: Dense> ChunkMap<K> {
                 c
             }
         };
+        self.wake(c);
         let ch = &mut self.chunks[c as usize];
         debug_assert!(ch.id == id && ch.pos[i] == NONE && v != NONE);
         ch.pos[i] = v;
@@ -295,7 +315,7 @@ impl<K: Dense> ChunkMap<K> {
             self.len -= 1;
             if ch.used == 0 {
                 cur.0 = None;
-                self.free_chunk(c);
+                self.retire(c);
             }
         }
         v
@@ -313,7 +333,9 @@ impl<K: Dense> ChunkMap<K> {
     fn new_chunk(&mut self, id: K::Id) -> u32 {
         let c = match self.free.pop() {
             Some(c) => {
-                self.chunks[c as usize].id = id;
+                let ch = &mut self.chunks[c as usize];
+                ch.id = id;
+                ch.indexed = true;
                 c
             }
             None => {
@@ -321,6 +343,7 @@ impl<K: Dense> ChunkMap<K> {
                 self.chunks.push(Chunk {
                     id,
                     used: 0,
+                    indexed: true,
                     pos: [NONE; CHUNK],
                 });
                 c
@@ -343,44 +366,90 @@ impl<K: Dense> ChunkMap<K> {
         ch.used -= 1;
         self.len -= 1;
         if ch.used == 0 {
-            self.free_chunk(c);
+            self.retire(c);
         }
         Some(v)
     }
 
+    /// Chunk `c` (indexed) is about to get an entry: if it is idle, it is no longer.
+    #[inline(always)]
+    fn wake(&mut self, c: u32) {
+        if self.chunks[c as usize].used == 0 {
+            self.unidle(c);
+        }
+    }
+
+    /// Takes the chunk `c` (indexed, empty) off the idle list, if it is there (a new chunk is not).
+    #[inline(always)]
+    fn unidle(&mut self, c: u32) {
+        let n = usize::from(self.idle_len);
+        if let Some(at) = self.idle[..n].iter().position(|&x| x == c) {
+            self.idle.copy_within(at + 1..n, at);
+            self.idle_len -= 1;
+        }
+    }
+
+    /// Chunk `c` has just been left empty: it becomes idle, and the oldest idle chunk beyond [`IDLE`] is
+    /// freed (a chunk no cursor names: a cursor's chunk has entries, or is forgotten when left empty).
+    #[inline(always)]
+    fn retire(&mut self, c: u32) {
+        let n = usize::from(self.idle_len);
+        if n == IDLE {
+            let old = self.idle[0];
+            self.idle.copy_within(1.., 0);
+            self.idle[IDLE - 1] = c;
+            self.free_chunk(old);
+        } else {
+            self.idle[n] = c;
+            self.idle_len += 1;
+        }
+    }
+
     #[cold]
     fn free_chunk(&mut self, c: u32) {
-        let id = self.chunks[c as usize].id;
+        let ch = &mut self.chunks[c as usize];
+        debug_assert!(ch.used == 0 && ch.indexed);
+        ch.indexed = false;
+        let id = ch.id;
         self.index.remove(&id);
         self.free.push(c);
     }
 
-    /// Whether the chunks agree with the index and the counts: each indexed chunk is in use under its id and
-    /// counts its entries, the free list names the others, and the counts add up to [`len`](Self::len).
+    /// Whether the chunks agree with the index and the counts: each indexed chunk is under its id in the
+    /// index and counts its entries; an empty indexed chunk is idle (on the idle list, at most [`IDLE`], once
+    /// each); the free list names the other chunks (empty); the counts add up to [`len`](Self::len).
     pub(crate) fn consistent(&self) -> bool {
+        let idle = &self.idle[..usize::from(self.idle_len)];
         let mut total = 0;
-        let mut in_use = 0;
+        let mut indexed = 0;
         for (c, ch) in self.chunks.iter().enumerate() {
             let used = ch.pos.iter().filter(|&&v| v != NONE).count();
             if used != ch.used as usize {
                 return false;
             }
-            if used > 0 {
-                in_use += 1;
+            let is_idle = idle.contains(&(c as u32));
+            if ch.indexed {
+                indexed += 1;
                 total += used;
-                if self.index.get(&ch.id) != Some(&(c as u32)) {
+                if self.index.get(&ch.id) != Some(&(c as u32)) || (used == 0) != is_idle {
                     return false;
                 }
+            } else if used != 0 || is_idle {
+                return false;
             }
         }
         let mut free = self.free.clone();
         free.sort_unstable();
         free.dedup();
+        let mut idle_sorted = idle.to_vec();
+        idle_sorted.sort_unstable();
+        idle_sorted.dedup();
         total == self.len
-            && in_use == self.index.len()
+            && indexed == self.index.len()
+            && idle_sorted.len() == idle.len()
             && free.len() == self.free.len()
-            && in_use + free.len() == self.chunks.len()
-            && free.iter().all(|&c| self.chunks[c as usize].used == 0)
+            && indexed + free.len() == self.chunks.len()
+            && free.iter().all(|&c| !self.chunks[c as usize].indexed)
     }
 
     /// Heap bytes.

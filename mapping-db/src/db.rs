@@ -161,12 +161,74 @@ impl LeafNode {
     }
 }
 
-/// Per address space with mappings: the capabilities (positions in `caps`) holding them, and how many are of
-/// 2 MiB and 1 GiB pages. Dereferences to the list.
+/// Per address space with leaf tables (with entries in use, or idle): the capabilities (positions in `caps`)
+/// holding its mappings, how many are of 2 MiB and 1 GiB pages, and how many leaf nodes name the space.
+/// Dereferences to the list.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SpaceNode {
     pub(crate) maps: Vec<u32>,
     pub(crate) big: [u32; 2],
+    /// Leaf nodes (in use or idle) of the space.
+    pub(crate) leaves: u32,
+}
+
+/// A span counter: the records of the space smaller than the span's size inside it, and how many leaf nodes
+/// (in use or idle) name the counter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SpanNode {
+    pub(crate) count: u32,
+    pub(crate) leaves: u32,
+}
+
+/// Leaf nodes kept without entries in use (idle), for a leaf table that comes back.
+pub(crate) const IDLE_LEAVES: usize = 4;
+
+/// The idle leaf nodes (positions in `leaves`), oldest first: `list[..len]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IdleLeaves {
+    list: [u32; IDLE_LEAVES],
+    len: u8,
+}
+
+impl Default for IdleLeaves {
+    fn default() -> Self {
+        IdleLeaves {
+            list: [NONE; IDLE_LEAVES],
+            len: 0,
+        }
+    }
+}
+
+impl IdleLeaves {
+    pub(crate) fn as_slice(&self) -> &[u32] {
+        &self.list[..usize::from(self.len)]
+    }
+
+    /// Takes `p` off the list, if it is there.
+    #[inline(always)]
+    fn take(&mut self, p: u32) {
+        let n = usize::from(self.len);
+        if let Some(at) = self.list[..n].iter().position(|&x| x == p) {
+            self.list.copy_within(at + 1..n, at);
+            self.len -= 1;
+        }
+    }
+
+    /// Appends `p`; returns the oldest entry if the list was full (it is no longer on it).
+    #[inline(always)]
+    fn push(&mut self, p: u32) -> Option<u32> {
+        let n = usize::from(self.len);
+        if n == IDLE_LEAVES {
+            let old = self.list[0];
+            self.list.copy_within(1.., 0);
+            self.list[IDLE_LEAVES - 1] = p;
+            Some(old)
+        } else {
+            self.list[n] = p;
+            self.len += 1;
+            None
+        }
+    }
 }
 
 impl Deref for SpaceNode {
@@ -180,6 +242,12 @@ impl DerefMut for SpaceNode {
     fn deref_mut(&mut self) -> &mut Vec<u32> {
         &mut self.maps
     }
+}
+
+/// Whether the span counter `key` counts pages (it may exist, at 0, for idle leaves).
+#[inline(always)]
+pub(crate) fn counts_pages(spans: &Table<SpanKey, SpanNode>, key: &SpanKey) -> bool {
+    spans.get(key).is_some_and(|c| c.count > 0)
 }
 
 /// The sizes larger than `size`, smallest first.
@@ -226,10 +294,13 @@ pub struct MappingDb {
     pub(crate) by_vaddr: AddrIndex,
     /// Address space -> the capabilities holding its mappings; no empty lists.
     pub(crate) spaces: Table<AsId, SpaceNode>,
-    /// Leaf tables with at least one entry in use.
+    /// Leaf tables with at least one entry in use, and up to [`IDLE_LEAVES`] idle ones (none in use).
     pub(crate) leaves: Table<LeafTable, LeafNode>,
-    /// Nonzero counts of pages inside larger aligned regions (for the overlap check of large pages).
-    pub(crate) spans: Table<SpanKey, u32>,
+    /// Counts of pages inside larger aligned regions (for the overlap check of large pages), each named by
+    /// a leaf node (0 only while named by idle leaves alone).
+    pub(crate) spans: Table<SpanKey, SpanNode>,
+    /// The idle leaf nodes.
+    pub(crate) idle_leaves: IdleLeaves,
     pub(crate) len: usize,
     /// Records of 2 MiB and of 1 GiB pages, in all address spaces (none: lookups probe 4 KiB pages only).
     pub(crate) big: [usize; 2],
@@ -261,7 +332,7 @@ pub(crate) const FREED: u32 = NONE - 1;
 impl Overlay {
     /// The overlay of an empty batch of `leaf`, for up to `ops` operations.
     pub(crate) fn new(db: &MappingDb, leaf: LeafTable, ops: usize) -> Self {
-        let leaf_pos = db.leaves.pos(&leaf);
+        let leaf_pos = db.live_leaf(&leaf);
         let (region, used) = leaf_pos.map_or((None, 0), |p| {
             let n = db.leaves.at(p);
             (Some(n.region), n.count as usize)
@@ -557,7 +628,7 @@ impl MappingDb {
 
     /// The leaf tables with entries in use (in no particular order).
     pub fn leaves(&self) -> impl Iterator<Item = LeafTable> + '_ {
-        self.leaves.keys().copied()
+        self.leaves.iter().filter(|(_, _, l)| l.count > 0).map(|(_, k, _)| k)
     }
 
     // ----- mappings: updates -------------------------------------------------------------------------------
@@ -631,11 +702,19 @@ impl MappingDb {
     fn leaf_state(&self, ov: Option<&Overlay>, leaf: LeafTable) -> (Option<u64>, usize) {
         match ov.map(|o| o.leaf) {
             Some((l, region, count)) if l == leaf => (region, count),
-            _ => self
-                .leaves
-                .get(&leaf)
-                .map_or((None, 0), |n| (Some(n.region), n.count as usize)),
+            _ => self.live_leaf(&leaf).map_or((None, 0), |p| {
+                let n = self.leaves.at(p);
+                (Some(n.region), n.count as usize)
+            }),
         }
+    }
+
+    /// The position of `leaf`'s node if it has entries in use (not idle): the hint first.
+    #[inline(always)]
+    pub(crate) fn live_leaf(&self, leaf: &LeafTable) -> Option<u32> {
+        self.leaves
+            .find(self.hint_leaf, leaf)
+            .filter(|&p| self.leaves.at(p).count > 0)
     }
 
     /// Which capability (position) holds entry `index` of `leaf`, after the overlay's changes.
@@ -651,7 +730,7 @@ impl MappingDb {
         }
         let node = self.leaves.at(match pos {
             Some(p) => p,
-            None => self.leaves.find(self.hint_leaf, &leaf)?,
+            None => self.live_leaf(&leaf)?,
         });
         if index >= crate::ENTRIES_PER_TABLE || !node.is_set(index) {
             return None;
@@ -681,7 +760,7 @@ impl MappingDb {
     pub(crate) fn insert_fast(&mut self, recs: &[Mapping]) -> usize {
         let mut done = 0;
         while let Some(first) = recs.get(done) {
-            let n = match self.leaves.find(self.hint_leaf, &first.leaf) {
+            let n = match self.live_leaf(&first.leaf) {
                 Some(leaf) => self.insert_in_leaf(leaf, &recs[done..]),
                 None => self.insert_new_leaf(first),
             };
@@ -747,11 +826,14 @@ impl MappingDb {
                 break;
             }
             if size != PageSize::Small
-                && spans.contains_key(&SpanKey {
-                    asid: m.asid,
-                    size,
-                    base: m.vaddr,
-                })
+                && counts_pages(
+                    spans,
+                    &SpanKey {
+                        asid: m.asid,
+                        size,
+                        base: m.vaddr,
+                    },
+                )
             {
                 break;
             }
@@ -785,7 +867,7 @@ impl MappingDb {
             }
             for sp in counters {
                 if sp != NONE {
-                    *spans.at_mut(sp) += n;
+                    spans.at_mut(sp).count += n;
                 }
             }
             *len += n as usize;
@@ -819,11 +901,14 @@ impl MappingDb {
             return 0;
         }
         if size != PageSize::Small
-            && self.spans.contains_key(&SpanKey {
-                asid: m.asid,
-                size,
-                base: m.vaddr,
-            })
+            && counts_pages(
+                &self.spans,
+                &SpanKey {
+                    asid: m.asid,
+                    size,
+                    base: m.vaddr,
+                },
+            )
         {
             return 0;
         }
@@ -913,11 +998,14 @@ impl MappingDb {
             }
         }
         size != PageSize::Small
-            && self.spans.contains_key(&SpanKey {
-                asid,
-                size,
-                base: vaddr,
-            })
+            && counts_pages(
+                &self.spans,
+                &SpanKey {
+                    asid,
+                    size,
+                    base: vaddr,
+                },
+            )
     }
 
     /// Adds a record to every index, without checking it (the caller did).
@@ -926,7 +1014,7 @@ impl MappingDb {
         let plan = Plan {
             cap,
             frame: self.caps.at(cap).frame,
-            leaf: self.leaves.find(self.hint_leaf, &m.leaf),
+            leaf: self.live_leaf(&m.leaf),
             chunk: self.by_vaddr.vacancy(m.asid, m.size, m.vaddr).expect("free address"),
         };
         self.apply(m, plan);
@@ -944,7 +1032,13 @@ impl MappingDb {
         let size = m.size;
         let leaf = match leaf {
             Some(p) => p,
-            None => new_leaf(&m, &mut self.leaves, &mut self.spaces, &mut self.spans),
+            None => new_leaf(
+                &m,
+                &mut self.leaves,
+                &mut self.spaces,
+                &mut self.spans,
+                &mut self.idle_leaves,
+            ),
         };
         self.hint_leaf = leaf;
         let l = self.leaves.at_mut(leaf);
@@ -953,7 +1047,7 @@ impl MappingDb {
         let (space, spans) = (l.space, l.spans);
         for sp in spans {
             if sp != NONE {
-                *self.spans.at_mut(sp) += 1;
+                self.spans.at_mut(sp).count += 1;
             }
         }
         let s = self.spaces.at_mut(space);
@@ -1011,6 +1105,7 @@ impl MappingDb {
             spaces,
             leaves,
             spans,
+            idle_leaves,
             len,
             big,
             copy_parents,
@@ -1061,21 +1156,14 @@ impl MappingDb {
             s.big[b] -= n;
             big[b] -= n as usize;
         }
-        let (leaf_empty, space_empty) = (l.count == 0, s.maps.is_empty());
-        if space_empty {
-            spaces.remove_at(space);
-        }
-        if leaf_empty {
-            leaves.remove_at(leaf);
-        }
+        let leaf_empty = l.count == 0;
         for sp in counters {
             if sp != NONE {
-                let count = spans.at_mut(sp);
-                *count -= n;
-                if *count == 0 {
-                    spans.remove_at(sp);
-                }
+                spans.at_mut(sp).count -= n;
             }
+        }
+        if leaf_empty {
+            leaf_emptied(leaves, spaces, spans, idle_leaves, leaf);
         }
         by_vaddr.remember_cursor(&pages);
         *len -= n as usize;
@@ -1113,39 +1201,34 @@ fn new_leaf(
     m: &Mapping,
     leaves: &mut Table<LeafTable, LeafNode>,
     spaces: &mut Table<AsId, SpaceNode>,
-    spans: &mut Table<SpanKey, u32>,
+    spans: &mut Table<SpanKey, SpanNode>,
+    idle: &mut IdleLeaves,
 ) -> u32 {
-    new_leaf_at(m.leaf, m.vaddr, leaves, spaces, spans)
+    new_leaf_at(m.leaf, m.vaddr, leaves, spaces, spans, idle)
 }
 
 /// Creates the (empty) node of `leaf`, covering the region of `vaddr`, with its address space's list and its
-/// span counters if new.
+/// span counters if new; or, if `leaf` has an idle node, makes that cover the region and returns it.
 #[cold]
 pub(crate) fn new_leaf_at(
     leaf: LeafTable,
     vaddr: u64,
     leaves: &mut Table<LeafTable, LeafNode>,
     spaces: &mut Table<AsId, SpaceNode>,
-    spans: &mut Table<SpanKey, u32>,
+    spans: &mut Table<SpanKey, SpanNode>,
+    idle: &mut IdleLeaves,
 ) -> u32 {
     let (asid, size) = (leaf.asid, leaf.level.page_size());
+    let region = size.leaf_region(vaddr);
+    if let Some(p) = leaves.pos(&leaf) {
+        return wake_leaf(p, region, leaves, spans, idle);
+    }
     let space = match spaces.pos(&asid) {
         Some(p) => p,
         None => spaces.insert_new(asid, SpaceNode::default()),
     };
-    let region = size.leaf_region(vaddr);
-    let mut counters = [NONE; 2];
-    for (sp, &s) in counters.iter_mut().zip(larger(size)) {
-        let key = SpanKey {
-            asid,
-            size: s,
-            base: s.align_down(region),
-        };
-        *sp = match spans.pos(&key) {
-            Some(p) => p,
-            None => spans.insert_new(key, 0),
-        };
-    }
+    spaces.at_mut(space).leaves += 1;
+    let counters = hold_counters(asid, size, region, spans);
     leaves.insert_new(
         leaf,
         LeafNode {
@@ -1156,6 +1239,95 @@ pub(crate) fn new_leaf_at(
             spans: counters,
         },
     )
+}
+
+/// Takes the idle leaf node at `p` back into use, covering `region` (its span counters follow the region);
+/// returns `p`.
+#[inline(always)]
+pub(crate) fn wake_leaf(
+    p: u32,
+    region: u64,
+    leaves: &mut Table<LeafTable, LeafNode>,
+    spans: &mut Table<SpanKey, SpanNode>,
+    idle: &mut IdleLeaves,
+) -> u32 {
+    idle.take(p);
+    let (key, l) = leaves.entry_at_mut(p);
+    debug_assert!(l.count == 0);
+    if l.region != region {
+        let old = l.spans;
+        l.region = region;
+        l.spans = hold_counters(key.asid, key.level.page_size(), region, spans);
+        release_counters(old, spans);
+    }
+    p
+}
+
+/// The span counters a leaf of pages of `size` covering `region` of `asid` names (see [`LeafNode::spans`]),
+/// created if need be, each counting one more leaf.
+fn hold_counters(asid: AsId, size: PageSize, region: u64, spans: &mut Table<SpanKey, SpanNode>) -> [u32; 2] {
+    let mut counters = [NONE; 2];
+    for (sp, &s) in counters.iter_mut().zip(larger(size)) {
+        let key = SpanKey {
+            asid,
+            size: s,
+            base: s.align_down(region),
+        };
+        *sp = match spans.pos(&key) {
+            Some(p) => p,
+            None => spans.insert_new(key, SpanNode::default()),
+        };
+        spans.at_mut(*sp).leaves += 1;
+    }
+    counters
+}
+
+/// Counts one leaf less for each of `counters`, removing those no leaf names (they count nothing then).
+fn release_counters(counters: [u32; 2], spans: &mut Table<SpanKey, SpanNode>) {
+    for sp in counters {
+        if sp != NONE {
+            let c = spans.at_mut(sp);
+            c.leaves -= 1;
+            if c.leaves == 0 {
+                debug_assert_eq!(c.count, 0);
+                spans.remove_at(sp);
+            }
+        }
+    }
+}
+
+/// The leaf node at `leaf` has just lost its last entry: it becomes idle (kept with its space and span
+/// counters, for a leaf table that comes back), and the oldest idle node beyond [`IDLE_LEAVES`] is removed.
+#[inline(always)]
+pub(crate) fn leaf_emptied(
+    leaves: &mut Table<LeafTable, LeafNode>,
+    spaces: &mut Table<AsId, SpaceNode>,
+    spans: &mut Table<SpanKey, SpanNode>,
+    idle: &mut IdleLeaves,
+    leaf: u32,
+) {
+    if let Some(old) = idle.push(leaf) {
+        drop_leaf(leaves, spaces, spans, old);
+    }
+}
+
+/// Removes the idle leaf node at `leaf`, and its space and span counters if no other leaf names them.
+#[cold]
+fn drop_leaf(
+    leaves: &mut Table<LeafTable, LeafNode>,
+    spaces: &mut Table<AsId, SpaceNode>,
+    spans: &mut Table<SpanKey, SpanNode>,
+    leaf: u32,
+) {
+    let l = leaves.remove_at(leaf);
+    debug_assert_eq!(l.count, 0);
+    release_counters(l.spans, spans);
+    let s = spaces.at_mut(l.space);
+    s.leaves -= 1;
+    if s.leaves == 0 {
+        debug_assert!(s.maps.is_empty());
+        spaces.remove_at(l.space);
+    }
 }
 
 #[inline]

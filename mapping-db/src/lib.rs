@@ -94,20 +94,26 @@
 //! - **R5** (by leaf) `r.leaf` marks entry `r.index` in use and covers the region of `r.vaddr`
 //!   (`r.size.leaf_region(r.vaddr)`); a leaf table covers one region while it has entries.
 //! - **C** (counts) number of records = entries of the address index = sum over frames = sum over address
-//!   spaces = sum over leaves of entries in use; no empty list or leaf is kept. With R2–R5 each index is in
+//!   spaces = sum over leaves of entries in use. A leaf without entries in use is idle: at most 4 are kept
+//!   (the oldest dropped first), so that a page table emptied and used again (a page fault handler's clone
+//!   and destroy) costs no hash insert and removal; an address space exists <=> a leaf (in use or idle) of
+//!   it does; no other empty list or leaf is kept. With R2–R5 each index is in
 //!   bijection with the records; in particular two records never claim one entry `(leaf, index)` (they would
 //!   share one address key).
 //! - **O** (no overlap) two records of one address space never overlap: same-size pages are distinct by R2,
 //!   and a record => no larger page of its space starts at the larger-aligned address below it.
-//! - **S** (span counters) a counter for (space, size `S`, base) exists <=> it is nonzero <=> it equals the
-//!   number of records of that space smaller than `S` inside `[base, base + S)`.
+//! - **S** (span counters) a counter for (space, size `S`, base) equals the number of records of that space
+//!   smaller than `S` inside `[base, base + S)`; it exists <=> a leaf (in use or idle) names it, which one
+//!   does while it is nonzero.
 //!
 //! Links (the representation: each is what the indexes above are made of)
 //! - **L** every position names an entry in use that names back: a capability's frame, parent and place in
 //!   its frame's copy list; a record's leaf and places in its frame's and its space's lists; a leaf's address
 //!   space (the one of its key) and span counters (the counters of the larger regions containing its region).
-//!   Each table's key index names exactly its entries in use, and each cached count (entries in use per leaf,
-//!   2 MiB and 1 GiB records per space and in all, copies (non-originals) with children) equals what it counts.
+//!   Each table's key index names exactly its entries in use (an index of 64-key chunks also keeps up to 4
+//!   idle empty chunks), and each cached count (entries in use per leaf, 2 MiB and 1 GiB records per space and
+//!   in all, leaves per space and per span counter, copies (non-originals) with children) equals what it
+//!   counts.
 //!
 //! [`MappingDb::check`] verifies all of them.
 //!

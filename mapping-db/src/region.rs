@@ -9,9 +9,12 @@
 use alloc::vec::Vec;
 
 use crate::chunk::CHUNK;
-use crate::db::{add_child, drop_child, new_leaf_at, placed_mut, pos, CapNode, LeafNode, MappingDb, Placed, SpanKey};
+use crate::db::{
+    add_child, drop_child, leaf_emptied, new_leaf_at, placed_mut, pos, wake_leaf, CapNode, IdleLeaves, LeafNode,
+    MappingDb, Placed, SpaceNode, SpanKey, SpanNode,
+};
 use crate::error::{CloneRegionError, RemoveError, SourceError};
-use crate::table::{pos32, swap_remove, Table, NONE};
+use crate::table::{pos32, swap_remove, List, Table, NONE};
 use crate::types::{AsId, CapSlot, LeafLevel, LeafTable, Mapping, PageSize, Rights, USER_VADDR_END};
 
 const SMALL: PageSize = PageSize::Small;
@@ -59,8 +62,69 @@ impl RegionClone {
     }
 }
 
-/// The destination leaf of a planned clone's 2 MiB region: its position in `leaves`, or [`NONE`] to create.
-type PlannedLeaf = (u32, LeafTable);
+/// The destination leaf of a planned clone's 2 MiB region: its position in `leaves` ([`NONE`] to create)
+/// and whether that node is idle (to take back into use).
+type PlannedLeaf = (u32, LeafTable, bool);
+
+/// Pages of a clone whose positions are kept on the stack (more go to a `Vec`).
+const INLINE_PAGES: usize = 16;
+/// The leaf tables of a clone.
+type Planned = List<PlannedLeaf, 2>;
+
+/// The positions of a clone's pages' capabilities: on the stack ([`Inline`]) or in a `Vec`.
+trait Positions: Extend<u32> + AsRef<[u32]> {
+    fn with_capacity(n: usize) -> Self;
+    fn push(&mut self, x: u32);
+}
+
+impl Positions for Vec<u32> {
+    #[inline(always)]
+    fn with_capacity(n: usize) -> Self {
+        Vec::with_capacity(n)
+    }
+    #[inline(always)]
+    fn push(&mut self, x: u32) {
+        Vec::push(self, x);
+    }
+}
+
+/// Up to [`INLINE_PAGES`] positions on the stack.
+struct Inline {
+    items: [u32; INLINE_PAGES],
+    len: usize,
+}
+
+impl Positions for Inline {
+    #[inline(always)]
+    fn with_capacity(n: usize) -> Self {
+        debug_assert!(n <= INLINE_PAGES);
+        Inline {
+            items: [NONE; INLINE_PAGES],
+            len: 0,
+        }
+    }
+    #[inline(always)]
+    fn push(&mut self, x: u32) {
+        self.items[self.len] = x;
+        self.len += 1;
+    }
+}
+
+impl Extend<u32> for Inline {
+    #[inline(always)]
+    fn extend<I: IntoIterator<Item = u32>>(&mut self, iter: I) {
+        for x in iter {
+            self.push(x);
+        }
+    }
+}
+
+impl AsRef<[u32]> for Inline {
+    #[inline(always)]
+    fn as_ref(&self) -> &[u32] {
+        &self.items[..self.len]
+    }
+}
 
 impl MappingDb {
     // ----- lookups -----------------------------------------------------------------------------------------
@@ -184,23 +248,34 @@ impl MappingDb {
         if c.n == 0 {
             return Ok(());
         }
-        match self.plan_clone(c, &mut leaf) {
+        let done = if c.n <= INLINE_PAGES {
+            self.clone_fast::<Inline>(c, &mut leaf)
+        } else {
+            self.clone_fast::<Vec<u32>>(c, &mut leaf)
+        };
+        if done {
+            Ok(())
+        } else {
+            self.clone_region_slow(c, &mut leaf)
+        }
+    }
+
+    /// The fast path of [`clone_region`](Self::clone_region), keeping positions in `B`: whether it took it.
+    #[inline(always)]
+    fn clone_fast<B: Positions>(&mut self, c: &RegionClone, leaf: &mut impl FnMut(u64) -> CapSlot) -> bool {
+        match self.plan_clone::<B>(c, leaf) {
             Some((srcs, leaves)) => {
-                self.apply_clone(c, &srcs, &leaves);
-                Ok(())
+                self.apply_clone::<B>(c, srcs.as_ref(), leaves.as_slice());
+                true
             }
-            None => self.clone_region_slow(c, &mut leaf),
+            None => false,
         }
     }
 
     /// Checks that `c` (with `c.n > 0`) is a clone the fast path takes and that the loop of
     /// [`clone_region`](Self::clone_region) accepts; `None` if not (either may still be so). Gives the
     /// source capabilities (positions) and each destination region's leaf table.
-    fn plan_clone(
-        &self,
-        c: &RegionClone,
-        leaf: &mut impl FnMut(u64) -> CapSlot,
-    ) -> Option<(Vec<u32>, Vec<PlannedLeaf>)> {
+    fn plan_clone<B: Positions>(&self, c: &RegionClone, leaf: &mut impl FnMut(u64) -> CapSlot) -> Option<(B, Planned)> {
         let n = c.n;
         let bytes = (n as u64).checked_mul(PAGE)?;
         if !SMALL.is_aligned(c.src_vaddr)
@@ -212,7 +287,7 @@ impl MappingDb {
         }
         c.first_copy.0.checked_add(n as u64)?;
         // Every source mapped, with the rights.
-        let mut srcs = Vec::with_capacity(n);
+        let mut srcs = B::with_capacity(n);
         self.source_run(c.src, c.src_vaddr, n, c.rights, |cap, _| srcs.push(cap))
             .ok()?;
         // Every destination page and copy slot free (the run's own are distinct).
@@ -247,23 +322,32 @@ impl MappingDb {
         // run too); no larger page over the region (there is none if the table has entries there).
         let first = SMALL.leaf_region(c.dst_vaddr);
         let last = SMALL.leaf_region(c.dst_vaddr + bytes - PAGE);
-        let mut leaves: Vec<PlannedLeaf> = Vec::with_capacity(((last - first) / LEAF_SPAN + 1) as usize);
+        let key0 = LeafTable {
+            asid: c.dst,
+            table: CapSlot(0),
+            level: LeafLevel::Pt,
+        };
+        let mut leaves = Planned::empty((NONE, key0, false));
         for base in (first..=last).step_by(LEAF_SPAN as usize) {
             let key = LeafTable {
-                asid: c.dst,
                 table: leaf(base),
-                level: LeafLevel::Pt,
+                ..key0
             };
             match self.leaves.find(self.hint_leaf, &key) {
-                Some(p) if self.leaves.at(p).region == base => leaves.push((p, key)),
-                Some(_) => return None,
-                None => {
-                    let larger = (self.big[0] > 0 && self.by_vaddr.get(c.dst, PageSize::Large, base).is_some())
-                        || (self.big[1] > 0 && self.by_vaddr.get(c.dst, PageSize::Huge, base).is_some());
-                    if larger || leaves.iter().any(|&(p, k)| p == NONE && k == key) {
+                Some(p) if self.leaves.at(p).count > 0 => {
+                    if self.leaves.at(p).region != base {
                         return None;
                     }
-                    leaves.push((NONE, key));
+                    leaves.push((p, key, false));
+                }
+                // A new (or idle) leaf node.
+                found => {
+                    let larger = (self.big[0] > 0 && self.by_vaddr.get(c.dst, PageSize::Large, base).is_some())
+                        || (self.big[1] > 0 && self.by_vaddr.get(c.dst, PageSize::Huge, base).is_some());
+                    if larger || leaves.iter().any(|&(_, k, _)| k == key) {
+                        return None;
+                    }
+                    leaves.push((found.unwrap_or(NONE), key, found.is_some()));
                 }
             }
         }
@@ -275,7 +359,7 @@ impl MappingDb {
     /// Per page: the copy's node with its record in place, its parent's count of children, its frame's two
     /// lists. Per leaf table: the space's list (appended in one go), the entries in use (a mask per word),
     /// the counters. Per chunk of 64 slots or pages: the slot and address indexes (a copy of the positions).
-    fn apply_clone(&mut self, c: &RegionClone, srcs: &[u32], planned: &[PlannedLeaf]) {
+    fn apply_clone<B: Positions>(&mut self, c: &RegionClone, srcs: &[u32], planned: &[PlannedLeaf]) {
         let MappingDb {
             frames,
             caps,
@@ -283,6 +367,7 @@ impl MappingDb {
             spaces,
             leaves,
             spans,
+            idle_leaves,
             len,
             hint_leaf,
             copy_parents,
@@ -291,13 +376,15 @@ impl MappingDb {
         let (rights, n) = (c.rights, srcs.len());
         let mut base = SMALL.leaf_region(c.dst_vaddr);
         // The new copies' positions, taken all at once.
-        let mut news: Vec<u32> = Vec::with_capacity(n);
+        let mut news = B::with_capacity(n);
         caps.reserve_positions(n, &mut news);
+        let news = news.as_ref();
         let mut i = 0;
-        for &(lp, key) in planned {
+        for &(lp, key, idle) in planned {
             let end = (((base + LEAF_SPAN - c.dst_vaddr) / PAGE) as usize).min(n);
             let lp = match lp {
-                NONE => new_leaf_at(key, base, leaves, spaces, spans),
+                NONE => new_leaf_at(key, base, leaves, spaces, spans, idle_leaves),
+                p if idle => wake_leaf(p, base, leaves, spans, idle_leaves),
                 p => p,
             };
             *hint_leaf = lp;
@@ -352,7 +439,7 @@ impl MappingDb {
             l.count += k;
             for sp in counters {
                 if sp != NONE {
-                    *spans.at_mut(sp) += k;
+                    spans.at_mut(sp).count += k;
                 }
             }
             *len += end - i;
@@ -494,13 +581,17 @@ impl MappingDb {
             spaces,
             leaves,
             spans,
+            idle_leaves,
             len,
             copy_parents,
             ..
         } = self;
         let space = spaces.pos(&asid).expect("the space of mapped pages");
-        let s = spaces.at_mut(space);
-        let mut gone: Vec<CapSlot> = Vec::with_capacity(n);
+        // The space's list, out of its node while leaves are emptied (which never removes this space: the
+        // leaf emptied last names it).
+        let mut maps = core::mem::take(&mut spaces.at_mut(space).maps);
+        // The forgotten copies' slots not yet out of the slot index.
+        let mut gone = Gone::default();
         let copies_childless = *copy_parents == 0;
         // The leaf of the pages since the last flush, how many, and the entry range they cover.
         let (mut leaf, mut k, mut lo, mut hi) = (NONE, 0u32, 0u16, 0u16);
@@ -517,7 +608,7 @@ impl MappingDb {
                 let (fpos, parent_pos, copy_pos) = (node.frame, node.parent_pos, node.copy_pos);
                 if p.leaf != leaf {
                     if k > 0 {
-                        leaf_removed(leaves, spans, leaf, lo, hi, k);
+                        leaf_removed(leaves, spaces, spans, idle_leaves, leaf, lo, hi, k);
                     }
                     (leaf, k, hi) = (p.leaf, 0, p.index + 1);
                 }
@@ -527,7 +618,7 @@ impl MappingDb {
                 if let Some(moved) = f.mapped.swap_remove(pos(p.frame_pos)) {
                     placed_mut(caps, moved).frame_pos = p.frame_pos;
                 }
-                if let Some(moved) = swap_remove(&mut s.maps, pos(p.space_pos)) {
+                if let Some(moved) = swap_remove(&mut maps, pos(p.space_pos)) {
                     placed_mut(caps, moved).space_pos = p.space_pos;
                 }
                 if parent_pos != cap {
@@ -544,41 +635,62 @@ impl MappingDb {
                     if let Some(moved) = f.copies.swap_remove(pos(copy_pos)) {
                         caps.get_mut(&moved).expect("listed copy").copy_pos = copy_pos;
                     }
-                    gone.push(slot);
+                    gone.push(caps, slot);
                 }
             }
             let cleared = by_vaddr.clear(asid, SMALL, va, m);
             debug_assert_eq!(cleared, m);
             j -= m;
         }
-        leaf_removed(leaves, spans, leaf, lo, hi, k);
-        if s.maps.is_empty() {
-            spaces.remove_at(space);
-        }
+        spaces.at_mut(space).maps = maps;
+        leaf_removed(leaves, spaces, spans, idle_leaves, leaf, lo, hi, k);
         *len -= n;
-        // The forgotten copies' slots, in runs of consecutive slots a chunk at a time.
-        let mut k = gone.len();
-        while k > 0 {
-            let first = gone[k - 1];
-            let mut m = 1;
-            while m < k && gone[k - 1 - m].0 == first.0.wrapping_add(m as u64) {
-                m += 1;
-            }
-            let mut done = 0;
-            while done < m {
-                done += caps.index_mut().clear(CapSlot(first.0 + done as u64), m - done);
-            }
-            k -= m;
-        }
+        gone.flush(caps);
     }
 }
 
-/// Takes the `k` records of entries `lo..hi` of the leaf at `leaf` off it and its span counters, removing
-/// what is left empty.
+/// The slots of copies a destroy has forgotten (nodes freed) whose entries in the slot index are not yet
+/// cleared: a run of consecutive slots `first..first + len`, which grows downwards (a destroy meets the
+/// copies of a clone last slot first) and is cleared a chunk at a time when the next slot does not extend it.
+#[derive(Default)]
+struct Gone {
+    first: u64,
+    len: usize,
+}
+
+impl Gone {
+    /// Adds `slot` to the run, clearing the run first if `slot` does not extend it.
+    #[inline(always)]
+    fn push(&mut self, caps: &mut crate::db::Caps, slot: CapSlot) {
+        if self.len > 0 && slot.0.wrapping_add(1) != self.first {
+            self.flush(caps);
+        }
+        self.first = slot.0;
+        self.len += 1;
+    }
+
+    /// Clears the run from the slot index, a chunk at a time.
+    #[inline(always)]
+    fn flush(&mut self, caps: &mut crate::db::Caps) {
+        let mut done = 0;
+        while done < self.len {
+            done += caps
+                .index_mut()
+                .clear(CapSlot(self.first.wrapping_add(done as u64)), self.len - done);
+        }
+        self.len = 0;
+    }
+}
+
+/// Takes the `k` records of entries `lo..hi` of the leaf at `leaf` off it and its span counters; a leaf left
+/// empty becomes idle.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn leaf_removed(
     leaves: &mut Table<LeafTable, LeafNode>,
-    spans: &mut Table<SpanKey, u32>,
+    spaces: &mut Table<AsId, SpaceNode>,
+    spans: &mut Table<SpanKey, SpanNode>,
+    idle: &mut IdleLeaves,
     leaf: u32,
     lo: u16,
     hi: u16,
@@ -588,17 +700,13 @@ fn leaf_removed(
     debug_assert!(k == u32::from(hi - lo) && (lo..hi).all(|x| l.is_set(x)));
     l.clear_range(lo, hi);
     l.count -= k;
-    let counters = l.spans;
-    if l.count == 0 {
-        leaves.remove_at(leaf);
-    }
+    let (counters, empty) = (l.spans, l.count == 0);
     for sp in counters {
         if sp != NONE {
-            let count = spans.at_mut(sp);
-            *count -= k;
-            if *count == 0 {
-                spans.remove_at(sp);
-            }
+            spans.at_mut(sp).count -= k;
         }
+    }
+    if empty {
+        leaf_emptied(leaves, spaces, spans, idle, leaf);
     }
 }

@@ -247,10 +247,10 @@ impl<K: Copy + Eq, V, I: PosIndex<K>> Table<K, V, I> {
     /// in the order [`place`](Self::place) would have used them. They stay empty and out of the free list
     /// until [`put_at`](Self::put_at) fills each (before anything else changes the table).
     #[inline(always)]
-    pub(crate) fn reserve_positions(&mut self, n: usize, out: &mut Vec<u32>) {
+    pub(crate) fn reserve_positions(&mut self, n: usize, out: &mut impl Extend<u32>) {
         let reused = n.min(self.free.len());
         let at = self.free.len() - reused;
-        out.extend(self.free[at..].iter().rev());
+        out.extend(self.free[at..].iter().rev().copied());
         self.free.truncate(at);
         let (start, end) = (self.slots.len(), self.slots.len() + (n - reused));
         pos32(end);
@@ -332,6 +332,7 @@ impl<K: Copy + Eq, V, I: PosIndex<K>> Table<K, V, I> {
     }
 
     /// The keys, in no particular order.
+    #[cfg(test)]
     pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
         self.slots.iter().filter_map(|s| s.as_ref().map(|(k, _)| k))
     }

@@ -684,3 +684,117 @@ fn copies_of_copies_and_reused_positions() {
     assert!(!destroy_both(&mut db, AsId(3), 0x8000_0000 - 10 * KIB4, 20).unwrap());
     assert_eq!((db.len(), db.cap_count()), (80, 80));
 }
+
+/// Steady-state cycles, as a page fault handler makes them: 1 to 3 pages cloned from a few places near a
+/// table's and a chunk's boundaries and destroyed again (whole, or a page at a time), so the destination's
+/// leaf tables, spaces, span counters and index chunks are emptied and taken back each round (also by
+/// another leaf table or region, or by a 2 MiB page); each step against the loops, `check()` after each.
+#[test]
+fn steady_state_cycles() {
+    let mut db = MappingDb::new();
+    let src = 0x20_0000 - 8 * KIB4;
+    let originals: Vec<Mapping> = FRAMES
+        .take(16)
+        .enumerate()
+        .map(|(i, s)| {
+            let f = FrameId::new(CapSlot(s), 0x1_0000_0000 + s * KIB4);
+            db.add_frame(f, PageSize::Small).unwrap();
+            let va = src + i as u64 * KIB4;
+            Mapping::new(
+                f,
+                f.slot,
+                AsId(1),
+                va,
+                PageSize::Small,
+                RW,
+                table(1, PageSize::Small, va, None),
+            )
+        })
+        .collect();
+    db.insert_run(&originals).unwrap();
+    let big = FrameId::new(CapSlot(0x7000), 0x4000_0000);
+    db.add_frame(big, PageSize::Large).unwrap();
+    // Destinations: inside a chunk, across a chunk, across a 2 MiB table, and far away.
+    let dsts = [0x40_0000, 0x40_0000 - KIB4, 0x3f_f000 - KIB4, 0x8000_0000];
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |m: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % m
+    };
+    for round in 0..300 {
+        let n = 1 + next(3) as usize;
+        let dst = dsts[next(dsts.len() as u64) as usize];
+        let asid = AsId(2 + next(2) as u32);
+        let c = RegionClone {
+            src: AsId(1),
+            src_vaddr: src + next(8) * KIB4,
+            dst: asid,
+            dst_vaddr: dst,
+            n,
+            first_copy: CapSlot(CLONES + next(4) * 16),
+            parent: if next(2) == 0 {
+                CloneParent::Original
+            } else {
+                CloneParent::Source
+            },
+            rights: RW,
+        };
+        if next(3) == 0 {
+            // One leaf table for every region (an idle table taken back for another region).
+            let leaf = |_: u64| CapSlot(0x9000 + u64::from(asid.0));
+            let mut expect = db.clone();
+            let want = clone_loop(&mut expect, &c, leaf);
+            let got = db.clone_region(&c, leaf);
+            assert_eq!(got, want);
+            db.check().unwrap();
+            assert_eq!(snapshot(&db), snapshot(&expect));
+            if got.is_err() {
+                continue;
+            }
+        } else {
+            clone_both(&mut db, &c).unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        }
+        match next(4) {
+            // A page at a time, last first.
+            0 => {
+                for i in (0..n).rev() {
+                    assert!(!destroy_both(&mut db, asid, dst + i as u64 * KIB4, 1).unwrap());
+                }
+            }
+            // Through the single operations.
+            1 => {
+                for i in 0..n {
+                    let r = db.remove_by_vaddr(asid, dst + i as u64 * KIB4).unwrap();
+                    db.remove_copy(r.cap).unwrap();
+                    db.check().unwrap();
+                }
+            }
+            _ => assert!(!destroy_both(&mut db, asid, dst, n).unwrap()),
+        }
+        assert_eq!(db.space_len(asid), 0);
+        assert_eq!(db.leaves().filter(|l| l.asid == asid).count(), 0);
+        // Now and then a 2 MiB page where the 4 KiB pages were (their span counters are empty), and gone.
+        if next(8) == 0 {
+            let va = PageSize::Large.align_down(dst);
+            let m = Mapping::new(
+                big,
+                big.slot,
+                asid,
+                va,
+                PageSize::Large,
+                RW,
+                table(asid.0, PageSize::Large, va, None),
+            );
+            db.insert(m).unwrap();
+            db.check().unwrap();
+            // A clone over it is refused, as by the loop.
+            let over = RegionClone { dst_vaddr: va, ..c };
+            assert!(clone_both(&mut db, &over).is_err());
+            assert_eq!(db.remove_by_cap(big.slot), Ok(m));
+            db.check().unwrap();
+        }
+    }
+    assert_eq!(db.len(), 16);
+}
