@@ -130,6 +130,11 @@ pub fn run(bi: &sel4::BootInfo, objs: &mut Objects, v: &mut Verdict) {
 
     // One thread per core reports the APIC ID it runs on.
     let cores = per_core(objs);
+    if let Ok(ids) = &cores {
+        sel4_root_task::Record::new("per_core")
+            .num("distinct_apic_ids", ids.len() as u64)
+            .emit();
+    }
     v.check(
         "threads.per_core",
         matches!(&cores, Ok(ids) if ids.len() == sel4_config::MAX_NUM_NODES),

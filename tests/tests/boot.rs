@@ -127,17 +127,14 @@ fn check_run(config: &str, run: &Run, batched: bool) {
         assert_eq!(c.bool("ok"), Some(true), "check {name}: {:?}{}", c.str("detail"), log());
     }
     let per_core = run
-        .check("threads.per_core")
-        .unwrap()
-        .str("detail")
-        .unwrap()
-        .to_string();
-    let ids: Vec<&str> = per_core
-        .trim_start_matches("distinct APIC IDs seen: Ok([")
-        .trim_end_matches("])")
-        .split(", ")
-        .collect();
-    assert_eq!(ids.len() as u64, nodes, "one distinct core per node: {per_core}");
+        .first("per_core")
+        .unwrap_or_else(|| panic!("no per_core record{}", log()));
+    assert_eq!(
+        per_core.u64("distinct_apic_ids"),
+        Some(nodes),
+        "one distinct core per node{}",
+        log()
+    );
 }
 
 #[test]
