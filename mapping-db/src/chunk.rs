@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use core::fmt::Debug;
 use core::hash::Hash;
 use core::mem::size_of;
+use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use hashbrown::HashMap;
 
@@ -52,6 +53,38 @@ impl<Id> Default for Cursor<Id> {
     }
 }
 
+/// A [`ChunkMap`]'s two most recently used chunks (positions, [`NONE`] for none), most recent first: guesses
+/// that every use checks, so lookups through `&self` may update them. Relaxed atomics (plain loads and
+/// stores) rather than `Cell`s keep the map `Sync`; two racing readers can only leave other valid guesses.
+#[derive(Debug)]
+struct Hints([AtomicU32; 2]);
+
+impl Default for Hints {
+    fn default() -> Self {
+        Hints([AtomicU32::new(NONE), AtomicU32::new(NONE)])
+    }
+}
+
+impl Clone for Hints {
+    fn clone(&self) -> Self {
+        Hints([AtomicU32::new(self.get(0)), AtomicU32::new(self.get(1))])
+    }
+}
+
+impl Hints {
+    #[inline(always)]
+    fn get(&self, i: usize) -> u32 {
+        self.0[i].load(Relaxed)
+    }
+
+    /// Makes the hints `[h0, h1]`.
+    #[inline(always)]
+    fn set(&self, h0: u32, h1: u32) {
+        self.0[0].store(h0, Relaxed);
+        self.0[1].store(h1, Relaxed);
+    }
+}
+
 /// The map. Positions are `u32` values other than [`NONE`].
 #[derive(Clone, Debug)]
 pub(crate) struct ChunkMap<K: Dense> {
@@ -59,8 +92,9 @@ pub(crate) struct ChunkMap<K: Dense> {
     chunks: Vec<Chunk<K::Id>>,
     free: Vec<u32>,
     len: usize,
-    /// The two chunks used last, most recent first (guesses, checked before use).
-    hints: [u32; 2],
+    /// The two chunks used last, most recent first (guesses, checked before use); read-only lookups update
+    /// them too (see [`Hints`]).
+    hints: Hints,
     /// The idle chunks (indexed, empty), oldest first: `idle[..idle_len]`.
     idle: [u32; IDLE],
     idle_len: u8,
@@ -73,7 +107,7 @@ impl<K: Dense> Default for ChunkMap<K> {
             chunks: Vec::new(),
             free: Vec::new(),
             len: 0,
-            hints: [NONE; 2],
+            hints: Hints::default(),
             idle: [NONE; IDLE],
             idle_len: 0,
         }
@@ -91,17 +125,21 @@ impl<K: Dense> ChunkMap<K> {
         matches!(self.chunks.get(c as usize), Some(ch) if ch.indexed && ch.id == *id)
     }
 
-    /// The position of chunk `id`, trying the remembered ones first.
+    /// The position of chunk `id`, trying the remembered ones first; a chunk found through the index becomes
+    /// the most recent hint (also from `&self`: see [`Hints`]).
     #[inline(always)]
     fn chunk(&self, id: &K::Id) -> Option<u32> {
-        let [h0, h1] = self.hints;
+        let h0 = self.hints.get(0);
         if self.is(h0, id) {
-            Some(h0)
-        } else if self.is(h1, id) {
-            Some(h1)
-        } else {
-            self.index.get(id).copied()
+            return Some(h0);
         }
+        let h1 = self.hints.get(1);
+        if self.is(h1, id) {
+            return Some(h1);
+        }
+        let c = *self.index.get(id)?;
+        self.hints.set(c, h0);
+        Some(c)
     }
 
     /// The position of chunk `id`, remembered as the most recent.
@@ -114,8 +152,9 @@ impl<K: Dense> ChunkMap<K> {
 
     #[inline(always)]
     fn remember(&mut self, c: u32) {
-        if self.hints[0] != c {
-            self.hints = [c, self.hints[0]];
+        let h0 = self.hints.get(0);
+        if h0 != c {
+            self.hints.set(c, h0);
         }
     }
 

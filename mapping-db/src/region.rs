@@ -75,6 +75,8 @@ type Planned = List<PlannedLeaf, 2>;
 trait Positions: Extend<u32> + AsRef<[u32]> {
     fn with_capacity(n: usize) -> Self;
     fn push(&mut self, x: u32);
+    /// Appends `xs` (within the capacity asked for).
+    fn push_slice(&mut self, xs: &[u32]);
 }
 
 impl Positions for Vec<u32> {
@@ -85,6 +87,10 @@ impl Positions for Vec<u32> {
     #[inline(always)]
     fn push(&mut self, x: u32) {
         Vec::push(self, x);
+    }
+    #[inline(always)]
+    fn push_slice(&mut self, xs: &[u32]) {
+        self.extend_from_slice(xs);
     }
 }
 
@@ -107,6 +113,11 @@ impl Positions for Inline {
     fn push(&mut self, x: u32) {
         self.items[self.len] = x;
         self.len += 1;
+    }
+    #[inline(always)]
+    fn push_slice(&mut self, xs: &[u32]) {
+        self.items[self.len..self.len + xs.len()].copy_from_slice(xs);
+        self.len += xs.len();
     }
 }
 
@@ -146,9 +157,46 @@ impl MappingDb {
         n: usize,
         rights: Rights,
     ) -> Result<Vec<CapSlot>, (usize, SourceError)> {
+        if n == 1 {
+            // One page (a page fault's): one lookup.
+            let cap = self.page_cap(asid, vaddr).ok_or((0, SourceError::NotMapped))?;
+            let (slot, node) = self.caps.entry_at(cap);
+            if !node
+                .map
+                .as_ref()
+                .expect("indexed cap is mapped")
+                .rights
+                .contains(rights)
+            {
+                return Err((0, SourceError::RightsExceed));
+            }
+            return Ok(alloc::vec![slot]);
+        }
+        self.source_caps_many(asid, vaddr, n, rights)
+    }
+
+    /// [`source_caps`](Self::source_caps) of any number of pages. Out of line, so that the one-page path does
+    /// not weigh on its code.
+    #[inline(never)]
+    fn source_caps_many(
+        &self,
+        asid: AsId,
+        vaddr: u64,
+        n: usize,
+        rights: Rights,
+    ) -> Result<Vec<CapSlot>, (usize, SourceError)> {
         let mut out = Vec::with_capacity(n);
         self.source_run(asid, vaddr, n, rights, |_, slot| out.push(slot))?;
         Ok(out)
+    }
+
+    /// The position of the capability whose 4 KiB mapping starts at `vaddr` in `asid`, if there is one.
+    #[inline(always)]
+    fn page_cap(&self, asid: AsId, vaddr: u64) -> Option<u32> {
+        if !SMALL.is_aligned(vaddr) || vaddr >= USER_VADDR_END {
+            return None;
+        }
+        self.by_vaddr.get(asid, SMALL, vaddr)
     }
 
     /// Hands `each` the position and slot of the capability of each page of the run of
@@ -200,11 +248,39 @@ impl MappingDb {
     /// without one and [`RemoveError::NotMapped`], as from [`mappings_run`](Self::mappings_run); it equals
     /// `mappings_run(asid, vaddr, n)` mapped to `(rec.cap, rec.cap != rec.frame.slot)`. Changes nothing.
     pub fn caps_run(&self, asid: AsId, vaddr: u64, n: usize) -> Result<Vec<(CapSlot, bool)>, (usize, RemoveError)> {
+        let entry = |cap: u32| {
+            let (slot, node) = self.caps.entry_at(cap);
+            (slot, node.parent_pos != cap)
+        };
+        if n == 1 {
+            // One page (a page fault's): one lookup.
+            let cap = self.page_cap(asid, vaddr).ok_or((0, RemoveError::NotMapped))?;
+            return Ok(alloc::vec![entry(cap)]);
+        }
+        if n > 0 && !SMALL.is_aligned(vaddr) {
+            return Err((0, RemoveError::NotMapped));
+        }
+        // As `source_run` without rights, a chunk of the address index at a time.
         let mut out = Vec::with_capacity(n);
-        self.source_run(asid, vaddr, n, Rights::empty(), |cap, slot| {
-            out.push((slot, self.caps.at(cap).parent_pos != cap));
-        })
-        .map_err(|(i, _)| (i, RemoveError::NotMapped))?;
+        let (mut i, mut va) = (0, vaddr);
+        while i < n {
+            let tail = if va < USER_VADDR_END {
+                self.by_vaddr.tail(asid, SMALL, va)
+            } else {
+                None
+            };
+            let Some(tail) = tail else {
+                return Err((i, RemoveError::NotMapped));
+            };
+            let tail = &tail[..tail.len().min(n - i)];
+            if let Some(k) = tail.iter().position(|&cap| cap == NONE) {
+                return Err((i + k, RemoveError::NotMapped));
+            }
+            out.extend(tail.iter().map(|&cap| entry(cap)));
+            i += tail.len();
+            // The chunk ends at a chunk boundary, below USER_VADDR_END: no overflow.
+            va += tail.len() as u64 * PAGE;
+        }
         Ok(out)
     }
 
@@ -239,7 +315,8 @@ impl MappingDb {
     /// (sources, free destination pages and copy slots, the destination's page tables and any larger pages
     /// there) and then creates each copy with its record in place, a page table at a time, with no record
     /// built on the way; any run it does not take (a refusal, an unaligned address) goes through the single
-    /// operations.
+    /// operations. A one-page clone (a page fault's) has its own fast path: one lookup each of the source
+    /// page, the destination page, the copy slot and the page table, then the page's entries written.
     pub fn clone_region(
         &mut self,
         c: &RegionClone,
@@ -248,15 +325,29 @@ impl MappingDb {
         if c.n == 0 {
             return Ok(());
         }
+        if c.n == 1 && self.clone_one(c, &mut leaf) {
+            return Ok(());
+        }
+        self.clone_many(c, &mut leaf)
+    }
+
+    /// [`clone_region`](Self::clone_region) but for the one-page fast path: the general fast path, else the
+    /// single operations. Out of line, so that the one-page path does not weigh on its code.
+    #[inline(never)]
+    fn clone_many(
+        &mut self,
+        c: &RegionClone,
+        leaf: &mut impl FnMut(u64) -> CapSlot,
+    ) -> Result<(), (usize, CloneRegionError)> {
         let done = if c.n <= INLINE_PAGES {
-            self.clone_fast::<Inline>(c, &mut leaf)
+            self.clone_fast::<Inline>(c, leaf)
         } else {
-            self.clone_fast::<Vec<u32>>(c, &mut leaf)
+            self.clone_fast::<Vec<u32>>(c, leaf)
         };
         if done {
             Ok(())
         } else {
-            self.clone_region_slow(c, &mut leaf)
+            self.clone_region_slow(c, leaf)
         }
     }
 
@@ -270,6 +361,139 @@ impl MappingDb {
             }
             None => false,
         }
+    }
+
+    /// The fast path of a one-page [`clone_region`](Self::clone_region) (`c.n == 1`): the checks of
+    /// [`plan_clone`](Self::plan_clone) and the writes of [`apply_clone`](Self::apply_clone) for one page,
+    /// with one lookup each of the source page, the destination page, the copy slot and the leaf table.
+    /// Whether it took it (if not, nothing has changed).
+    #[inline(always)]
+    fn clone_one(&mut self, c: &RegionClone, leaf: &mut impl FnMut(u64) -> CapSlot) -> bool {
+        debug_assert_eq!(c.n, 1);
+        let (sva, dva, copy) = (c.src_vaddr, c.dst_vaddr, c.first_copy);
+        if !SMALL.is_aligned(sva)
+            || !SMALL.is_aligned(dva)
+            || sva > USER_VADDR_END - PAGE
+            || dva > USER_VADDR_END - PAGE
+            || copy.0 == u64::MAX
+        {
+            return false;
+        }
+        // The source mapped, with the rights.
+        let Some(sp) = self.by_vaddr.get(c.src, SMALL, sva) else {
+            return false;
+        };
+        let snode = self.caps.at(sp);
+        if !snode
+            .map
+            .as_ref()
+            .expect("indexed cap is mapped")
+            .rights
+            .contains(c.rights)
+        {
+            return false;
+        }
+        // The destination page and the copy slot free.
+        let Ok(dst_chunk) = self.by_vaddr.vacancy(c.dst, SMALL, dva) else {
+            return false;
+        };
+        let Ok(copy_chunk) = self.caps.index().vacancy(copy) else {
+            return false;
+        };
+        // The page table: covering the region, or new (with no larger page over the region).
+        let base = SMALL.leaf_region(dva);
+        let key = LeafTable {
+            asid: c.dst,
+            table: leaf(base),
+            level: LeafLevel::Pt,
+        };
+        let (lp, idle) = match self.leaves.find(self.hint_leaf, &key) {
+            Some(p) if self.leaves.at(p).count > 0 => {
+                if self.leaves.at(p).region != base {
+                    return false;
+                }
+                (p, false)
+            }
+            found => {
+                if (self.big[0] > 0 && self.by_vaddr.get(c.dst, PageSize::Large, base).is_some())
+                    || (self.big[1] > 0 && self.by_vaddr.get(c.dst, PageSize::Huge, base).is_some())
+                {
+                    return false;
+                }
+                (found.unwrap_or(NONE), found.is_some())
+            }
+        };
+        // Accepted: the writes of `apply_clone` for one page.
+        let MappingDb {
+            frames,
+            caps,
+            by_vaddr,
+            spaces,
+            leaves,
+            spans,
+            idle_leaves,
+            len,
+            hint_leaf,
+            copy_parents,
+            ..
+        } = self;
+        let lp = match lp {
+            NONE => new_leaf_at(key, base, leaves, spaces, spans, idle_leaves),
+            p if idle => wake_leaf(p, base, leaves, spans, idle_leaves),
+            p => p,
+        };
+        *hint_leaf = lp;
+        let l = leaves.at_mut(lp);
+        let counters = l.spans;
+        let s = spaces.at_mut(l.space);
+        let space_pos = pos32(s.maps.len());
+        let (sslot, snode) = caps.entry_at_mut(sp);
+        let fpos = snode.frame;
+        let (parent, pp) = if c.parent == CloneParent::Source || snode.parent_pos == sp {
+            (sslot, sp)
+        } else {
+            let orig = frames.key_at(fpos);
+            (orig, caps.pos(&orig).expect("a frame's original is known"))
+        };
+        add_child(caps, pp, copy_parents);
+        let f = frames.at_mut(fpos);
+        let cap = caps.reserve_position();
+        let copy_pos = f.copies.push_at(copy);
+        let frame_pos = f.mapped.push_at(cap);
+        let index = SMALL.entry_index(dva);
+        caps.put_at(
+            cap,
+            copy,
+            CapNode {
+                frame: fpos,
+                parent,
+                parent_pos: pp,
+                children: 0,
+                copy_pos,
+                map: Some(Placed {
+                    vaddr: dva,
+                    leaf: lp,
+                    frame_pos,
+                    space_pos,
+                    index,
+                    size: SMALL,
+                    rights: c.rights,
+                }),
+            },
+        );
+        s.maps.push(cap);
+        debug_assert!(!l.is_set(index));
+        l.set_range(index, index + 1);
+        l.count += 1;
+        for sp in counters {
+            if sp != NONE {
+                spans.at_mut(sp).count += 1;
+            }
+        }
+        *len += 1;
+        caps.index_mut().insert_at(copy_chunk, copy, cap);
+        by_vaddr.insert(dst_chunk, c.dst, SMALL, dva, cap);
+        true
     }
 
     /// Checks that `c` (with `c.n > 0`) is a clone the fast path takes and that the loop of
@@ -288,8 +512,20 @@ impl MappingDb {
         c.first_copy.0.checked_add(n as u64)?;
         // Every source mapped, with the rights.
         let mut srcs = B::with_capacity(n);
-        self.source_run(c.src, c.src_vaddr, n, c.rights, |cap, _| srcs.push(cap))
-            .ok()?;
+        // (The source's alignment and end were checked above.) A chunk of the address index at a time: its
+        // pages checked, then its positions copied.
+        let mut i = 0;
+        while i < n {
+            let tail = self.by_vaddr.tail(c.src, SMALL, c.src_vaddr + i as u64 * PAGE)?;
+            let tail = &tail[..tail.len().min(n - i)];
+            for &cap in tail {
+                if cap == NONE || !self.caps.at(cap).map.as_ref()?.rights.contains(c.rights) {
+                    return None;
+                }
+            }
+            srcs.push_slice(tail);
+            i += tail.len();
+        }
         // Every destination page and copy slot free (the run's own are distinct).
         let mut i = 0;
         while i < n {
@@ -517,9 +753,13 @@ impl MappingDb {
     /// copies, then this. The fast path (4 KiB pages from an aligned `vaddr`, no copy in the run with
     /// children) checks the run first (the address index only, while no copy in the database has children;
     /// else each page's capability too) and then removes each page's entries, last page first, a chunk of the
-    /// address index at a time; any other run goes through [`destroy_run`](Self::destroy_run).
+    /// address index at a time; any other run goes through [`destroy_run`](Self::destroy_run). A one-page
+    /// destroy takes its own fast path (one lookup of the page) when the general fast path would.
     pub fn destroy_region(&mut self, asid: AsId, vaddr: u64, n: usize) -> Result<(), (usize, RemoveError)> {
         if n == 0 {
+            return Ok(());
+        }
+        if n == 1 && self.destroy_one(asid, vaddr) {
             return Ok(());
         }
         // The fast path: 4 KiB pages from an aligned address, all mapped, no copy among them with children
@@ -529,6 +769,64 @@ impl MappingDb {
         }
         self.apply_destroy(asid, vaddr, n);
         Ok(())
+    }
+
+    /// The fast path of a one-page [`destroy_region`](Self::destroy_region): the checks and writes of
+    /// [`apply_destroy`](Self::apply_destroy) for one page, with one lookup of the page. Whether it took it
+    /// (not for an unaligned address, a page without a 4 KiB mapping of its own or a copy with children; then
+    /// nothing has changed).
+    #[inline(always)]
+    fn destroy_one(&mut self, asid: AsId, vaddr: u64) -> bool {
+        if !SMALL.is_aligned(vaddr) || vaddr >= USER_VADDR_END {
+            return false;
+        }
+        let Some(cap) = self.by_vaddr.get(asid, SMALL, vaddr) else {
+            return false;
+        };
+        let node = self.caps.at(cap);
+        let copy = node.parent_pos != cap;
+        if copy && node.children > 0 {
+            return false;
+        }
+        let MappingDb {
+            frames,
+            caps,
+            by_vaddr,
+            spaces,
+            leaves,
+            spans,
+            idle_leaves,
+            len,
+            copy_parents,
+            ..
+        } = self;
+        let (slot, node) = caps.entry_at_mut(cap);
+        let p = node.map.take().expect("indexed cap is mapped");
+        let (fpos, parent_pos, copy_pos) = (node.frame, node.parent_pos, node.copy_pos);
+        let f = frames.at_mut(fpos);
+        if let Some(moved) = f.mapped.swap_remove(pos(p.frame_pos)) {
+            placed_mut(caps, moved).frame_pos = p.frame_pos;
+        }
+        let space = leaves.at(p.leaf).space;
+        if let Some(moved) = swap_remove(&mut spaces.at_mut(space).maps, pos(p.space_pos)) {
+            placed_mut(caps, moved).space_pos = p.space_pos;
+        }
+        if copy {
+            // Without children: forgotten, as `remove_copy` would.
+            caps.free_at(cap);
+            drop_child(caps, parent_pos, copy_parents);
+            if let Some(moved) = f.copies.swap_remove(pos(copy_pos)) {
+                caps.get_mut(&moved).expect("listed copy").copy_pos = copy_pos;
+            }
+        }
+        let cleared = by_vaddr.clear(asid, SMALL, vaddr, 1);
+        debug_assert_eq!(cleared, 1);
+        leaf_removed(leaves, spaces, spans, idle_leaves, p.leaf, p.index, p.index + 1, 1);
+        *len -= 1;
+        if copy {
+            caps.index_mut().clear(slot, 1);
+        }
+        true
     }
 
     /// Whether each of the `n` consecutive 4 KiB pages of `asid` from `vaddr` (aligned) has a mapping of its

@@ -258,6 +258,20 @@ impl<K: Copy + Eq, V, I: PosIndex<K>> Table<K, V, I> {
         out.extend((start..end).map(|p| p as u32));
     }
 
+    /// Takes one free position as [`reserve_positions`](Self::reserve_positions) with `n == 1` does (the one
+    /// [`place`](Self::place) would use), to fill with [`put_at`](Self::put_at).
+    #[inline(always)]
+    pub(crate) fn reserve_position(&mut self) -> u32 {
+        match self.free.pop() {
+            Some(p) => p,
+            None => {
+                let p = pos32(self.slots.len());
+                self.slots.push(None);
+                p
+            }
+        }
+    }
+
     /// Stores `(k, v)` at the position `p` [`reserve_positions`](Self::reserve_positions) gave, WITHOUT
     /// indexing it (as [`place`](Self::place)).
     #[inline(always)]

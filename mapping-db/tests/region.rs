@@ -798,3 +798,99 @@ fn steady_state_cycles() {
     }
     assert_eq!(db.len(), 16);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    /// One-page clones and destroys (the fast paths of `clone_region` and `destroy_region` for `n == 1`)
+    /// against their loops, step after step on random states: unmapped sources, rights exceeded, occupied
+    /// destinations, copy slots already known, larger pages around, sources that are copies, copies with
+    /// children, unaligned addresses, refused leaf tables; `check()` after each step and nothing changed by a
+    /// refusal.
+    #[test]
+    fn one_page_is_the_loop(
+        seed in seed(),
+        src in 0..SPACES,
+        start in prop_oneof![3 => 4 * GIB..5 * GIB, 1 => 0..4 * GIB],
+        len in 0..40usize,
+        picks in prop::collection::vec(any::<u64>(), 1..8),
+        flaw in prop_oneof![1 => Just(None), 1 => (0..40usize, 0..2u8).prop_map(Some)],
+        ops in prop::collection::vec((0..8u8, any::<u64>(), any::<u64>(), any::<u64>()), 1..24),
+    ) {
+        let mut db = build(&seed, src, start, len, &picks, flaw);
+        let base = PageSize::Small.align_down(start);
+        // Destinations used so far, to destroy them again.
+        let mut cloned: Vec<(u32, u64)> = Vec::new();
+        for (k, &(kind, a, b, c)) in ops.iter().enumerate() {
+            match kind {
+                0..=3 => {
+                    let src_vaddr = base + (a % (len as u64 + 2)) * KIB4 + if b % 29 == 0 { 8 } else { 0 };
+                    let dst = (b % u64::from(SPACES)) as u32;
+                    let dst_vaddr = match c % 6 {
+                        // Anywhere among the random state's pages (large ones included).
+                        0 => PageSize::Small.align_down((c >> 8) % (4 * GIB)),
+                        1 => PageSize::Small.align_down((c >> 8) % (8 * MIB2) + GIB),
+                        // Over the source pages.
+                        2 => base + ((c >> 8) % (len as u64 + 2)) * KIB4,
+                        // Near the top of the address space.
+                        3 => USER_VADDR_END - KIB4 * (1 + (c >> 8) % 2),
+                        _ => 5 * GIB + ((c >> 8) % 1024) * KIB4,
+                    };
+                    let first = match (c >> 4) % 8 {
+                        0 => (c >> 12) % SLOTS,
+                        1 => FRAMES.start + (c >> 12) % 80,
+                        2 => u64::MAX,
+                        _ => CLONES + (c >> 12) % 100,
+                    };
+                    let cl = RegionClone {
+                        src: AsId(src),
+                        src_vaddr,
+                        dst: AsId(dst),
+                        dst_vaddr,
+                        n: 1,
+                        first_copy: CapSlot(first),
+                        parent: if a % 3 == 0 { CloneParent::Source } else { CloneParent::Original },
+                        rights: [R, RW, RW, RWX][((a >> 8) % 4) as usize],
+                    };
+                    let leaf = leaf_fn(dst, if b % 5 == 0 { Some((b >> 8) % 3) } else { None });
+                    // The one-page lookup against its loop.
+                    prop_assert_eq!(
+                        db.source_caps(cl.src, cl.src_vaddr, 1, cl.rights),
+                        source_loop(&db, cl.src, cl.src_vaddr, 1, cl.rights)
+                            .map(|v| v.iter().map(|r| r.cap).collect::<Vec<_>>())
+                    );
+                    let mut expect = db.clone();
+                    let want = clone_loop(&mut expect, &cl, &leaf);
+                    let before = snapshot(&db);
+                    let got = db.clone_region(&cl, &leaf);
+                    prop_assert_eq!(got, want);
+                    db.check().unwrap();
+                    prop_assert_eq!(snapshot(&db), snapshot(&expect));
+                    if got.is_err() {
+                        prop_assert_eq!(snapshot(&db), before);
+                    } else {
+                        cloned.push((dst, dst_vaddr));
+                    }
+                }
+                4 | 5 => {
+                    // A clone's page, a source page or any page (maybe unaligned).
+                    let (asid, vaddr) = match (a % 3, cloned.is_empty()) {
+                        (0, false) => cloned[(b as usize) % cloned.len()],
+                        (1, _) => (src, base + (b % (len as u64 + 2)) * KIB4),
+                        _ => ((b % u64::from(SPACES)) as u32, PageSize::Small.align_down(c % (6 * GIB))),
+                    };
+                    let vaddr = vaddr + if c % 13 == 0 { 5 } else { 0 };
+                    destroy_both(&mut db, AsId(asid), vaddr, 1)?;
+                }
+                _ => {
+                    // A copy derived from a clone's copy or from a source capability: a copy with children.
+                    if let Some(&(asid, vaddr)) = cloned.get((a as usize) % cloned.len().max(1)) {
+                        if let Some(m) = db.lookup(AsId(asid), vaddr) {
+                            let _ = db.add_copy(m.frame, CapSlot(KIDS + (k % 10) as u64), m.cap);
+                        }
+                    }
+                    db.check().unwrap();
+                }
+            }
+        }
+    }
+}
