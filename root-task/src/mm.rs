@@ -487,15 +487,15 @@ impl Mm {
             })?;
         clock.lap(Phase::Lookup);
         let space = self.spaces.get_mut(&asid).ok_or(MmError::UnknownSpace(asid))?;
-        // Page i's cap is a copy (not the frame's original), so the kernel may
-        // delete it with its unmap; the runs of pages whose copies it did
-        // delete, as (first page, count).
-        let copies: Vec<bool> = caps.iter().map(|c| c.1).collect();
-        #[allow(unused_mut)]
+        // The runs of pages whose copies the kernel deleted with their unmap,
+        // as (first page, count): only a kernel with the run invocations does.
         let mut deleted: Vec<(usize, usize)> = Vec::new();
         let released = match () {
             #[cfg(sel4_batched_leaf)]
             () if crate::backend::batched_leaf() => {
+                // Page i's cap is a copy (not the frame's original), so the
+                // kernel may delete it with its unmap.
+                let copies: Vec<bool> = caps.iter().map(|c| c.1).collect();
                 let mut k = UnmapDeleteKernel {
                     inner: m.vk(),
                     base: vaddr,
@@ -513,27 +513,36 @@ impl Mm {
         // The copies: those the kernel deleted with their unmap (runs of
         // consecutive slots) are adopted, the others deleted now. Originals
         // stay, unmapped.
-        let slot = |m: &Manager, i: usize| {
-            m.cs.layout()
-                .slot_of(cspace::CPtr(caps[i].0 .0))
+        let l = *m.cs.layout();
+        let slot = |i: usize| {
+            l.slot_of(cspace::CPtr(caps[i].0 .0))
                 .ok_or(MmError::Inconsistent("cap slot"))
         };
-        let mut gone = 0;
         for &(i, k) in &deleted {
-            m.cs.adopt_deletes_run(slot(m, i)?, k as u64).map_err(MmError::Cap)?;
-            gone += k;
+            m.cs.adopt_deletes_run(slot(i)?, k as u64).map_err(MmError::Cap)?;
         }
-        if gone < copies.iter().filter(|c| **c).count() {
-            let mut left = copies.clone();
-            for &(i, k) in &deleted {
-                left[i..i + k].iter_mut().for_each(|l| *l = false);
+        // The others, skipping the runs the kernel deleted (in address order).
+        deleted.sort_unstable();
+        let mut left = core::mem::take(&mut self.scratch.slots);
+        left.clear();
+        let mut runs = deleted.iter().peekable();
+        let mut i = 0;
+        while i < caps.len() {
+            if let Some(&&(first, k)) = runs.peek() {
+                if i == first {
+                    i += k;
+                    runs.next();
+                    continue;
+                }
             }
-            let left: Vec<cspace::Slot> = (0..caps.len())
-                .filter(|&i| left[i])
-                .map(|i| slot(m, i))
-                .collect::<Result<_, _>>()?;
-            m.cs.delete_many(&left).map_err(|e| MmError::Cap(e.error))?;
+            if caps[i].1 {
+                left.push(slot(i)?);
+            }
+            i += 1;
         }
+        let r = m.cs.delete_many(&left).map_err(|e| MmError::Cap(e.error));
+        self.scratch.slots = left;
+        r?;
         clock.lap(Phase::CSpace);
         // The records go, and the copies (not the originals) with them.
         self.db
