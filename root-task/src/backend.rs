@@ -284,27 +284,114 @@ impl VsKernel<'_> {
         k.min(room.max(1))
     }
 
-    /// Runs `f(first, k)` on the maximal sub-runs of `frames` (from `first`,
-    /// `k` frames) whose caps are consecutive slots of one CNode, when they
-    /// have at least [`MIN_RUN`] frames, and `one(i)` on each other frame, in
-    /// order. A failure reports how many frames were done before it.
-    pub fn in_runs(
-        &mut self,
-        frames: &[CapRef],
-        mut f: impl FnMut(&mut Self, usize, usize) -> Result<(), KernelFailure>,
-        mut one: impl FnMut(&mut Self, usize) -> Result<(), KernelFailure>,
-    ) -> Result<(), vspace::RunFailure> {
-        let mut done = 0;
-        while done < frames.len() {
-            let k = match self.run_prefix(&frames[done..]) {
-                k if k >= MIN_RUN => f(self, done, k).map(|()| k),
-                _ => one(self, done).map(|()| 1),
-            }
-            .map_err(|failure| vspace::RunFailure { done, failure })?;
-            done += k;
-        }
-        Ok(())
+    /// The path of the cap `cptr` names (a managed slot).
+    pub fn path_of(&self, cptr: CapRef) -> Result<CapPath, KernelFailure> {
+        let slot = self.cs.layout().slot_of(CsCPtr(cptr.0));
+        slot.map(|s| self.cs.path(s)).ok_or(KernelFailure::InvalidCapability)
     }
+}
+
+/// Splits the `len` entries of a leaf run into pieces, in order: from entry
+/// `done`, `piece(s, done)` entries can go in one run invocation; if they are
+/// at least [`MIN_RUN`], `run(s, done, k)` does them, otherwise `one(s, done)`
+/// does entry `done` alone. A failure reports how many entries were done
+/// before it (a run invocation is all or nothing).
+#[cfg(sel4_batched_leaf)]
+pub fn in_runs<S>(
+    s: &mut S,
+    len: usize,
+    piece: impl Fn(&S, usize) -> usize,
+    mut run: impl FnMut(&mut S, usize, usize) -> Result<(), KernelFailure>,
+    mut one: impl FnMut(&mut S, usize) -> Result<(), KernelFailure>,
+) -> Result<(), vspace::RunFailure> {
+    let mut done = 0;
+    while done < len {
+        let k = match piece(s, done) {
+            k if k >= MIN_RUN => run(s, done, k).map(|()| k),
+            _ => one(s, done).map(|()| 1),
+        }
+        .map_err(|failure| vspace::RunFailure { done, failure })?;
+        done += k;
+    }
+    Ok(())
+}
+
+/// `X86PageTable_MapRun` of the `n` entries of `run` from its first, the
+/// frame caps taken from the slots from `src` on.
+#[cfg(sel4_batched_leaf)]
+pub fn map_run(
+    root: CapRef,
+    run: &vspace::LeafRun,
+    n: usize,
+    rights: vspace::Rights,
+    attr: CacheAttr,
+    src: CapPath,
+) -> Result<(), KernelFailure> {
+    run_kernel(|| {
+        Cap::<cap_type::X86PageTable>::from_bits(run.table.0).x86_page_table_map_run(
+            sel4::CPtr(root.0),
+            run.first_index as Word,
+            n as Word,
+            vs_rights(rights),
+            vs_attr(attr),
+            cnode(src.root),
+            src.index,
+            src.depth as Word,
+        )
+    })
+    .map_err(vs_err)
+}
+
+/// `X86PageTable_CopyMapRun`: each frame cap in the slots from `src` on is
+/// copied (with `cap_rights`) into the slots from `dest` on, and the copies
+/// mapped in the `n` entries of `run` from its first.
+#[cfg(sel4_batched_leaf)]
+#[allow(clippy::too_many_arguments)]
+pub fn copy_map_run(
+    root: CapRef,
+    run: &vspace::LeafRun,
+    n: usize,
+    rights: vspace::Rights,
+    attr: CacheAttr,
+    src: CapPath,
+    dest: CapPath,
+    cap_rights: CapRights,
+) -> Result<(), KernelFailure> {
+    run_kernel(|| {
+        Cap::<cap_type::X86PageTable>::from_bits(run.table.0).x86_page_table_copy_map_run(
+            sel4::CPtr(root.0),
+            run.first_index as Word,
+            n as Word,
+            vs_rights(rights),
+            vs_attr(attr),
+            cnode(src.root),
+            src.index,
+            src.depth as Word,
+            cnode(dest.root),
+            dest.index,
+            dest.depth as Word,
+            cap_rights,
+        )
+    })
+    .map_err(vs_err)
+}
+
+/// `X86PageTable_UnmapRun` of the `n` entries of `run` from its first, which
+/// the frame caps in the slots from `caps` on hold; with `delete`, the caps
+/// are deleted too.
+#[cfg(sel4_batched_leaf)]
+pub fn unmap_run(run: &vspace::LeafRun, n: usize, caps: CapPath, delete: bool) -> Result<(), KernelFailure> {
+    run_kernel(|| {
+        Cap::<cap_type::X86PageTable>::from_bits(run.table.0).x86_page_table_unmap_run(
+            run.first_index as Word,
+            n as Word,
+            cnode(caps.root),
+            caps.index,
+            caps.depth as Word,
+            delete as Word,
+        )
+    })
+    .map_err(vs_err)
 }
 
 /// The part of `run` from its `from`-th entry.
@@ -486,29 +573,14 @@ impl vspace::VSpaceKernel for VsKernel<'_> {
         if run.level != TableLevel::Pt || !batched_leaf() {
             return map_each(self, root, run, frames, rights, attr);
         }
-        // Each sub-run of caps in consecutive slots of one CNode in one entry
+        // Each piece of caps in consecutive slots of one CNode in one entry
         // (all or nothing: on a refusal no entry of it was written).
-        self.in_runs(
-            frames,
-            |k, from, n| {
-                let p =
-                    k.cs.path(k.cs.layout().slot_of(CsCPtr(frames[from].0)).expect("run slot"));
-                let r = sub_run(run, from);
-                run_kernel(|| {
-                    Cap::<cap_type::X86PageTable>::from_bits(r.table.0).x86_page_table_map_run(
-                        sel4::CPtr(root.0),
-                        r.first_index as Word,
-                        n as Word,
-                        vs_rights(rights),
-                        vs_attr(attr),
-                        cnode(p.root),
-                        p.index,
-                        p.depth as Word,
-                    )
-                })
-                .map_err(vs_err)
-            },
-            |k, i| k.map_frame(frames[i], root, run.vaddr_of(i), run.size, rights, attr),
+        in_runs(
+            self,
+            frames.len(),
+            |k, d| k.run_prefix(&frames[d..]),
+            |k, d, n| map_run(root, &sub_run(run, d), n, rights, attr, k.path_of(frames[d])?),
+            |k, d| k.map_frame(frames[d], root, run.vaddr_of(d), run.size, rights, attr),
         )
     }
 
@@ -517,25 +589,12 @@ impl vspace::VSpaceKernel for VsKernel<'_> {
         if run.level != TableLevel::Pt || !batched_leaf() {
             return unmap_each(self, frames);
         }
-        self.in_runs(
-            frames,
-            |k, from, n| {
-                let p =
-                    k.cs.path(k.cs.layout().slot_of(CsCPtr(frames[from].0)).expect("run slot"));
-                let r = sub_run(run, from);
-                run_kernel(|| {
-                    Cap::<cap_type::X86PageTable>::from_bits(r.table.0).x86_page_table_unmap_run(
-                        r.first_index as Word,
-                        n as Word,
-                        cnode(p.root),
-                        p.index,
-                        p.depth as Word,
-                        0,
-                    )
-                })
-                .map_err(vs_err)
-            },
-            |k, i| k.unmap_frame(frames[i]),
+        in_runs(
+            self,
+            frames.len(),
+            |k, d| k.run_prefix(&frames[d..]),
+            |k, d, n| unmap_run(&sub_run(run, d), n, k.path_of(frames[d])?, false),
+            |k, d| k.unmap_frame(frames[d]),
         )
     }
 }

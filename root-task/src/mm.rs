@@ -702,18 +702,8 @@ impl CopyMapKernel<'_, '_> {
         (dest.0 - self.dest_base) as usize
     }
 
-    fn path(&self, cptr: u64) -> Result<cspace::CapPath, vspace::KernelFailure> {
-        let slot = self
-            .inner
-            .cs
-            .layout()
-            .slot_of(cspace::CPtr(cptr))
-            .ok_or(vspace::KernelFailure::InvalidCapability)?;
-        Ok(self.inner.cs.path(slot))
-    }
-
     fn copy_one(&mut self, i: usize) -> Result<(), vspace::KernelFailure> {
-        let (d, s) = (self.path(self.dest_base + i as u64)?, self.path(self.srcs[i].0)?);
+        let (d, s) = (self.dest_path(i)?, self.inner.path_of(self.srcs[i])?);
         crate::backend::kernel(|| {
             sel4::cap::CNode::from_bits(d.root.0).cnode_copy(
                 d.index,
@@ -730,6 +720,11 @@ impl CopyMapKernel<'_, '_> {
         Ok(())
     }
 
+    /// The path of destination `i`.
+    fn dest_path(&self, i: usize) -> Result<cspace::CapPath, vspace::KernelFailure> {
+        self.inner.path_of(CapRef(self.dest_base + i as u64))
+    }
+
     /// `X86PageTable_CopyMapRun` of the `n` destinations from `i` (their
     /// sources consecutive slots of one CNode) into `run`'s entries.
     fn copy_map_run(
@@ -741,25 +736,8 @@ impl CopyMapKernel<'_, '_> {
         rights: Rights,
         attr: CacheAttr,
     ) -> Result<(), vspace::KernelFailure> {
-        let (s, d) = (self.path(self.srcs[i].0)?, self.path(self.dest_base + i as u64)?);
-        let cap_rights = self.rights;
-        crate::backend::run_kernel(|| {
-            sel4::cap::PageTable::from_bits(run.table.0).x86_page_table_copy_map_run(
-                sel4::CPtr(root.0),
-                run.first_index as u64,
-                n as u64,
-                crate::backend::vs_rights(rights),
-                crate::backend::vs_attr(attr),
-                sel4::cap::CNode::from_bits(s.root.0),
-                s.index,
-                s.depth as u64,
-                sel4::cap::CNode::from_bits(d.root.0),
-                d.index,
-                d.depth as u64,
-                cap_rights,
-            )
-        })
-        .map_err(crate::backend::vs_err)?;
+        let (s, d) = (self.inner.path_of(self.srcs[i])?, self.dest_path(i)?);
+        crate::backend::copy_map_run(root, run, n, rights, attr, s, d, self.rights)?;
         self.made[i..i + n].iter_mut().for_each(|m| *m = true);
         self.runs.push((i, n));
         Ok(())
@@ -801,22 +779,19 @@ impl vspace::VSpaceKernel for CopyMapKernel<'_, '_> {
             }
             return Ok(());
         }
-        // Each sub-run whose sources are consecutive slots of one CNode (the
+        // Each piece whose sources are consecutive slots of one CNode (the
         // destinations are, by construction) in one entry; the rest per page.
-        let mut done = 0;
-        while done < frames.len() {
-            let srcs = &self.srcs[i + done..i + frames.len()];
-            let k = self.inner.run_prefix(srcs).min(self.inner.run_prefix(&frames[done..]));
-            let r = if k >= crate::backend::MIN_RUN {
-                self.copy_map_run(root, &crate::backend::sub_run(run, done), i + done, k, rights, attr)
-                    .map(|()| k)
-            } else {
-                self.map_frame(frames[done], root, run.vaddr_of(done), run.size, rights, attr)
-                    .map(|()| 1)
-            };
-            done += r.map_err(|failure| vspace::RunFailure { done, failure })?;
-        }
-        Ok(())
+        let len = frames.len();
+        crate::backend::in_runs(
+            self,
+            len,
+            |k, d| {
+                let srcs = k.inner.run_prefix(&k.srcs[i + d..i + len]);
+                srcs.min(k.inner.run_prefix(&frames[d..]))
+            },
+            |k, d, n| k.copy_map_run(root, &crate::backend::sub_run(run, d), i + d, n, rights, attr),
+            |k, d| k.map_frame(frames[d], root, run.vaddr_of(d), run.size, rights, attr),
+        )
     }
     fn unmap_frames_run(&mut self, run: &vspace::LeafRun, frames: &[CapRef]) -> Result<(), vspace::RunFailure> {
         self.inner.unmap_frames_run(run, frames)
@@ -836,17 +811,6 @@ struct UnmapDeleteKernel<'a, 'b> {
     copies: &'b [bool],
     /// The runs of pages whose caps the kernel deleted: (first page, count).
     deleted: &'b mut Vec<(usize, usize)>,
-}
-
-#[cfg(sel4_batched_leaf)]
-impl UnmapDeleteKernel<'_, '_> {
-    fn path(&self, frame: CapRef) -> Result<cspace::CapPath, vspace::RunFailure> {
-        let slot = self.inner.cs.layout().slot_of(cspace::CPtr(frame.0));
-        slot.map(|s| self.inner.cs.path(s)).ok_or(vspace::RunFailure {
-            done: 0,
-            failure: vspace::KernelFailure::InvalidCapability,
-        })
-    }
 }
 
 #[cfg(sel4_batched_leaf)]
@@ -870,44 +834,24 @@ impl vspace::VSpaceKernel for UnmapDeleteKernel<'_, '_> {
         }
         let first = ((run.vaddr_of(0).as_u64() - self.base) / PAGE) as usize;
         let copies = &self.copies[first..first + frames.len()];
-        // Sub-runs of copies in consecutive slots of one CNode: unmapped and
-        // deleted in one entry; runs of originals: unmapped in one entry.
-        let mut done = 0;
-        while done < frames.len() {
-            let is_copy = copies[done];
-            let same = copies[done..].iter().take_while(|c| **c == is_copy).count();
-            let k = self.inner.run_prefix(&frames[done..done + same]);
-            let sub = crate::backend::sub_run(run, done);
-            let r = if k >= crate::backend::MIN_RUN && is_copy {
-                let p = self.path(frames[done])?;
-                crate::backend::run_kernel(|| {
-                    sel4::cap::PageTable::from_bits(sub.table.0).x86_page_table_unmap_run(
-                        sub.first_index as u64,
-                        k as u64,
-                        sel4::cap::CNode::from_bits(p.root.0),
-                        p.index,
-                        p.depth as u64,
-                        1,
-                    )
-                })
-                .map_err(crate::backend::vs_err)
-                .map(|()| {
-                    self.deleted.push((first + done, k));
-                    k
-                })
-            } else if k >= crate::backend::MIN_RUN {
-                self.inner
-                    .unmap_frames_run(&sub, &frames[done..done + k])
-                    .map_err(|f| vspace::RunFailure {
-                        done: done + f.done,
-                        failure: f.failure,
-                    })?;
-                Ok(k)
-            } else {
-                self.inner.unmap_frame(frames[done]).map(|()| 1)
-            };
-            done += r.map_err(|failure| vspace::RunFailure { done, failure })?;
-        }
-        Ok(())
+        // Pieces of copies in consecutive slots of one CNode: unmapped and
+        // deleted in one entry; pieces of originals: unmapped in one entry.
+        crate::backend::in_runs(
+            self,
+            frames.len(),
+            |k, d| {
+                let same = copies[d..].iter().take_while(|c| **c == copies[d]).count();
+                k.inner.run_prefix(&frames[d..d + same])
+            },
+            |k, d, n| {
+                let caps = k.inner.path_of(frames[d])?;
+                crate::backend::unmap_run(&crate::backend::sub_run(run, d), n, caps, copies[d])?;
+                if copies[d] {
+                    k.deleted.push((first + d, n));
+                }
+                Ok(())
+            },
+            |k, d| k.inner.unmap_frame(frames[d]),
+        )
     }
 }
