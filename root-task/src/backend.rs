@@ -271,19 +271,20 @@ impl VsKernel<'_> {
     /// How many caps at the start of `caps` are consecutive slots of one
     /// CNode (a run invocation takes them from one CNode).
     pub fn run_prefix(&self, caps: &[CapRef]) -> usize {
-        let Some(&first) = caps.first() else { return 0 };
-        let l = self.cs.layout();
-        let Some(a) = l.slot_of(CsCPtr(first.0)) else { return 0 };
-        let k = caps
-            .iter()
-            .enumerate()
-            .take_while(|(i, c)| c.0 == first.0 + *i as u64)
-            .count();
-        // Consecutive cptrs stay in one CNode up to its last slot.
-        let room = l.capacity(a.cnode).saturating_sub(a.index) as usize;
-        k.min(room.max(1))
+        self.run_prefix_by(caps, |c| c.0)
     }
 
+    /// [`run_prefix`](Self::run_prefix) of the cptrs `cptr(x)` of `xs`.
+    #[inline]
+    pub fn run_prefix_by<T>(&self, xs: &[T], cptr: impl Fn(&T) -> u64) -> usize {
+        let Some(first) = xs.first().map(&cptr) else { return 0 };
+        let l = self.cs.layout();
+        let Some(a) = l.slot_of(CsCPtr(first)) else { return 0 };
+        // Consecutive cptrs stay in one CNode up to its last slot.
+        let room = l.capacity(a.cnode).saturating_sub(a.index) as usize;
+        let xs = &xs[..xs.len().min(room.max(1))];
+        vspace::consecutive_prefix(xs, cptr)
+    }
     /// The path of the cap `cptr` names (a managed slot).
     pub fn path_of(&self, cptr: CapRef) -> Result<CapPath, KernelFailure> {
         let slot = self.cs.layout().slot_of(CsCPtr(cptr.0));

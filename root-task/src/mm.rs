@@ -90,6 +90,9 @@ struct Scratch {
     copies: Vec<cspace::Slot>,
     caps: Vec<CapRef>,
     leaves: Vec<CapSlot>,
+    /// A batched clone's copies: (first destination index, count).
+    #[cfg(sel4_batched_leaf)]
+    runs: Vec<(usize, usize)>,
 }
 
 fn db_rights(r: Rights) -> DbRights {
@@ -426,46 +429,54 @@ impl Mm {
         let run = m.cs.alloc_slots(n).map_err(MmError::Alloc)?;
         // One CNode's slots: consecutive cptrs.
         let base = m.cptr(run.slot(0));
-        let dests: Vec<CapRef> = (0..n).map(|i| CapRef(base + i)).collect();
-        let srcs: Vec<CapRef> = sources.iter().map(|s| CapRef(s.0)).collect();
-        let mut made = alloc::vec![false; n as usize];
-        let mut runs = Vec::new();
+        let mut dests = core::mem::take(&mut self.scratch.caps);
+        dests.clear();
+        dests.extend((0..n).map(|i| CapRef(base + i)));
+        let mut runs = core::mem::take(&mut self.scratch.runs);
+        runs.clear();
         clock.lap(Phase::Slots);
         let space = self.spaces.get_mut(&to.0).ok_or(MmError::UnknownSpace(to.0))?;
         let mut k = CopyMapKernel {
             inner: m.vk(),
-            dest_base: dests[0].0,
-            srcs: &srcs,
-            made: &mut made,
+            dest_base: base,
+            srcs: sources,
             runs: &mut runs,
             rights: crate::backend::vs_rights(rights),
         };
         let mapped = space.map(&mut k, range, &dests, rights, CacheAttr::WriteBack);
+        self.scratch.caps = dests;
         if let Err(e) = mapped {
             // The mappings were rolled back; delete the copies made, free the run.
-            for (i, _) in made.iter().enumerate().filter(|(_, m)| **m) {
-                let p = m.cs.path(run.slot(i as u64));
-                let _ = sel4::cap::CNode::from_bits(p.root.0).cnode_delete(p.index, p.depth);
+            for &(i, k) in &runs {
+                for j in i..i + k {
+                    let p = m.cs.path(run.slot(j as u64));
+                    let _ = sel4::cap::CNode::from_bits(p.root.0).cnode_delete(p.index, p.depth);
+                }
             }
+            self.scratch.runs = runs;
             let _ = m.cs.release_slots(run);
             return Err(MmError::Map(e));
         }
         clock.lap(Phase::VSpace);
         // The kernel copied runs of consecutive source slots (or single caps).
-        for &(i, k) in &runs {
+        let adopted = runs.iter().try_for_each(|&(i, k)| {
             let src =
                 m.cs.layout()
-                    .slot_of(cspace::CPtr(srcs[i].0))
+                    .slot_of(cspace::CPtr(sources[i].0))
                     .ok_or(MmError::Inconsistent("cap slot"))?;
             let dests = cspace::SlotRange {
                 start: run.start + i as u64,
                 len: k as u64,
                 ..run
             };
-            m.cs.adopt_copies_run(src, k as u64, dests).map_err(MmError::Cap)?;
-        }
+            m.cs.adopt_copies_run(src, k as u64, dests).map_err(MmError::Cap)
+        });
+        self.scratch.runs = runs;
+        adopted?;
         clock.lap(Phase::CSpace);
+        let dests = core::mem::take(&mut self.scratch.caps);
         let r = self.record_clones(from, to, &dests, rights);
+        self.scratch.caps = dests;
         clock.lap(Phase::Database);
         r
     }
@@ -688,8 +699,7 @@ struct CopyMapKernel<'a, 'b> {
     /// The destination slots are the consecutive cptrs from `dest_base`.
     dest_base: u64,
     /// The source cap of each destination, in order.
-    srcs: &'b [CapRef],
-    made: &'b mut [bool],
+    srcs: &'b [CapSlot],
     /// The copies made, as (first destination index, count): each a run of
     /// consecutive source slots of one CNode.
     runs: &'b mut Vec<(usize, usize)>,
@@ -703,7 +713,7 @@ impl CopyMapKernel<'_, '_> {
     }
 
     fn copy_one(&mut self, i: usize) -> Result<(), vspace::KernelFailure> {
-        let (d, s) = (self.dest_path(i)?, self.inner.path_of(self.srcs[i])?);
+        let (d, s) = (self.dest_path(i)?, self.inner.path_of(CapRef(self.srcs[i].0))?);
         crate::backend::kernel(|| {
             sel4::cap::CNode::from_bits(d.root.0).cnode_copy(
                 d.index,
@@ -715,7 +725,6 @@ impl CopyMapKernel<'_, '_> {
             )
         })
         .map_err(crate::backend::vs_err)?;
-        self.made[i] = true;
         self.runs.push((i, 1));
         Ok(())
     }
@@ -736,9 +745,8 @@ impl CopyMapKernel<'_, '_> {
         rights: Rights,
         attr: CacheAttr,
     ) -> Result<(), vspace::KernelFailure> {
-        let (s, d) = (self.inner.path_of(self.srcs[i])?, self.dest_path(i)?);
+        let (s, d) = (self.inner.path_of(CapRef(self.srcs[i].0))?, self.dest_path(i)?);
         crate::backend::copy_map_run(root, run, n, rights, attr, s, d, self.rights)?;
-        self.made[i..i + n].iter_mut().for_each(|m| *m = true);
         self.runs.push((i, n));
         Ok(())
     }
@@ -758,7 +766,7 @@ impl vspace::VSpaceKernel for CopyMapKernel<'_, '_> {
         attr: CacheAttr,
     ) -> Result<(), vspace::KernelFailure> {
         let i = self.offset(frame);
-        if !self.made[i] {
+        if !self.runs.iter().rev().any(|&(a, k)| (a..a + k).contains(&i)) {
             self.copy_one(i)?;
         }
         self.inner.map_frame(frame, root, vaddr, size, rights, attr)
@@ -779,16 +787,14 @@ impl vspace::VSpaceKernel for CopyMapKernel<'_, '_> {
             }
             return Ok(());
         }
-        // Each piece whose sources are consecutive slots of one CNode (the
-        // destinations are, by construction) in one entry; the rest per page.
+        // Each piece whose sources are consecutive slots of one CNode in one
+        // entry; the rest per page. The destinations are consecutive slots
+        // of one CNode by construction (one `alloc_slots` run).
         let len = frames.len();
         crate::backend::in_runs(
             self,
             len,
-            |k, d| {
-                let srcs = k.inner.run_prefix(&k.srcs[i + d..i + len]);
-                srcs.min(k.inner.run_prefix(&frames[d..]))
-            },
+            |k, d| k.inner.run_prefix_by(&k.srcs[i + d..i + len], |s| s.0),
             |k, d, n| k.copy_map_run(root, &crate::backend::sub_run(run, d), i + d, n, rights, attr),
             |k, d| k.map_frame(frames[d], root, run.vaddr_of(d), run.size, rights, attr),
         )
