@@ -504,13 +504,10 @@ impl Mm {
         let released = match () {
             #[cfg(sel4_batched_leaf)]
             () if crate::backend::batched_leaf() => {
-                // Page i's cap is a copy (not the frame's original), so the
-                // kernel may delete it with its unmap.
-                let copies: Vec<bool> = caps.iter().map(|c| c.1).collect();
                 let mut k = UnmapDeleteKernel {
                     inner: m.vk(),
                     base: vaddr,
-                    copies: &copies,
+                    caps: &caps,
                     deleted: &mut deleted,
                 };
                 space.unmap(&mut k, range).map_err(MmError::Unmap)?
@@ -813,8 +810,9 @@ struct UnmapDeleteKernel<'a, 'b> {
     inner: crate::backend::VsKernel<'a>,
     /// The region's first page: page i is at `base + i * PAGE`.
     base: u64,
-    /// Whether page i's cap is a copy (which may be deleted with its unmap).
-    copies: &'b [bool],
+    /// Page i's cap, and whether it is a copy (not the frame's original),
+    /// which the kernel may delete with its unmap.
+    caps: &'b [(CapSlot, bool)],
     /// The runs of pages whose caps the kernel deleted: (first page, count).
     deleted: &'b mut Vec<(usize, usize)>,
 }
@@ -839,20 +837,20 @@ impl vspace::VSpaceKernel for UnmapDeleteKernel<'_, '_> {
             return self.inner.unmap_frames_run(run, frames);
         }
         let first = ((run.vaddr_of(0).as_u64() - self.base) / PAGE) as usize;
-        let copies = &self.copies[first..first + frames.len()];
+        let caps = &self.caps[first..first + frames.len()];
         // Pieces of copies in consecutive slots of one CNode: unmapped and
         // deleted in one entry; pieces of originals: unmapped in one entry.
         crate::backend::in_runs(
             self,
             frames.len(),
             |k, d| {
-                let same = copies[d..].iter().take_while(|c| **c == copies[d]).count();
+                let same = caps[d..].iter().take_while(|c| c.1 == caps[d].1).count();
                 k.inner.run_prefix(&frames[d..d + same])
             },
             |k, d, n| {
-                let caps = k.inner.path_of(frames[d])?;
-                crate::backend::unmap_run(&crate::backend::sub_run(run, d), n, caps, copies[d])?;
-                if copies[d] {
+                let path = k.inner.path_of(frames[d])?;
+                crate::backend::unmap_run(&crate::backend::sub_run(run, d), n, path, caps[d].1)?;
+                if caps[d].1 {
                     k.deleted.push((first + d, n));
                 }
                 Ok(())
