@@ -135,6 +135,7 @@ mod cost;
 mod db;
 mod error;
 mod region;
+mod run;
 mod table;
 mod types;
 
