@@ -98,6 +98,9 @@ fn slots() -> impl Iterator<Item = CapSlot> {
 
 type CapRow = (CapSlot, Option<FrameId>, Option<CapSlot>, usize, Option<Mapping>);
 
+/// A leaf table: its entries in use, its records, and the answers of `mapping_at` around them.
+type LeafRow = (LeafTable, usize, Vec<Mapping>, Vec<Option<Mapping>>);
+
 /// Everything observable through the queries over the slots, frames, spaces, pages and leaves the tests
 /// use, in a canonical order.
 #[derive(PartialEq, Eq, Debug)]
@@ -106,7 +109,7 @@ struct Snapshot {
     frames: Vec<(FrameId, Vec<CapSlot>, Vec<Mapping>)>,
     spaces: Vec<(usize, Vec<Mapping>)>,
     lookups: Vec<Option<Mapping>>,
-    leaves: Vec<(LeafTable, usize, Vec<Mapping>, Vec<Option<Mapping>>)>,
+    leaves: Vec<LeafRow>,
     counts: (usize, bool, usize, usize),
 }
 
@@ -182,7 +185,7 @@ fn snapshot(db: &MappingDb) -> Snapshot {
 
 /// A slot: an original (a third of the time) or a copy slot.
 fn pick_slot(x: u64) -> CapSlot {
-    if x % 3 == 0 {
+    if x.is_multiple_of(3) {
         CapSlot(ORIG + (x / 3) % FRAMES)
     } else {
         CapSlot(COPY + (x / 3) % COPIES)
@@ -195,18 +198,18 @@ fn apply(db: &mut MappingDb, op: (u8, u64, u64, u64, u64), reference: &MappingDb
     match kind % 18 {
         0..=4 => {
             // A clone: mostly from the originals in space 0, often from a space cloned into.
-            let src = AsId(if a % 3 == 0 {
+            let src = AsId(if a.is_multiple_of(3) {
                 ((a / 3) % u64::from(SPACES)) as u32
             } else {
                 0
             });
-            let dst = AsId(if (a / 12) % 8 == 0 {
+            let dst = AsId(if (a / 12).is_multiple_of(8) {
                 0
             } else {
                 1 + ((a / 96) % u64::from(SPACES - 1)) as u32
             });
             let n = 1 + (d % 40) as usize;
-            let src_page = if b % 4 == 0 {
+            let src_page = if b.is_multiple_of(4) {
                 b / 4 % PAGES
             } else {
                 b / 4 % (65 - n as u64).max(1)
@@ -218,18 +221,18 @@ fn apply(db: &mut MappingDb, op: (u8, u64, u64, u64, u64), reference: &MappingDb
                 dst_vaddr: va(c % PAGES),
                 n,
                 first_copy: CapSlot(COPY + (d / 64) % COPIES),
-                parent: if (a / 48) % 5 == 0 {
+                parent: if (a / 48).is_multiple_of(5) {
                     CloneParent::Source
                 } else {
                     CloneParent::Original
                 },
-                rights: if (b / 1024) % 6 == 0 {
+                rights: if (b / 1024).is_multiple_of(6) {
                     RW.union(Rights::EXECUTE)
                 } else {
                     [R, RW][(b / 2048 % 2) as usize]
                 },
             };
-            let pool = (c / 256) % 10 == 0;
+            let pool = (c / 256).is_multiple_of(10);
             format!(
                 "{:?}",
                 db.clone_region(&cl, |base| table(dst, base, PageSize::Small, pool))
@@ -240,12 +243,12 @@ fn apply(db: &mut MappingDb, op: (u8, u64, u64, u64, u64), reference: &MappingDb
             let asid = AsId((a % u64::from(SPACES)) as u32);
             let n = 1 + (c % 40) as usize;
             let mapped = sorted(reference.mappings_in(asid).map(|m| m.vaddr).collect());
-            let start = if mapped.is_empty() || b % 5 == 0 {
+            let start = if mapped.is_empty() || b.is_multiple_of(5) {
                 va(b % PAGES)
             } else {
                 mapped[(b as usize) % mapped.len()]
             };
-            let n = if c % 3 == 0 {
+            let n = if c.is_multiple_of(3) {
                 // Exactly as many as are mapped in a row from there.
                 (0..n as u64)
                     .take_while(|i| reference.lookup(asid, start + i * KIB4).is_some())
@@ -265,7 +268,7 @@ fn apply(db: &mut MappingDb, op: (u8, u64, u64, u64, u64), reference: &MappingDb
             // A copy of a cap (often a run's copy), or of an unrelated frame.
             let parent = pick_slot(b);
             let f = reference.frame_of_cap(parent).unwrap_or(frame(a));
-            let copy = if c % 5 == 0 {
+            let copy = if c.is_multiple_of(5) {
                 pick_slot(c / 5)
             } else {
                 CapSlot(COPY + c % COPIES)
@@ -276,7 +279,7 @@ fn apply(db: &mut MappingDb, op: (u8, u64, u64, u64, u64), reference: &MappingDb
         12 => {
             // An insert through one of the frame's caps (sometimes a large page over run pages).
             let asid = AsId((c % u64::from(SPACES)) as u32);
-            if a % 7 == 0 {
+            if a.is_multiple_of(7) {
                 let f = large(b as usize);
                 let v = PageSize::Large.align_down(va(d % PAGES));
                 let m = Mapping::new(
@@ -298,7 +301,7 @@ fn apply(db: &mut MappingDb, op: (u8, u64, u64, u64, u64), reference: &MappingDb
                 caps[(b as usize) % caps.len()]
             };
             let v = va(d % PAGES);
-            let pool = (d / 256) % 10 == 0;
+            let pool = (d / 256).is_multiple_of(10);
             let m = Mapping::new(
                 f,
                 cap,
@@ -311,7 +314,7 @@ fn apply(db: &mut MappingDb, op: (u8, u64, u64, u64, u64), reference: &MappingDb
             format!("{:?}", db.insert(m))
         }
         13 => {
-            if b % 2 == 0 {
+            if b.is_multiple_of(2) {
                 format!("{:?}", db.remove_frame(frame(a)))
             } else {
                 format!(
@@ -321,7 +324,7 @@ fn apply(db: &mut MappingDb, op: (u8, u64, u64, u64, u64), reference: &MappingDb
             }
         }
         14 => {
-            if b % 8 == 0 {
+            if b.is_multiple_of(8) {
                 let asid = AsId((a % u64::from(SPACES)) as u32);
                 format!("{:?}", sorted_maps(db.remove_space(asid)))
             } else {
@@ -332,7 +335,7 @@ fn apply(db: &mut MappingDb, op: (u8, u64, u64, u64, u64), reference: &MappingDb
                 }
                 let l = leaves[(a as usize) % leaves.len()];
                 let used: Vec<u16> = reference.leaf_entries(l).map(|m| m.index).collect();
-                let index = if used.is_empty() || c % 4 == 0 {
+                let index = if used.is_empty() || c.is_multiple_of(4) {
                     (c % 512) as u16
                 } else {
                     used[(c as usize) % used.len()]
@@ -367,7 +370,10 @@ fn apply(db: &mut MappingDb, op: (u8, u64, u64, u64, u64), reference: &MappingDb
         _ => {
             // The read-only region lookups.
             let asid = AsId((a % u64::from(SPACES)) as u32);
-            let (v, n) = (va(b % PAGES) + if d % 16 == 0 { 8 } else { 0 }, (c % 64) as usize);
+            let (v, n) = (
+                va(b % PAGES) + if d.is_multiple_of(16) { 8 } else { 0 },
+                (c % 64) as usize,
+            );
             format!(
                 "{:?} {:?} {:?}",
                 db.source_caps(asid, v, n, [R, RW][(d % 2) as usize]),
