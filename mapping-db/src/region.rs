@@ -379,6 +379,11 @@ impl MappingDb {
     /// built on the way; any run it does not take (a refusal, an unaligned address) goes through the single
     /// operations. A one-page clone (a page fault's) has its own fast path: one lookup each of the source
     /// page, the destination page, the copy slot and the page table, then the page's entries written.
+    ///
+    /// Before those, a clone of 2 pages or more with [`CloneParent::Original`] whose source pages' originals
+    /// are consecutive slots is recorded as copy runs (one per destination page table, see the crate
+    /// documentation) when the loop would accept it: the checks above, then per page table its entries and
+    /// counters and the run. Otherwise the runs over its pages and copy slots are materialised first.
     pub fn clone_region(
         &mut self,
         c: &RegionClone,
@@ -516,9 +521,14 @@ impl MappingDb {
                             if cap == NONE {
                                 return None;
                             }
-                            let node = self.caps.at(cap);
-                            if !node.map.as_ref()?.rights.contains(c.rights) || self.frames.key_at(node.frame).0 != want
-                            {
+                            // Mapped with the rights; an original in slot `want` (the usual source), or a
+                            // copy of the frame whose original is there.
+                            let (slot, node) = self.caps.entry_at(cap);
+                            match &node.map {
+                                Some(p) if p.rights.contains(c.rights) => {}
+                                _ => return None,
+                            }
+                            if (slot.0 != want || node.parent_pos != cap) && self.frames.key_at(node.frame).0 != want {
                                 return None;
                             }
                         }
@@ -995,6 +1005,9 @@ impl MappingDb {
     /// else each page's capability too) and then removes each page's entries, last page first, a chunk of the
     /// address index at a time; any other run goes through [`destroy_run`](Self::destroy_run). A one-page
     /// destroy takes its own fast path (one lookup of the page) when the general fast path would.
+    ///
+    /// Pages all in copy runs are removed a run at a time (O(1) per run met: a run cut in the middle leaves
+    /// two). A run over only some of the pages is materialised first, and the pages go the ways above.
     pub fn destroy_region(&mut self, asid: AsId, vaddr: u64, n: usize) -> Result<(), (usize, RemoveError)> {
         if n == 0 {
             return Ok(());
