@@ -313,7 +313,7 @@ impl MappingDb {
                     .mappings_pages(asid, va, k, &mut out)
                     .map_err(|(j, e)| (i + j, e))?,
                 crate::run::Seg::Run { key, run, off, len } => {
-                    out.extend((off..off + len as u64).map(|j| self.run_mapping(key, run, j)));
+                    out.extend((off..off + len as u64).map(|j| self.run_mapping(key, &run, j)));
                 }
             }
             let k = out.len() - i;

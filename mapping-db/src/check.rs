@@ -290,7 +290,10 @@ impl MappingDb {
             }
             end = Some(first + r.len());
         }
-        if runs.by_copy.len() != runs.by_addr.len() || runs.by_parent.len() != runs.by_addr.len() || pages != runs.pages
+        if !runs.hint_ok()
+            || runs.by_copy.len() != runs.by_addr.len()
+            || runs.by_parent.len() != runs.by_addr.len()
+            || pages != runs.pages
         {
             return Err(V::Count);
         }

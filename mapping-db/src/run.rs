@@ -24,6 +24,7 @@
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::mem::size_of;
 
 use crate::db::{MappingDb, SpanKey};
@@ -79,6 +80,9 @@ pub(crate) struct Runs {
     pub(crate) by_parent: BTreeSet<(u64, AsId, u64)>,
     /// Pages in all runs.
     pub(crate) pages: usize,
+    /// The run [`at`](Self::at) found last (a copy, forgotten on every change to the runs): consecutive
+    /// lookups of one run's pages find it without a search.
+    hint: Cell<Option<(RunKey, Run)>>,
 }
 
 impl Runs {
@@ -89,6 +93,7 @@ impl Runs {
 
     /// Adds `run` at `key` to every index.
     pub(crate) fn add(&mut self, key: RunKey, run: Run) {
+        self.hint.set(None);
         self.by_copy.insert(run.first_copy, key);
         self.by_parent.insert((run.first_parent, key.0, key.1));
         self.pages += usize::from(run.n);
@@ -98,6 +103,7 @@ impl Runs {
 
     /// Removes the run at `key` from every index and returns it.
     pub(crate) fn take(&mut self, key: RunKey) -> Run {
+        self.hint.set(None);
         let run = self.by_addr.remove(&key).expect("known run");
         self.by_copy.remove(&run.first_copy);
         self.by_parent.remove(&(run.first_parent, key.0, key.1));
@@ -105,16 +111,41 @@ impl Runs {
         run
     }
 
-    /// The run containing the 4 KiB page at (or the address) `vaddr` of `asid`.
+    /// Whether the remembered run is one of the runs, as it is (for the check).
+    pub(crate) fn hint_ok(&self) -> bool {
+        self.hint.get().is_none_or(|(k, r)| self.by_addr.get(&k) == Some(&r))
+    }
+
+    /// Shortens the run at `key` to `n` pages (`0 < n <` its length), leaving the count of pages to the
+    /// caller.
+    pub(crate) fn shorten(&mut self, key: RunKey, n: u16) {
+        self.hint.set(None);
+        self.by_addr.get_mut(&key).expect("known run").n = n;
+    }
+
+    /// The run containing the 4 KiB page at (or the address) `vaddr` of `asid`: the one found last if it
+    /// does, else searched.
     #[inline]
-    pub(crate) fn at(&self, asid: AsId, vaddr: u64) -> Option<(RunKey, &Run)> {
-        let (&k, r) = self.by_addr.range(..=(asid, vaddr)).next_back()?;
-        (k.0 == asid && vaddr < r.end(k.1)).then_some((k, r))
+    pub(crate) fn at(&self, asid: AsId, vaddr: u64) -> Option<(RunKey, Run)> {
+        if let Some((k, r)) = self.hint.get() {
+            if k.0 == asid && k.1 <= vaddr && vaddr < r.end(k.1) {
+                return Some((k, r));
+            }
+        }
+        let (&k, &r) = self.by_addr.range(..=(asid, vaddr)).next_back()?;
+        let found = (k.0 == asid && vaddr < r.end(k.1)).then_some((k, r));
+        if found.is_some() {
+            self.hint.set(found);
+        }
+        found
     }
 
     /// The runs of `asid` with a page in `[lo, hi)`, by address.
     pub(crate) fn overlapping(&self, asid: AsId, lo: u64, hi: u64) -> impl Iterator<Item = (RunKey, &Run)> + '_ {
-        let first = self.at(asid, lo).filter(|(k, _)| k.1 < lo);
+        let first = self
+            .at(asid, lo)
+            .filter(|(k, _)| k.1 < lo)
+            .map(|(k, _)| (k, &self.by_addr[&k]));
         let rest = (lo < hi)
             .then(|| self.by_addr.range((asid, lo)..(asid, hi)))
             .into_iter()
@@ -179,11 +210,11 @@ pub(crate) const fn run_entry_bytes() -> usize {
 
 /// One stretch of consecutive 4 KiB pages: `Pages(k)` pages not in any run, or pages `off..off + len` of
 /// the run at `key`.
-pub(crate) enum Seg<'a> {
+pub(crate) enum Seg {
     Pages(usize),
     Run {
         key: RunKey,
-        run: &'a Run,
+        run: Run,
         off: u64,
         len: usize,
     },
@@ -268,7 +299,7 @@ impl MappingDb {
             return None;
         }
         let (k, r) = self.runs.at(asid, vaddr)?;
-        Some(self.run_mapping(k, r, (vaddr - k.1) / PAGE))
+        Some(self.run_mapping(k, &r, (vaddr - k.1) / PAGE))
     }
 
     /// Every record of the runs of `asid`.
@@ -281,7 +312,7 @@ impl MappingDb {
     /// The first stretch of the `left > 0` consecutive 4 KiB pages of `asid` from `va` (aligned): pages not
     /// in a run up to the next run, or the pages of the run containing `va`.
     #[inline]
-    pub(crate) fn segment(&self, asid: AsId, va: u64, left: usize) -> Seg<'_> {
+    pub(crate) fn segment(&self, asid: AsId, va: u64, left: usize) -> Seg {
         if self.runs.is_empty() {
             return Seg::Pages(left);
         }
@@ -429,7 +460,7 @@ impl MappingDb {
         if off == 0 {
             self.runs.take(key);
         } else {
-            self.runs.by_addr.get_mut(&key).expect("known run").n = off as u16;
+            self.runs.shorten(key, off as u16);
             self.runs.pages -= (len + after) as usize;
         }
         if after > 0 {
