@@ -75,6 +75,14 @@ impl MappingDb {
     /// database as the operations before it leave it) before anything changes. Returns the removed records,
     /// in the order of the removals.
     pub fn commit(&mut self, batch: Batch) -> Result<Vec<Mapping>, BatchError> {
+        if !self.runs.is_empty() {
+            self.settle_leaf(batch.leaf);
+            for op in &batch.ops {
+                if let BatchOp::Insert(m) = op {
+                    self.settle_record(m);
+                }
+            }
+        }
         self.validate_batch(&batch)?;
         let mut removed = Vec::new();
         let mut i = 0;
@@ -153,6 +161,11 @@ impl MappingDb {
     /// record after the first finds its leaf table, address space and span counters without hashing; any
     /// records are accepted.
     pub fn insert_run(&mut self, recs: &[Mapping]) -> Result<(), (usize, InsertError)> {
+        if !self.runs.is_empty() {
+            for m in recs {
+                self.settle_record(m);
+            }
+        }
         let mut i = 0;
         loop {
             i += self.insert_fast(&recs[i..]);
@@ -242,7 +255,13 @@ impl MappingDb {
                     }
                 }
             }
-            // No 4 KiB page there: a larger one, or none.
+            // No 4 KiB page of its own there: a run's (materialised, then read as above), a larger one, or none.
+            if !self.runs.is_empty() {
+                if let Some((k, _)) = self.runs.at(asid, va) {
+                    self.materialise(k);
+                    continue;
+                }
+            }
             let cap = self.lookup_cap_mut(asid, va).ok_or((i, RemoveError::NotMapped))?;
             let p = self.caps.at(cap).map.as_ref().expect("indexed cap is mapped");
             va = p.vaddr + p.size.bytes();
@@ -282,21 +301,54 @@ impl MappingDb {
         if !small.is_aligned(vaddr) {
             return Err((0, RemoveError::NotMapped));
         }
+        if self.runs.is_empty() {
+            self.mappings_pages(asid, vaddr, n, &mut out)?;
+            return Ok(out);
+        }
+        // Stretches of pages in runs and of pages not.
+        let (mut i, mut va) = (0, vaddr);
+        while i < n {
+            match self.segment(asid, va, n - i) {
+                crate::run::Seg::Pages(k) => self
+                    .mappings_pages(asid, va, k, &mut out)
+                    .map_err(|(j, e)| (i + j, e))?,
+                crate::run::Seg::Run { key, run, off, len } => {
+                    out.extend((off..off + len as u64).map(|j| self.run_mapping(key, &run, j)));
+                }
+            }
+            let k = out.len() - i;
+            i = out.len();
+            va += k as u64 * small.bytes();
+        }
+        Ok(out)
+    }
+
+    /// [`mappings_run`](Self::mappings_run) of `n > 0` pages from `vaddr` (aligned) none of which is in a run,
+    /// appending the records to `out`; the index of a missing page is relative to `vaddr`.
+    fn mappings_pages(
+        &self,
+        asid: AsId,
+        vaddr: u64,
+        n: usize,
+        out: &mut Vec<Mapping>,
+    ) -> Result<(), (usize, RemoveError)> {
+        let small = PageSize::Small;
+        let base = out.len();
         // The leaf of the page before (consecutive pages share it 511 times in 512).
         let mut leaf = (NONE, None);
         let mut va = vaddr;
-        while out.len() < n {
-            let miss = Err((out.len(), RemoveError::NotMapped));
+        while out.len() - base < n {
+            let miss = Err((out.len() - base, RemoveError::NotMapped));
             if va >= USER_VADDR_END {
                 return miss;
             }
             let Some(tail) = self.by_vaddr.tail(asid, small, va) else {
                 return miss;
             };
-            let tail = &tail[..tail.len().min(n - out.len())];
+            let tail = &tail[..tail.len().min(n - (out.len() - base))];
             for &cap in tail {
                 if cap == NONE {
-                    return Err((out.len(), RemoveError::NotMapped));
+                    return Err((out.len() - base, RemoveError::NotMapped));
                 }
                 let (slot, node) = self.caps.entry_at(cap);
                 let p = node.map.as_ref().expect("indexed cap is mapped");
@@ -314,7 +366,7 @@ impl MappingDb {
             // The chunk ends at a chunk boundary, below USER_VADDR_END: no overflow.
             va += tail.len() as u64 * small.bytes();
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Clones records: for each `(rec, parent)`, in order, records `rec.cap` as a copy of `rec.frame`
@@ -328,6 +380,12 @@ impl MappingDb {
     /// capability's node is created with its record in place, and the leaf table, address space and span
     /// counters are found once per leaf. Any elements are accepted.
     pub fn clone_run(&mut self, recs: &[(Mapping, CapSlot)]) -> Result<(), (usize, CloneError)> {
+        if !self.runs.is_empty() {
+            for (m, parent) in recs {
+                self.settle_record(m);
+                self.settle_slot(*parent);
+            }
+        }
         let mut i = 0;
         loop {
             while let Some((first, _)) = recs.get(i) {

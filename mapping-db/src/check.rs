@@ -4,8 +4,9 @@ use hashbrown::HashMap;
 
 use crate::db::{big_idx, larger, MappingDb, SpanKey, IDLE_LEAVES};
 use crate::error::InvariantViolation as V;
+use crate::run::PAGE;
 use crate::table::NONE;
-use crate::types::{AsId, FrameId, USER_VADDR_END};
+use crate::types::{AsId, CapSlot, FrameId, PageSize, USER_VADDR_END};
 
 impl MappingDb {
     /// Verifies every invariant of the crate documentation; `Err` names the first one found broken.
@@ -122,12 +123,14 @@ impl MappingDb {
         for l in self.leaves.values() {
             *space_leaves.entry(l.space).or_insert(0) += 1;
         }
+        // The records held per page; the others are in runs (checked below).
+        let per_page = self.len.checked_sub(self.runs.pages).ok_or(V::Count)?;
         if frame_copies != self.caps.len()
-            || mapped != self.len
-            || frame_maps != self.len
-            || space_maps != self.len
+            || mapped != per_page
+            || frame_maps != per_page
+            || space_maps != per_page
             || leaf_maps != self.len
-            || self.by_vaddr.len() != self.len
+            || self.by_vaddr.len() != per_page
             || idle_sorted.len() != idle.len()
             || idle.len() > IDLE_LEAVES
             || self
@@ -172,6 +175,13 @@ impl MappingDb {
                     .or_insert(0) += 1;
             }
         }
+        for ((asid, vaddr), r) in self.runs.by_addr.iter() {
+            for i in 0..r.len() {
+                for k in crate::run::run_span_keys(*asid, vaddr + i * crate::run::PAGE) {
+                    *spans.entry(k).or_insert(0) += 1;
+                }
+            }
+        }
         let mut span_leaves: HashMap<u32, u32> = HashMap::new();
         for l in self.leaves.values() {
             for sp in l.spans.into_iter().filter(|&sp| sp != NONE) {
@@ -188,6 +198,7 @@ impl MappingDb {
         {
             return Err(V::SpanCount);
         }
+        self.check_runs()?;
         for (_, leaf, l) in self.leaves.iter() {
             let size = leaf.level.page_size();
             let mut want = [NONE; 2];
@@ -204,6 +215,87 @@ impl MappingDb {
             if l.spans != want {
                 return Err(V::SpanCount);
             }
+        }
+        Ok(())
+    }
+
+    /// The invariants of runs (U1-U4 of the crate documentation).
+    fn check_runs(&self) -> Result<(), V> {
+        let runs = &self.runs;
+        let small = PageSize::Small;
+        let mut pages = 0;
+        let mut prev: Option<(AsId, u64)> = None;
+        for (&(asid, vaddr), r) in runs.by_addr.iter() {
+            let bad = V::Run(CapSlot(r.first_copy));
+            // U1: well formed, in its page table's region, the table's entries marked.
+            let n = r.len();
+            let last = vaddr.checked_add((n.max(1) - 1) * PAGE).ok_or(bad)?;
+            if n == 0
+                || n > u64::from(crate::ENTRIES_PER_TABLE)
+                || !small.is_aligned(vaddr)
+                || last >= USER_VADDR_END
+                || small.leaf_region(vaddr) != small.leaf_region(last)
+                || r.first_copy.checked_add(n).is_none()
+                || r.first_parent.checked_add(n).is_none()
+            {
+                return Err(bad);
+            }
+            let (leaf, l) = self.leaves.slot(r.leaf).ok_or(bad)?;
+            let first = small.entry_index(vaddr);
+            if leaf.asid != asid
+                || leaf.level != small.leaf_level()
+                || l.region != small.leaf_region(vaddr)
+                || (first..first + r.n).any(|x| !l.is_set(x))
+            {
+                return Err(bad);
+            }
+            // U2: no page claimed twice: runs of a space are disjoint, and no per-page record or larger page
+            // is at a run's page.
+            if prev.is_some_and(|(a, end)| a == asid && end > vaddr) {
+                return Err(bad);
+            }
+            prev = Some((asid, r.end(vaddr)));
+            for i in 0..n {
+                let va = vaddr + i * PAGE;
+                if self.by_vaddr.get(asid, small, va).is_some()
+                    || [PageSize::Large, PageSize::Huge]
+                        .into_iter()
+                        .any(|b| self.by_vaddr.get(asid, b, b.align_down(va)).is_some())
+                {
+                    return Err(bad);
+                }
+                // U3: each copy's slot unknown per page, each parent a known original of a 4 KiB frame.
+                if self.caps.contains_key(&CapSlot(r.first_copy + i)) {
+                    return Err(bad);
+                }
+                match self.frames.get(&CapSlot(r.first_parent + i)) {
+                    Some(f) if f.size == small => {}
+                    _ => return Err(bad),
+                }
+            }
+            // U4: indexed by first copy and by first parent.
+            if runs.by_copy.get(&r.first_copy) != Some(&(asid, vaddr))
+                || !runs.by_parent.contains(&(r.first_parent, asid, vaddr))
+            {
+                return Err(bad);
+            }
+            pages += r.n as usize;
+        }
+        // U2: copy ranges disjoint; U4: the indexes name exactly the runs, the page count is theirs.
+        let mut end = None;
+        for (&first, k) in runs.by_copy.iter() {
+            let r = runs.by_addr.get(k).ok_or(V::Run(CapSlot(first)))?;
+            if end.is_some_and(|e| e > first) {
+                return Err(V::Run(CapSlot(first)));
+            }
+            end = Some(first + r.len());
+        }
+        if !runs.hint_ok()
+            || runs.by_copy.len() != runs.by_addr.len()
+            || runs.by_parent.len() != runs.by_addr.len()
+            || pages != runs.pages
+        {
+            return Err(V::Count);
         }
         Ok(())
     }

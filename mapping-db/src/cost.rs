@@ -55,6 +55,11 @@ pub struct MappingCost {
     /// A span counter's entry, shared by the pages of one larger region; a 4 KiB page is counted in 2, a
     /// 2 MiB page in 1, a 1 GiB page in none.
     pub span_entry: usize,
+    /// A copy run's entries in its three ordered indexes (by address, by first copy, by first parent),
+    /// shared by the up to 512 copies and records of one [`clone_region`](MappingDb::clone_region) in one
+    /// page table; a page in a run has no entry of its own in the other indexes (see
+    /// [`in_run`](Self::in_run)).
+    pub run_entry: usize,
 }
 
 impl MappingCost {
@@ -71,6 +76,12 @@ impl MappingCost {
     /// Bytes per record when leaf tables are full (512 records share one leaf entry and one 2 MiB span).
     pub const fn dense(&self) -> usize {
         self.own() + (self.leaf_entry + 2 * self.span_entry).div_ceil(ENTRIES_PER_TABLE as usize)
+    }
+
+    /// Bytes per record (with its capability copy) of a page in a run of `pages` pages (`1..=512`) filling
+    /// its leaf table: the run's entry and the leaf's and spans' shares; no per-page entry.
+    pub const fn in_run(&self, pages: usize) -> usize {
+        self.run_entry.div_ceil(pages) + (self.leaf_entry + 2 * self.span_entry).div_ceil(ENTRIES_PER_TABLE as usize)
     }
 
     /// Bytes per record in the worst case: a lone 4 KiB page with its own leaf entry, address chunk and two
@@ -92,6 +103,7 @@ pub const fn mapping_cost() -> MappingCost {
         space_list: size_of::<u32>(),
         leaf_entry: table_entry::<LeafTable, LeafNode>() + CHUNK_BYTES - vaddr_entry,
         span_entry: table_entry::<SpanKey, u32>(),
+        run_entry: crate::run::run_entry_bytes(),
     }
 }
 
@@ -115,6 +127,7 @@ impl MappingDb {
             + self.spaces.heap_bytes()
             + self.leaves.heap_bytes()
             + self.spans.heap_bytes()
+            + self.runs.heap_bytes()
             + lists
     }
 }

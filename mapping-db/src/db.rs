@@ -309,6 +309,10 @@ pub struct MappingDb {
     /// Number of copies (capabilities other than originals) with children. While it is 0 every parent is
     /// an original and no copy has children, which [`destroy_region`](Self::destroy_region) need not check.
     pub(crate) copy_parents: usize,
+    /// The copy runs (see the `run` module); empty while runs are off.
+    pub(crate) runs: crate::run::Runs,
+    /// Whether clones are kept per page only (see [`with_runs`](Self::with_runs)).
+    pub(crate) no_runs: bool,
 }
 
 /// What a batch has changed so far, seen through by validation before anything is applied.
@@ -373,6 +377,7 @@ impl MappingDb {
 
     /// Records a frame of `size` whose original capability is in `frame.slot`.
     pub fn add_frame(&mut self, frame: FrameId, size: PageSize) -> Result<(), AddFrameError> {
+        self.settle_slot(frame.slot);
         if !size.is_aligned(frame.paddr) {
             return Err(if self.caps.contains_key(&frame.slot) {
                 AddFrameError::SlotInUse
@@ -409,6 +414,15 @@ impl MappingDb {
     /// Records that `copy` holds a copy of a capability to `frame`, derived from the one in `parent`
     /// (`CNode_Copy`/`CNode_Mint` from `parent` to `copy`).
     pub fn add_copy(&mut self, frame: FrameId, copy: CapSlot, parent: CapSlot) -> Result<(), AddCopyError> {
+        if !self.runs.is_empty() {
+            self.settle_slot(copy);
+            self.settle_slot(parent);
+        }
+        self.add_copy_pp(frame, copy, parent)
+    }
+
+    /// [`add_copy`](Self::add_copy) where no run holds `copy` or `parent`.
+    pub(crate) fn add_copy_pp(&mut self, frame: FrameId, copy: CapSlot, parent: CapSlot) -> Result<(), AddCopyError> {
         // Fast path: the parent is known and a cap to `frame` (so the frame is known); then only the slot
         // can be in use. Anything else is refused, by the checks in their documented order.
         let Some(pp) = self.caps.pos_mut(&parent) else {
@@ -455,6 +469,7 @@ impl MappingDb {
     /// mapping, and for a copy other copies were derived from and are still present. So the derivation tree
     /// only ever loses leaves, and every recorded parent exists.
     pub fn remove_copy(&mut self, slot: CapSlot) -> Result<(), RemoveCopyError> {
+        self.settle_slot(slot);
         let cap = self.caps.pos_mut(&slot).ok_or(RemoveCopyError::UnknownCap)?;
         let node = self.caps.at(cap);
         if node.parent == slot {
@@ -476,6 +491,7 @@ impl MappingDb {
 
     /// Forgets a frame and its original capability. Refused while copies exist or the original is mapped.
     pub fn remove_frame(&mut self, frame: FrameId) -> Result<(), RemoveFrameError> {
+        self.settle_frame(frame.slot);
         let node = self.frame_node(frame).ok_or(RemoveFrameError::UnknownFrame)?;
         if node.copies.len() > 1 {
             return Err(RemoveFrameError::HasCopies);
@@ -490,24 +506,38 @@ impl MappingDb {
 
     /// The slots of every capability to `frame`, original included (none if the frame is unknown).
     pub fn copies_of(&self, frame: FrameId) -> impl Iterator<Item = CapSlot> + '_ {
-        self.frame_node(frame)
-            .into_iter()
-            .flat_map(|n| n.copies.iter().copied())
+        self.frame_node(frame).into_iter().flat_map(move |n| {
+            let runs = (!self.runs.is_empty()).then(|| {
+                self.runs
+                    .of_parent(frame.slot)
+                    .map(|(_, r, i)| CapSlot(r.first_copy + i))
+            });
+            n.copies.iter().copied().chain(runs.into_iter().flatten())
+        })
     }
 
     /// The frame the capability in `slot` refers to.
     pub fn frame_of_cap(&self, slot: CapSlot) -> Option<FrameId> {
-        self.caps.get(&slot).map(|n| self.frame_at(n.frame))
+        match self.caps.get(&slot) {
+            Some(n) => Some(self.frame_at(n.frame)),
+            None => self.run_mapping_of_slot(slot).map(|m| m.frame),
+        }
     }
 
     /// The slot the copy in `slot` was derived from (`None` for an original or an unknown slot).
     pub fn parent_of(&self, slot: CapSlot) -> Option<CapSlot> {
-        self.caps.get(&slot).map(|n| n.parent).filter(|&p| p != slot)
+        match self.caps.get(&slot) {
+            Some(n) => Some(n.parent).filter(|&p| p != slot),
+            None => self.run_mapping_of_slot(slot).map(|m| m.frame.slot),
+        }
     }
 
     /// How many present copies were derived directly from the capability in `slot`.
     pub fn children_of(&self, slot: CapSlot) -> usize {
-        self.caps.get(&slot).map_or(0, |n| n.children as usize)
+        // A run's copies have no children; an original's count leaves out the copies in runs.
+        self.caps.get(&slot).map_or(0, |n| {
+            n.children as usize + if n.parent == slot { self.run_children(slot) } else { 0 }
+        })
     }
 
     /// The size of `frame`, if it is known.
@@ -522,7 +552,7 @@ impl MappingDb {
 
     /// Number of capabilities (originals and copies).
     pub fn cap_count(&self) -> usize {
-        self.caps.len()
+        self.caps.len() + self.runs.pages
     }
 
     // ----- mappings: queries -------------------------------------------------------------------------------
@@ -547,8 +577,10 @@ impl MappingDb {
 
     /// The mapping the capability in `slot` holds.
     pub fn mapping_of_cap(&self, slot: CapSlot) -> Option<Mapping> {
-        let cap = self.caps.pos(&slot)?;
-        self.caps.at(cap).map.is_some().then(|| self.record(cap))
+        match self.caps.pos(&slot) {
+            Some(cap) => self.caps.at(cap).map.is_some().then(|| self.record(cap)),
+            None => self.run_mapping_of_slot(slot),
+        }
     }
 
     /// The mapping of address space `asid` whose page contains `vaddr` (any address in the page).
@@ -556,7 +588,10 @@ impl MappingDb {
     /// O(1): probes the 4 KiB, 2 MiB and 1 GiB pages that would contain `vaddr` (the larger sizes only while
     /// the database has pages of them).
     pub fn lookup(&self, asid: AsId, vaddr: u64) -> Option<Mapping> {
-        self.lookup_cap(asid, vaddr).map(|cap| self.record(cap))
+        match self.lookup_cap(asid, vaddr) {
+            Some(cap) => Some(self.record(cap)),
+            None => self.run_lookup(asid, vaddr),
+        }
     }
 
     /// The position of the capability whose page contains `vaddr` in `asid`.
@@ -586,9 +621,17 @@ impl MappingDb {
 
     /// Every mapping of `frame`, in every address space: who can reach this memory.
     pub fn mappings_of_frame(&self, frame: FrameId) -> impl Iterator<Item = Mapping> + '_ {
-        self.frame_node(frame)
-            .into_iter()
-            .flat_map(move |n| n.mapped.iter().map(move |&cap| self.record(cap)))
+        self.frame_node(frame).into_iter().flat_map(move |n| {
+            let runs = (!self.runs.is_empty()).then(|| {
+                self.runs
+                    .of_parent(frame.slot)
+                    .map(move |(k, r, i)| self.run_mapping(k, r, i))
+            });
+            n.mapped
+                .iter()
+                .map(move |&cap| self.record(cap))
+                .chain(runs.into_iter().flatten())
+        })
     }
 
     /// Every mapping of address space `asid` (in no particular order).
@@ -597,11 +640,17 @@ impl MappingDb {
             .get(&asid)
             .into_iter()
             .flat_map(move |v| v.maps.iter().map(move |&cap| self.record(cap)))
+            .chain(self.run_mappings_in(asid))
     }
 
-    /// Number of mappings of address space `asid`.
+    /// Number of mappings of address space `asid` (O(runs of the space) more while it has runs).
     pub fn space_len(&self, asid: AsId) -> usize {
-        self.spaces.get(&asid).map_or(0, |s| s.maps.len())
+        let runs: usize = if self.runs.is_empty() {
+            0
+        } else {
+            self.runs.of_space(asid).map(|(_, r)| usize::from(r.n)).sum()
+        };
+        self.spaces.get(&asid).map_or(0, |s| s.maps.len()) + runs
     }
 
     /// Number of entries of `leaf` in use.
@@ -616,14 +665,28 @@ impl MappingDb {
             let region = node.region;
             node.indices().map(move |i| {
                 let vaddr = region | (u64::from(i) << size.bits());
-                self.record(self.by_vaddr.get(leaf.asid, size, vaddr).expect("indexed entry"))
+                match self.by_vaddr.get(leaf.asid, size, vaddr) {
+                    Some(cap) => self.record(cap),
+                    None => self
+                        .run_lookup(leaf.asid, vaddr)
+                        .expect("an entry in use is indexed or in a run"),
+                }
             })
         })
     }
 
     /// The mapping held by entry `index` of `leaf`.
     pub fn mapping_at(&self, leaf: LeafTable, index: u16) -> Option<Mapping> {
-        self.pte_owner(None, leaf, index).map(|cap| self.record(cap))
+        if let Some(cap) = self.pte_owner(None, leaf, index) {
+            return Some(self.record(cap));
+        }
+        if self.runs.is_empty() || leaf.level != crate::types::LeafLevel::Pt || index >= crate::ENTRIES_PER_TABLE {
+            return None;
+        }
+        let node = self.leaves.at(self.live_leaf(&leaf)?);
+        let vaddr = node.region | (u64::from(index) << 12);
+        // The entry is in use and no per-page record holds it: a run of this leaf does.
+        self.run_lookup(leaf.asid, vaddr).filter(|m| m.leaf == leaf)
     }
 
     /// The leaf tables with entries in use (in no particular order).
@@ -635,6 +698,12 @@ impl MappingDb {
 
     /// Records `m`. Refused, with nothing changed, when any check of [`InsertError`] fails.
     pub fn insert(&mut self, m: Mapping) -> Result<(), InsertError> {
+        self.settle_record(&m);
+        self.insert_pp(m)
+    }
+
+    /// [`insert`](Self::insert) where no run holds the record's capability or page.
+    pub(crate) fn insert_pp(&mut self, m: Mapping) -> Result<(), InsertError> {
         if self.insert_fast(core::slice::from_ref(&m)) == 0 {
             self.validate_insert(&m, None)?;
             self.apply_insert(m);
@@ -644,12 +713,18 @@ impl MappingDb {
 
     /// Removes the mapping whose page contains `vaddr` in `asid` and hands its record back.
     pub fn remove_by_vaddr(&mut self, asid: AsId, vaddr: u64) -> Result<Mapping, RemoveError> {
+        if !self.runs.is_empty() {
+            if let Some((k, _)) = self.runs.at(asid, vaddr) {
+                self.materialise(k);
+            }
+        }
         let cap = self.lookup_cap_mut(asid, vaddr).ok_or(RemoveError::NotMapped)?;
         Ok(self.unmap(cap))
     }
 
     /// Removes the mapping the capability in `slot` holds and hands its record back.
     pub fn remove_by_cap(&mut self, slot: CapSlot) -> Result<Mapping, RemoveError> {
+        self.settle_slot(slot);
         let cap = self.caps.pos(&slot).ok_or(RemoveError::UnknownCap)?;
         if self.caps.at(cap).map.is_none() {
             return Err(RemoveError::NotMapped);
@@ -659,12 +734,14 @@ impl MappingDb {
 
     /// Removes the mapping held by entry `index` of `leaf` and hands its record back.
     pub fn remove_at(&mut self, leaf: LeafTable, index: u16) -> Result<Mapping, RemoveError> {
+        self.settle_leaf(leaf);
         let cap = self.pte_owner(None, leaf, index).ok_or(RemoveError::NotMapped)?;
         Ok(self.unmap(cap))
     }
 
     /// Removes every mapping of address space `asid` and hands the records back (in no particular order).
     pub fn remove_space(&mut self, asid: AsId) -> Vec<Mapping> {
+        self.settle_space(asid);
         let mut out = Vec::with_capacity(self.space_len(asid));
         while let Some(&cap) = self.spaces.get(&asid).and_then(|v| v.maps.last()) {
             out.push(self.unmap(cap));
@@ -737,7 +814,10 @@ impl MappingDb {
         }
         let size = leaf.level.page_size();
         let vaddr = node.region | (u64::from(index) << size.bits());
-        Some(self.by_vaddr.get(leaf.asid, size, vaddr).expect("indexed entry"))
+        // None for a run's page (only read-only callers meet one: updates settle the leaf's runs first).
+        let cap = self.by_vaddr.get(leaf.asid, size, vaddr);
+        debug_assert!(cap.is_some() || !self.runs.is_empty());
+        cap
     }
 
     /// Whether the database's record held by the capability at `cap` was removed by the overlay (a batch

@@ -175,6 +175,9 @@ pub enum InvariantViolation {
     Overlap(CapSlot),
     /// A counter of smaller pages inside a larger region disagrees with the records.
     SpanCount,
+    /// A copy run (named by its first copy slot) is malformed, claims a page or slot something else
+    /// claims, names a parent that is not a known original of a 4 KiB frame, or is missing from an index.
+    Run(CapSlot),
     /// An index holds an entry no record accounts for (the counts of the indexes differ), or an empty list.
     Count,
 }

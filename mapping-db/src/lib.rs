@@ -28,6 +28,31 @@
 //! copies), and [`MappingDb::clone_region`] and [`MappingDb::destroy_region`] record the outcome, all or
 //! none, without building a record per page.
 //!
+//! # Copy runs
+//!
+//! A [`MappingDb::clone_region`] of pages whose frames' originals are consecutive slots (frames allocated in
+//! a row; or a source that is itself such a clone), with copies derived from the originals, is kept as one
+//! *run* per destination page table instead of a capability node and a record per page: `(dst, vaddr, n,
+//! leaf, first_copy, first_parent, rights)` says that for `i < n` slot `first_copy + i` is a copy of the
+//! frame whose original is slot `first_parent + i`, mapped at `vaddr + i * 4096` in `dst` with `rights`
+//! through `leaf`. The frames stay per-page nodes. A run keeps its leaf table's entries in use and counters,
+//! its span counters and the number of records up to date; the slot and address indexes, the frames' lists,
+//! the space's list and the originals' counts of children do not hold its pages, and every query adds what
+//! the runs hold (three ordered indexes: by `(dst, vaddr)`, by first copy slot, by `(first_parent, dst,
+//! vaddr)`). So a clone costs O(1) per page table plus reading each source page (nothing for a source page
+//! in a run), and [`MappingDb::destroy_region`] of pages in runs costs O(1) per run met (a run cut in the
+//! middle leaves two); [`MappingDb::source_caps`], [`MappingDb::caps_run`] and [`MappingDb::mappings_run`]
+//! read a run without a per-page lookup.
+//!
+//! Materialise rule: every other update first *materialises* the runs its arguments could touch (the run
+//! holding a slot it names, the runs over the pages it names, the runs with copies of a frame it removes,
+//! the runs of a space it removes, the runs of the page table of a batch), turning each into exactly the
+//! per-page copies and records the per-page clone would have made; a `clone_region` or `destroy_region` not
+//! taken as runs materialises the runs over its source and destination pages and copy slots. A run is
+//! materialised at most once, at the per-page price of its pages, so the amortised cost of every update is
+//! unchanged; while there are no runs each update pays one emptiness check. [`MappingDb::with_runs`]`(false)`
+//! keeps everything per page (the reference the tests compare against).
+//!
 //! # Layout and cost
 //!
 //! Each index is a slab of nodes (stable `u32` positions) with a key -> position index; the nodes name each
@@ -106,6 +131,20 @@
 //!   smaller than `S` inside `[base, base + S)`; it exists <=> a leaf (in use or idle) names it, which one
 //!   does while it is nonzero.
 //!
+//! Runs (a run `u` at `(dst, vaddr)` of `n` pages)
+//! - **U1** (well formed) `1 <= n <= 512`; `vaddr` is 4 KiB aligned and the `n` pages lie in one 2 MiB
+//!   region below [`USER_VADDR_END`]; `u.leaf` is a page table of `dst` covering that region, with the
+//!   run's entries marked in use; `first_copy + n` and `first_parent + n` do not wrap.
+//! - **U2** (no double claim) no two runs of a space share a page, no per-page record is at a run's page and
+//!   no larger page of the space contains one (so O holds for run pages); no two runs share a copy slot,
+//!   and no capability node is in a run's copy slot.
+//! - **U3** (parents) every `first_parent + i` is a known frame's original, of a 4 KiB frame. A run's copies
+//!   have no children; the `children` count of an original leaves out its copies in runs.
+//! - **U4** (indexes) the by-copy and by-parent indexes name exactly the runs; the count of run pages is
+//!   theirs. With C: records = per-page records + run pages; the leaf tables' entries in use and the span
+//!   counters count the run pages too, while the address index, the frames' and the spaces' lists hold the
+//!   per-page records only.
+//!
 //! Links (the representation: each is what the indexes above are made of)
 //! - **L** every position names an entry in use that names back: a capability's frame, parent and place in
 //!   its frame's copy list; a record's leaf and places in its frame's and its space's lists; a leaf's address
@@ -135,6 +174,7 @@ mod cost;
 mod db;
 mod error;
 mod region;
+mod run;
 mod table;
 mod types;
 

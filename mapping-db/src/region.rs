@@ -14,6 +14,7 @@ use crate::db::{
     MappingDb, Placed, SpaceNode, SpanKey, SpanNode,
 };
 use crate::error::{CloneRegionError, RemoveError, SourceError};
+use crate::run::{Run, Seg, RUN_MIN};
 use crate::table::{pos32, swap_remove, List, Table, NONE};
 use crate::types::{AsId, CapSlot, LeafLevel, LeafTable, Mapping, PageSize, Rights, USER_VADDR_END};
 
@@ -157,7 +158,7 @@ impl MappingDb {
         n: usize,
         rights: Rights,
     ) -> Result<Vec<CapSlot>, (usize, SourceError)> {
-        if n == 1 {
+        if n == 1 && self.runs.is_empty() {
             // One page (a page fault's): one lookup.
             let cap = self.page_cap(asid, vaddr).ok_or((0, SourceError::NotMapped))?;
             let (slot, node) = self.caps.entry_at(cap);
@@ -186,7 +187,31 @@ impl MappingDb {
         rights: Rights,
     ) -> Result<Vec<CapSlot>, (usize, SourceError)> {
         let mut out = Vec::with_capacity(n);
-        self.source_run(asid, vaddr, n, rights, |_, slot| out.push(slot))?;
+        if self.runs.is_empty() || (n > 0 && !SMALL.is_aligned(vaddr)) {
+            self.source_run(asid, vaddr, n, rights, |_, slot| out.push(slot))?;
+            return Ok(out);
+        }
+        // Stretches of pages in runs (one rights check each) and of pages not.
+        let (mut i, mut va) = (0, vaddr);
+        while i < n {
+            match self.segment(asid, va, n - i) {
+                Seg::Pages(k) => {
+                    self.source_run(asid, va, k, rights, |_, slot| out.push(slot))
+                        .map_err(|(j, e)| (i + j, e))?;
+                    i += k;
+                    va += k as u64 * PAGE;
+                }
+                Seg::Run { run, off, len, .. } => {
+                    if !run.rights.contains(rights) {
+                        return Err((i, SourceError::RightsExceed));
+                    }
+                    let first = run.first_copy + off;
+                    out.extend((first..first + len as u64).map(CapSlot));
+                    i += len;
+                    va += len as u64 * PAGE;
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -252,7 +277,7 @@ impl MappingDb {
             let (slot, node) = self.caps.entry_at(cap);
             (slot, node.parent_pos != cap)
         };
-        if n == 1 {
+        if n == 1 && self.runs.is_empty() {
             // One page (a page fault's): one lookup.
             let cap = self.page_cap(asid, vaddr).ok_or((0, RemoveError::NotMapped))?;
             return Ok(alloc::vec![entry(cap)]);
@@ -260,8 +285,45 @@ impl MappingDb {
         if n > 0 && !SMALL.is_aligned(vaddr) {
             return Err((0, RemoveError::NotMapped));
         }
-        // As `source_run` without rights, a chunk of the address index at a time.
         let mut out = Vec::with_capacity(n);
+        if self.runs.is_empty() {
+            self.caps_pages(asid, vaddr, n, &mut out)?;
+            return Ok(out);
+        }
+        // Stretches of pages in runs (copies all) and of pages not.
+        let (mut i, mut va) = (0, vaddr);
+        while i < n {
+            match self.segment(asid, va, n - i) {
+                Seg::Pages(k) => {
+                    self.caps_pages(asid, va, k, &mut out).map_err(|(j, e)| (i + j, e))?;
+                    i += k;
+                    va += k as u64 * PAGE;
+                }
+                Seg::Run { run, off, len, .. } => {
+                    let first = run.first_copy + off;
+                    out.extend((first..first + len as u64).map(|s| (CapSlot(s), true)));
+                    i += len;
+                    va += len as u64 * PAGE;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`caps_run`](Self::caps_run) of `n` pages from `vaddr` (aligned) none of which is in a run, appending
+    /// to `out`; the index of a missing page is relative to `vaddr`.
+    fn caps_pages(
+        &self,
+        asid: AsId,
+        vaddr: u64,
+        n: usize,
+        out: &mut Vec<(CapSlot, bool)>,
+    ) -> Result<(), (usize, RemoveError)> {
+        let entry = |cap: u32| {
+            let (slot, node) = self.caps.entry_at(cap);
+            (slot, node.parent_pos != cap)
+        };
+        // As `source_run` without rights, a chunk of the address index at a time.
         let (mut i, mut va) = (0, vaddr);
         while i < n {
             let tail = if va < USER_VADDR_END {
@@ -281,7 +343,7 @@ impl MappingDb {
             // The chunk ends at a chunk boundary, below USER_VADDR_END: no overflow.
             va += tail.len() as u64 * PAGE;
         }
-        Ok(out)
+        Ok(())
     }
 
     // ----- clone -------------------------------------------------------------------------------------------
@@ -317,6 +379,11 @@ impl MappingDb {
     /// built on the way; any run it does not take (a refusal, an unaligned address) goes through the single
     /// operations. A one-page clone (a page fault's) has its own fast path: one lookup each of the source
     /// page, the destination page, the copy slot and the page table, then the page's entries written.
+    ///
+    /// Before those, a clone of 2 pages or more with [`CloneParent::Original`] whose source pages' originals
+    /// are consecutive slots is recorded as copy runs (one per destination page table, see the crate
+    /// documentation) when the loop would accept it: the checks above, then per page table its entries and
+    /// counters and the run. Otherwise the runs over its pages and copy slots are materialised first.
     pub fn clone_region(
         &mut self,
         c: &RegionClone,
@@ -325,10 +392,171 @@ impl MappingDb {
         if c.n == 0 {
             return Ok(());
         }
+        if !self.no_runs && c.n >= RUN_MIN && c.parent == CloneParent::Original && self.clone_as_runs(c, &mut leaf) {
+            return Ok(());
+        }
+        if !self.runs.is_empty() {
+            self.settle_clone(c);
+        }
         if c.n == 1 && self.clone_one(c, &mut leaf) {
             return Ok(());
         }
         self.clone_many(c, &mut leaf)
+    }
+
+    /// Materialises the runs a per-page clone `c` reads or writes: the source and destination pages, the
+    /// copy slots.
+    #[cold]
+    fn settle_clone(&mut self, c: &RegionClone) {
+        let bytes = (c.n as u64).saturating_mul(PAGE);
+        let src = SMALL.align_down(c.src_vaddr);
+        self.settle_addr(c.src, src, src.saturating_add(bytes));
+        let dst = SMALL.align_down(c.dst_vaddr);
+        self.settle_addr(c.dst, dst, dst.saturating_add(bytes));
+        self.settle_slots(c.first_copy.0, c.first_copy.0.saturating_add(c.n as u64));
+    }
+
+    /// The run path of [`clone_region`](Self::clone_region): records the clone `c` (copies from the
+    /// originals) as one run per destination page table if the loop would accept it and the source pages'
+    /// originals are consecutive slots; whether it did (if not, nothing has changed).
+    ///
+    /// Per page it reads the source's address index entry, capability node and frame key (none for a source
+    /// page in a run) and the destination's and copy slot's index entries; per page table it writes the
+    /// entries in use (a mask per word), the counters and the run.
+    #[inline(never)]
+    fn clone_as_runs(&mut self, c: &RegionClone, leaf: &mut impl FnMut(u64) -> CapSlot) -> bool {
+        let Some((first_parent, planned)) = self.plan_runs(c, leaf) else {
+            return false;
+        };
+        let MappingDb {
+            leaves,
+            spaces,
+            spans,
+            idle_leaves,
+            len,
+            hint_leaf,
+            runs,
+            ..
+        } = self;
+        let n = c.n;
+        let mut base = SMALL.leaf_region(c.dst_vaddr);
+        let mut i = 0;
+        for &(lp, key, idle) in planned.as_slice() {
+            let end = (((base + LEAF_SPAN - c.dst_vaddr) / PAGE) as usize).min(n);
+            let lp = match lp {
+                NONE => new_leaf_at(key, base, leaves, spaces, spans, idle_leaves),
+                p if idle => wake_leaf(p, base, leaves, spans, idle_leaves),
+                p => p,
+            };
+            *hint_leaf = lp;
+            let va = c.dst_vaddr + i as u64 * PAGE;
+            let k = end - i;
+            let l = leaves.at_mut(lp);
+            let first = SMALL.entry_index(va);
+            debug_assert!((first..first + k as u16).all(|x| !l.is_set(x)));
+            l.set_range(first, first + k as u16);
+            l.count += k as u32;
+            for sp in l.spans {
+                if sp != NONE {
+                    spans.at_mut(sp).count += k as u32;
+                }
+            }
+            *len += k;
+            runs.add(
+                (c.dst, va),
+                Run {
+                    first_copy: c.first_copy.0 + i as u64,
+                    first_parent: first_parent + i as u64,
+                    leaf: lp,
+                    n: k as u16,
+                    rights: c.rights,
+                },
+            );
+            i = end;
+            base += LEAF_SPAN;
+        }
+        true
+    }
+
+    /// Checks that `c` is a clone the run path takes (see [`clone_as_runs`](Self::clone_as_runs)) and that
+    /// the loop of [`clone_region`](Self::clone_region) accepts: gives the first source page's original and
+    /// each destination region's leaf table.
+    fn plan_runs(&self, c: &RegionClone, leaf: &mut impl FnMut(u64) -> CapSlot) -> Option<(u64, Planned)> {
+        let n = c.n;
+        let bytes = (n as u64).checked_mul(PAGE)?;
+        if !SMALL.is_aligned(c.src_vaddr)
+            || !SMALL.is_aligned(c.dst_vaddr)
+            || c.src_vaddr.checked_add(bytes)? > USER_VADDR_END
+            || c.dst_vaddr.checked_add(bytes)? > USER_VADDR_END
+        {
+            return None;
+        }
+        c.first_copy.0.checked_add(n as u64)?;
+        // The first source page's original, then every source page mapped with the rights, its original the
+        // next slot.
+        let first_parent = match self.segment(c.src, c.src_vaddr, n) {
+            Seg::Run { run, off, .. } => run.first_parent + off,
+            Seg::Pages(_) => {
+                let cap = self.by_vaddr.get(c.src, SMALL, c.src_vaddr)?;
+                self.frames.key_at(self.caps.at(cap).frame).0
+            }
+        };
+        first_parent.checked_add(n as u64)?;
+        let (mut i, mut va) = (0, c.src_vaddr);
+        while i < n {
+            match self.segment(c.src, va, n - i) {
+                Seg::Run { run, off, len, .. } => {
+                    if !run.rights.contains(c.rights) || run.first_parent + off != first_parent + i as u64 {
+                        return None;
+                    }
+                    i += len;
+                    va += len as u64 * PAGE;
+                }
+                Seg::Pages(k) => {
+                    let end = i + k;
+                    while i < end {
+                        let tail = self.by_vaddr.tail(c.src, SMALL, va)?;
+                        let tail = &tail[..tail.len().min(end - i)];
+                        for (want, &cap) in (first_parent + i as u64..).zip(tail) {
+                            if cap == NONE {
+                                return None;
+                            }
+                            // Mapped with the rights; an original in slot `want` (the usual source), or a
+                            // copy of the frame whose original is there.
+                            let (slot, node) = self.caps.entry_at(cap);
+                            match &node.map {
+                                Some(p) if p.rights.contains(c.rights) => {}
+                                _ => return None,
+                            }
+                            if (slot.0 != want || node.parent_pos != cap) && self.frames.key_at(node.frame).0 != want {
+                                return None;
+                            }
+                        }
+                        i += tail.len();
+                        va += tail.len() as u64 * PAGE;
+                    }
+                }
+            }
+        }
+        // Every destination page and copy slot free (of per-page entries and of runs).
+        if !self.runs.is_empty()
+            && (self
+                .runs
+                .overlapping(c.dst, c.dst_vaddr, c.dst_vaddr + bytes)
+                .next()
+                .is_some()
+                || self
+                    .runs
+                    .slots_overlapping(c.first_copy.0, c.first_copy.0 + n as u64)
+                    .next()
+                    .is_some())
+        {
+            return None;
+        }
+        if !self.dst_free(c) || !self.copies_free(c) {
+            return None;
+        }
+        Some((first_parent, self.plan_leaves(c, leaf)?))
     }
 
     /// [`clone_region`](Self::clone_region) but for the one-page fast path: the general fast path, else the
@@ -527,6 +755,15 @@ impl MappingDb {
             i += tail.len();
         }
         // Every destination page and copy slot free (the run's own are distinct).
+        if !self.dst_free(c) || !self.copies_free(c) {
+            return None;
+        }
+        Some((srcs, self.plan_leaves(c, leaf)?))
+    }
+
+    /// Whether every destination page of `c` (aligned, in range) is free in the address index.
+    fn dst_free(&self, c: &RegionClone) -> bool {
+        let n = c.n;
         let mut i = 0;
         while i < n {
             let va = c.dst_vaddr + i as u64 * PAGE;
@@ -535,12 +772,18 @@ impl MappingDb {
                 Ok(t) => {
                     let t = &t[..t.len().min(n - i)];
                     if t.iter().any(|&v| v != NONE) {
-                        return None;
+                        return false;
                     }
                     t.len()
                 }
             };
         }
+        true
+    }
+
+    /// Whether every copy slot of `c` (not wrapping) is free in the slot index.
+    fn copies_free(&self, c: &RegionClone) -> bool {
+        let n = c.n;
         let mut i = 0;
         while i < n {
             i += match self.caps.index().tail_or_len(c.copy(i)) {
@@ -548,12 +791,19 @@ impl MappingDb {
                 Ok(t) => {
                     let t = &t[..t.len().min(n - i)];
                     if t.iter().any(|&v| v != NONE) {
-                        return None;
+                        return false;
                     }
                     t.len()
                 }
             };
         }
+        true
+    }
+
+    /// Each destination 2 MiB region's page table for `c` (aligned, in range): covering the region, or new
+    /// (and not new for another region of the run too), with no larger page over the region; `None` if not.
+    fn plan_leaves(&self, c: &RegionClone, leaf: &mut impl FnMut(u64) -> CapSlot) -> Option<Planned> {
+        let bytes = c.n as u64 * PAGE;
         // Each 2 MiB region's page table: covering the region, or new (and not new for another region of the
         // run too); no larger page over the region (there is none if the table has entries there).
         let first = SMALL.leaf_region(c.dst_vaddr);
@@ -587,7 +837,7 @@ impl MappingDb {
                 }
             }
         }
-        Some((srcs, leaves))
+        Some(leaves)
     }
 
     /// Applies the clone `c` that [`plan_clone`](Self::plan_clone) accepted, with what it found.
@@ -755,9 +1005,20 @@ impl MappingDb {
     /// else each page's capability too) and then removes each page's entries, last page first, a chunk of the
     /// address index at a time; any other run goes through [`destroy_run`](Self::destroy_run). A one-page
     /// destroy takes its own fast path (one lookup of the page) when the general fast path would.
+    ///
+    /// Pages all in copy runs are removed a run at a time (O(1) per run met: a run cut in the middle leaves
+    /// two). A run over only some of the pages is materialised first, and the pages go the ways above.
     pub fn destroy_region(&mut self, asid: AsId, vaddr: u64, n: usize) -> Result<(), (usize, RemoveError)> {
         if n == 0 {
             return Ok(());
+        }
+        if !self.runs.is_empty() {
+            if self.destroy_runs(asid, vaddr, n) {
+                return Ok(());
+            }
+            // Pages not all in runs: those runs materialised, then per page.
+            let lo = SMALL.align_down(vaddr);
+            self.settle_addr(asid, lo, lo.saturating_add((n as u64).saturating_mul(PAGE)));
         }
         if n == 1 && self.destroy_one(asid, vaddr) {
             return Ok(());
@@ -769,6 +1030,33 @@ impl MappingDb {
         }
         self.apply_destroy(asid, vaddr, n);
         Ok(())
+    }
+
+    /// The run path of [`destroy_region`](Self::destroy_region): if the `n > 0` pages from `vaddr` are all in
+    /// runs, removes them, each run's part in O(1) (a run cut in the middle leaves two); whether it did (if
+    /// not, nothing has changed).
+    fn destroy_runs(&mut self, asid: AsId, vaddr: u64, n: usize) -> bool {
+        let Some(end) = (n as u64).checked_mul(PAGE).and_then(|b| vaddr.checked_add(b)) else {
+            return false;
+        };
+        if !SMALL.is_aligned(vaddr) || end > USER_VADDR_END {
+            return false;
+        }
+        let mut va = vaddr;
+        while va < end {
+            match self.runs.at(asid, va) {
+                Some((k, r)) => va = r.end(k.1),
+                None => return false,
+            }
+        }
+        let mut va = vaddr;
+        while va < end {
+            let (k, r) = self.runs.at(asid, va).expect("checked above");
+            let (off, len) = ((va - k.1) / PAGE, (r.end(k.1).min(end) - va) / PAGE);
+            self.cut_run(k, off, len);
+            va += len * PAGE;
+        }
+        true
     }
 
     /// The fast path of a one-page [`destroy_region`](Self::destroy_region): the checks and writes of
@@ -984,7 +1272,7 @@ impl Gone {
 /// empty becomes idle.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn leaf_removed(
+pub(crate) fn leaf_removed(
     leaves: &mut Table<LeafTable, LeafNode>,
     spaces: &mut Table<AsId, SpaceNode>,
     spans: &mut Table<SpanKey, SpanNode>,
