@@ -147,6 +147,31 @@ impl CapTable {
         })
     }
 
+    /// [`find_run`](Self::find_run), and whether every one of the `n`
+    /// caps is an original (`n > 0`; the sources a copy run may name).
+    #[inline]
+    pub fn find_originals_run(&self, first: Slot, n: u64) -> Result<bool, Slot> {
+        let Some(base) = self.key(first) else {
+            return Err(first);
+        };
+        let room = (1u64 << self.l2_bits) - first.index;
+        if n <= room {
+            if let Some(held) = self.by_slot.get(base..base + n as usize) {
+                let recs = &self.recs[..];
+                let mut originals = true;
+                for &i in held {
+                    let Some(r) = recs.get(i as usize) else {
+                        // `NIL`: a slot without a managed cap.
+                        return self.find_run(first, n).map(|()| false);
+                    };
+                    originals &= r.parent == NIL;
+                }
+                return Ok(originals);
+            }
+        }
+        self.find_run(first, n).map(|()| false)
+    }
+
     #[inline]
     pub fn get(&self, i: Idx) -> &CapRecord {
         let r = &self.recs[i as usize];
@@ -788,5 +813,94 @@ impl CapTable {
             out.push(gone);
         }
         out
+    }
+}
+
+#[cfg(test)]
+impl CapTable {
+    /// Checks the table's invariants: every table entry names a live record
+    /// in that slot and every live record is in the table; the children
+    /// chains are doubly linked and name their parent; a record's original
+    /// is an original (its own for an original) of the same object; each
+    /// original's `copies` is the number of other records naming it; the
+    /// vacant entries are the entries not in use; no record is marked.
+    pub fn check(&self) -> Result<(), alloc::string::String> {
+        use alloc::format;
+        let mut live = 0usize;
+        for (key, &i) in self.by_slot.iter().enumerate() {
+            if i == NIL {
+                continue;
+            }
+            let r = self.recs.get(i as usize).ok_or(format!("key {key}: no record {i}"))?;
+            if !r.live || self.key(r.slot) != Some(key) {
+                return Err(format!("key {key}: record {i} is {r:?}"));
+            }
+            live += 1;
+        }
+        let mut copies = alloc::vec![0u64; self.recs.len()];
+        for (i, r) in self.recs.iter().enumerate().filter(|(_, r)| r.live) {
+            let i = i as Idx;
+            if self.find(r.slot) != Some(i) {
+                return Err(format!("record {i} ({:?}) not in the table", r.slot));
+            }
+            if r.mark {
+                return Err(format!("record {i} marked"));
+            }
+            let o = self.recs.get(r.orig as usize).filter(|o| o.live);
+            let Some(o) = o else {
+                return Err(format!("record {i}: original {} not live", r.orig));
+            };
+            if o.parent != NIL || o.orig != r.orig || o.object != r.object || o.ty != r.ty {
+                return Err(format!("record {i}: bad original {}", r.orig));
+            }
+            if r.parent == NIL {
+                if r.orig != i || r.prev != NIL || r.next != NIL {
+                    return Err(format!("original {i}: {r:?}"));
+                }
+            } else {
+                copies[r.orig as usize] += 1;
+                let p = self.recs.get(r.parent as usize).filter(|p| p.live);
+                let Some(p) = p else {
+                    return Err(format!("record {i}: parent {} not live", r.parent));
+                };
+                if r.prev == NIL && p.first_child != i {
+                    return Err(format!("record {i}: not its parent's first child"));
+                }
+            }
+            if r.prev != NIL && self.recs[r.prev as usize].next != i {
+                return Err(format!("record {i}: prev {} does not lead back", r.prev));
+            }
+            if r.next != NIL {
+                let n = &self.recs[r.next as usize];
+                if !n.live || n.prev != i || n.parent != r.parent {
+                    return Err(format!("record {i}: next {} does not lead back", r.next));
+                }
+            }
+            if r.first_child != NIL {
+                let c = &self.recs[r.first_child as usize];
+                if !c.live || c.parent != i || c.prev != NIL {
+                    return Err(format!("record {i}: bad first child {}", r.first_child));
+                }
+            }
+        }
+        for (i, r) in self.recs.iter().enumerate().filter(|(_, r)| r.live && r.parent == NIL) {
+            if r.copies != copies[i] {
+                return Err(format!(
+                    "original {i}: {} copies booked, {} recorded",
+                    r.copies, copies[i]
+                ));
+            }
+        }
+        let in_use = self.recs.iter().filter(|r| r.live).count();
+        if in_use != live || in_use + self.vacant.len() != self.recs.len() {
+            return Err(format!(
+                "{in_use} records in use, {live} in the table, {} vacant",
+                self.vacant.len()
+            ));
+        }
+        if self.vacant.iter().any(|&v| self.recs[v as usize].live) {
+            return Err("a vacant entry is in use".into());
+        }
+        Ok(())
     }
 }

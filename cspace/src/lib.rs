@@ -93,6 +93,7 @@
 extern crate alloc;
 
 mod captable;
+mod copyruns;
 pub mod cspace;
 pub mod kernel;
 pub mod layout;
