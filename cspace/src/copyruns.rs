@@ -184,6 +184,9 @@ impl CopyRuns {
         };
         let end = d + n;
         let mut reached = start + r.n;
+        if reached >= end {
+            return true;
+        }
         for (&s, r) in self.by_dest.range(reached..end) {
             if s != reached {
                 return false;
