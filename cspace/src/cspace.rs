@@ -1095,8 +1095,9 @@ impl<K: KernelOps> CSpace<K> {
                 }
             }
             None => {
-                for &s in srcs {
-                    self.find_rec(s).ok_or(CapError::NotManaged(s))?;
+                self.materialise_missing(srcs);
+                if let Some(&s) = srcs.iter().find(|&&s| self.caps.find(s).is_none()) {
+                    return Err(CapError::NotManaged(s));
                 }
             }
         }
@@ -1250,8 +1251,9 @@ impl<K: KernelOps> CSpace<K> {
                 needed: srcs.len() as u64,
             });
         }
-        for &s in srcs {
-            self.find_rec(s).ok_or(CapError::NotManaged(s))?;
+        self.materialise_missing(srcs);
+        if let Some(&s) = srcs.iter().find(|&&s| self.caps.find(s).is_none()) {
+            return Err(CapError::NotManaged(s));
         }
         if let Some(d) = self.reserved.first_missing(dests) {
             return Err(CapError::NotReserved(d));
@@ -1328,8 +1330,9 @@ impl<K: KernelOps> CSpace<K> {
         let mut bad = None;
         let mut dup: Option<(Idx, Slot)> = None;
         let mut seen = 0;
+        self.materialise_missing(slots);
         for &s in slots {
-            let Some(i) = self.find_rec(s) else {
+            let Some(i) = self.caps.find(s) else {
                 bad = Some(CapError::NotManaged(s));
                 break;
             };
@@ -1701,8 +1704,9 @@ impl<K: KernelOps> CSpace<K> {
         let refused = |error| DeleteManyError { deleted: 0, error };
         let mut recs = Vec::with_capacity(slots.len());
         let mut bad = None;
+        self.materialise_missing(slots);
         for &s in slots {
-            let Some(i) = self.find_rec(s) else {
+            let Some(i) = self.caps.find(s) else {
                 bad = Some(CapError::NotManaged(s));
                 break;
             };
@@ -1884,6 +1888,24 @@ impl<K: KernelOps> CSpace<K> {
         let ds: Vec<u64> = self.runs.copying(s).collect();
         for d in ds {
             self.materialise(d);
+        }
+    }
+
+    /// Materialises the runs that hold any of `slots`.
+    #[inline(always)]
+    fn materialise_missing(&mut self, slots: &[Slot]) {
+        if !self.runs.is_empty() {
+            self.materialise_missing_slow(slots);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn materialise_missing_slow(&mut self, slots: &[Slot]) {
+        for &s in slots {
+            if self.caps.find(s).is_none() {
+                self.materialise_dests(s, 1);
+            }
         }
     }
 
@@ -2288,8 +2310,9 @@ impl<K: KernelOps> CSpace<K> {
         }
         let mut recs = Vec::with_capacity(slots.len());
         let mut bad = None;
+        self.materialise_missing(slots);
         for &s in slots {
-            let Some(i) = self.find_rec(s) else {
+            let Some(i) = self.caps.find(s) else {
                 bad = Some(CapError::NotManaged(s));
                 break;
             };
