@@ -2231,6 +2231,15 @@ impl<K: KernelOps> CSpace<K> {
             .collect()
     }
 
+    /// The copy runs: first source slot and destination slots, in
+    /// destination order.
+    pub(crate) fn copy_run_list(&self) -> Vec<(Slot, SlotRange)> {
+        self.runs
+            .iter()
+            .map(|(d, r)| (self.runs.slot(r.src), self.runs.range(d, r.n)))
+            .collect()
+    }
+
     /// Whether the two managers' cap, slot and reserved-slot books say the
     /// same (see [`cap_view`](Self::cap_view)), whatever their
     /// representation.

@@ -2,6 +2,7 @@
 
 mod adopt_run;
 mod batch;
+mod copy_runs;
 mod many_run;
 mod ops;
 mod prop;
