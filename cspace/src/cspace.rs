@@ -372,11 +372,17 @@ struct ObjectRecord {
 /// - `copies` counts the copies in runs too, and an original's copies are
 ///   its record's `copies` plus the runs that copy it;
 /// - with booking disabled ([`set_copy_runs`](Self::set_copy_runs)) there
-///   are no runs.
+///   are no runs;
+/// - (cap table) the originals' bits mark exactly the slots whose record is
+///   an original (so that a run of sources is checked a word at a time).
 ///
-/// Read-only queries answer with runs present. [`adopt_deletes_run`]
-/// (Self::adopt_deletes_run) of slots that runs hold exactly (whole runs or
-/// parts, cut into at most two per run) drops them a run at a time. Any
+/// Tests check all of these (`check_books`, run by every audit).
+///
+/// Read-only queries answer with runs present.
+/// [`adopt_deletes_run`](Self::adopt_deletes_run) of slots that runs hold
+/// exactly (whole runs or parts, cut into at most two per run) drops them a
+/// run at a time. [`free`](Self::free) of a source is refused, its copies
+/// in runs counted. Any
 /// other operation that needs the record of a copy in a run (names its slot:
 /// copy, mint, delete, revoke, move, adopt ...), or moves or revokes a run's
 /// source, first *materialises* the run: books its records as
@@ -1269,6 +1275,12 @@ impl<K: KernelOps> CSpace<K> {
     /// from `srcs_first` as the sources: `srcs_first.index + i` was copied
     /// into `dests.slot(i)`. Same outcome, refusals and books as
     /// `adopt_copies` of those slots.
+    ///
+    /// Cost: when every source is an original (a region's frame caps) the
+    /// copies are booked as one copy run (see *Copy runs* in [`CSpace`]):
+    /// the sources and destinations are checked a word (64 slots) at a
+    /// time and the run is booked in `O(log runs)`, with nothing per copy.
+    /// Otherwise a record per copy, as with copy runs turned off.
     pub fn adopt_copies_run(&mut self, srcs_first: Slot, n: u64, dests: SlotRange) -> Result<(), CapError> {
         if self.poisoned {
             return Err(CapError::Poisoned);
@@ -1326,7 +1338,9 @@ impl<K: KernelOps> CSpace<K> {
         }
         // Marks each record seen; a slot named twice is refused after every
         // other check, naming the slot of the lowest-numbered record named
-        // twice (records are renumbered only by adding and removing).
+        // twice (records are renumbered only by adding and removing, and by
+        // the materialising of copy runs: which of several slots named twice
+        // is named is not specified).
         let mut bad = None;
         let mut dup: Option<(Idx, Slot)> = None;
         let mut seen = 0;
@@ -1407,6 +1421,13 @@ impl<K: KernelOps> CSpace<K> {
     /// Each slot is then free again (the caller's again if it was reserved),
     /// so the next [`alloc_slots`](Self::alloc_slots) of the same length can
     /// take the run back.
+    ///
+    /// Cost: slots that copy runs hold exactly (whole runs or parts of
+    /// adjacent runs, such as what
+    /// [`adopt_copies_run`](Self::adopt_copies_run) booked for a region) are booked a run at a
+    /// time (`O(log runs)` each, the runs cut at either end keeping their
+    /// other parts) and freed a word at a time; otherwise the runs they
+    /// meet are materialised and the slots are booked per cap.
     pub fn adopt_deletes_run(&mut self, first: Slot, n: u64) -> Result<(), CapError> {
         if self.poisoned {
             return Err(CapError::Poisoned);
