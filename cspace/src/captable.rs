@@ -67,6 +67,9 @@ pub(crate) struct CapTable {
     /// By `(k << l2_bits) | index` for slot `index` of level-2 CNode `k`:
     /// the record, or `NIL`.
     by_slot: Vec<Idx>,
+    /// One bit per entry of `by_slot` (64 a word): the slot holds an
+    /// original (so that a run of originals is checked a word at a time).
+    originals: Vec<u64>,
     recs: Vec<CapRecord>,
     /// Arena entries not in use.
     vacant: Vec<Idx>,
@@ -82,6 +85,7 @@ impl CapTable {
     pub fn new(l1_bits: u8, l2_bits: u8) -> Self {
         CapTable {
             by_slot: Vec::new(),
+            originals: Vec::new(),
             recs: Vec::new(),
             vacant: Vec::new(),
             max_level2: 1 << l1_bits,
@@ -147,6 +151,46 @@ impl CapTable {
         })
     }
 
+    /// [`find_run`](Self::find_run), and whether every one of the `n`
+    /// caps is an original (`n > 0`; the sources a copy run may name): the
+    /// originals' bits checked a word at a time.
+    #[inline]
+    pub fn find_originals_run(&self, first: Slot, n: u64) -> Result<bool, Slot> {
+        if let Some(base) = self.key(first) {
+            let room = (1u64 << self.l2_bits) - first.index;
+            let end = base + n as usize;
+            if n <= room && end <= self.by_slot.len() && Self::all_set(&self.originals, base, end) {
+                return Ok(true);
+            }
+        }
+        self.find_run(first, n).map(|()| false)
+    }
+
+    /// Whether bits `start .. end` (`start < end`, within `words`) are all
+    /// set.
+    #[inline]
+    fn all_set(words: &[u64], start: usize, end: usize) -> bool {
+        let (first, last) = (start / 64, (end - 1) / 64);
+        let lo = !0u64 << (start % 64);
+        let hi = !0u64 >> (63 - (end - 1) % 64);
+        if first == last {
+            let m = lo & hi;
+            return words[first] & m == m;
+        }
+        words[first] & lo == lo && words[first + 1..last].iter().all(|&w| w == !0) && words[last] & hi == hi
+    }
+
+    /// Marks the slot of key `key` as holding an original or not.
+    #[inline(always)]
+    fn set_original(&mut self, key: usize, on: bool) {
+        let (w, bit) = (key / 64, 1u64 << (key % 64));
+        if on {
+            self.originals[w] |= bit;
+        } else {
+            self.originals[w] &= !bit;
+        }
+    }
+
     #[inline]
     pub fn get(&self, i: Idx) -> &CapRecord {
         let r = &self.recs[i as usize];
@@ -186,6 +230,7 @@ impl CapTable {
     fn extend_to(&mut self, key: usize) {
         let n = ((key >> self.l2_bits) + 1) << self.l2_bits;
         self.by_slot.resize(n, NIL);
+        self.originals.resize(n.div_ceil(64), 0);
     }
 
     /// Records a new cap (`rec.slot` must hold none; `rec.orig == NIL` makes
@@ -200,6 +245,9 @@ impl CapTable {
         let e = self.entry(rec.slot);
         debug_assert_eq!(*e, NIL, "slot already holds a managed cap");
         *e = i;
+        if rec.parent == NIL {
+            self.set_original(Self::known_key(self.l2_bits, rec.slot), true);
+        }
         if rec.orig == NIL {
             rec.orig = i;
         }
@@ -712,6 +760,9 @@ impl CapTable {
             recs[next as usize].prev = prev;
         }
         *self.entry(gone.slot) = NIL;
+        if parent == NIL {
+            self.set_original(Self::known_key(self.l2_bits, gone.slot), false);
+        }
         self.vacant.push(i);
         gone
     }
@@ -751,7 +802,21 @@ impl CapTable {
         let e = self.entry(to);
         debug_assert_eq!(*e, NIL);
         *e = i;
-        self.get_mut(i).slot = to;
+        let r = self.get_mut(i);
+        r.slot = to;
+        if r.parent == NIL {
+            self.set_original(Self::known_key(self.l2_bits, from), false);
+            self.set_original(Self::known_key(self.l2_bits, to), true);
+        }
+    }
+
+    /// The key of `slot`, a level-2 slot of the layout.
+    #[inline(always)]
+    fn known_key(l2_bits: u8, slot: Slot) -> usize {
+        let CNodeRef::Level2(k) = slot.cnode else {
+            unreachable!("managed caps live in level-2 CNodes")
+        };
+        ((k as usize) << l2_bits) | slot.index as usize
     }
 
     /// Removes every record derived from `i` and returns them (parents
@@ -788,5 +853,103 @@ impl CapTable {
             out.push(gone);
         }
         out
+    }
+}
+
+#[cfg(test)]
+impl CapTable {
+    /// Checks the table's invariants: every table entry names a live record
+    /// in that slot and every live record is in the table; the children
+    /// chains are doubly linked and name their parent; a record's original
+    /// is an original (its own for an original) of the same object; each
+    /// original's `copies` is the number of other records naming it; the
+    /// vacant entries are the entries not in use; no record is marked.
+    pub fn check(&self) -> Result<(), alloc::string::String> {
+        use alloc::format;
+        let mut live = 0usize;
+        for (key, &i) in self.by_slot.iter().enumerate() {
+            if i == NIL {
+                continue;
+            }
+            let r = self.recs.get(i as usize).ok_or(format!("key {key}: no record {i}"))?;
+            if !r.live || self.key(r.slot) != Some(key) {
+                return Err(format!("key {key}: record {i} is {r:?}"));
+            }
+            live += 1;
+        }
+        let mut copies = alloc::vec![0u64; self.recs.len()];
+        for (i, r) in self.recs.iter().enumerate().filter(|(_, r)| r.live) {
+            let i = i as Idx;
+            if self.find(r.slot) != Some(i) {
+                return Err(format!("record {i} ({:?}) not in the table", r.slot));
+            }
+            if r.mark {
+                return Err(format!("record {i} marked"));
+            }
+            let o = self.recs.get(r.orig as usize).filter(|o| o.live);
+            let Some(o) = o else {
+                return Err(format!("record {i}: original {} not live", r.orig));
+            };
+            if o.parent != NIL || o.orig != r.orig || o.object != r.object || o.ty != r.ty {
+                return Err(format!("record {i}: bad original {}", r.orig));
+            }
+            if r.parent == NIL {
+                if r.orig != i || r.prev != NIL || r.next != NIL {
+                    return Err(format!("original {i}: {r:?}"));
+                }
+            } else {
+                copies[r.orig as usize] += 1;
+                let p = self.recs.get(r.parent as usize).filter(|p| p.live);
+                let Some(p) = p else {
+                    return Err(format!("record {i}: parent {} not live", r.parent));
+                };
+                if r.prev == NIL && p.first_child != i {
+                    return Err(format!("record {i}: not its parent's first child"));
+                }
+            }
+            if r.prev != NIL && self.recs[r.prev as usize].next != i {
+                return Err(format!("record {i}: prev {} does not lead back", r.prev));
+            }
+            if r.next != NIL {
+                let n = &self.recs[r.next as usize];
+                if !n.live || n.prev != i || n.parent != r.parent {
+                    return Err(format!("record {i}: next {} does not lead back", r.next));
+                }
+            }
+            if r.first_child != NIL {
+                let c = &self.recs[r.first_child as usize];
+                if !c.live || c.parent != i || c.prev != NIL {
+                    return Err(format!("record {i}: bad first child {}", r.first_child));
+                }
+            }
+        }
+        for (i, r) in self.recs.iter().enumerate().filter(|(_, r)| r.live && r.parent == NIL) {
+            if r.copies != copies[i] {
+                return Err(format!(
+                    "original {i}: {} copies booked, {} recorded",
+                    r.copies, copies[i]
+                ));
+            }
+        }
+        for (key, &i) in self.by_slot.iter().enumerate() {
+            let original = i != NIL && self.recs[i as usize].parent == NIL;
+            if (self.originals[key / 64] >> (key % 64)) & 1 != original as u64 {
+                return Err(format!("key {key}: original bit is not {original}"));
+            }
+        }
+        if self.originals.len() != self.by_slot.len().div_ceil(64) {
+            return Err("originals' bits do not match the table".into());
+        }
+        let in_use = self.recs.iter().filter(|r| r.live).count();
+        if in_use != live || in_use + self.vacant.len() != self.recs.len() {
+            return Err(format!(
+                "{in_use} records in use, {live} in the table, {} vacant",
+                self.vacant.len()
+            ));
+        }
+        if self.vacant.iter().any(|&v| self.recs[v as usize].live) {
+            return Err("a vacant entry is in use".into());
+        }
+        Ok(())
     }
 }

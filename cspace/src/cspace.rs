@@ -7,6 +7,7 @@ use core::ops::Range;
 use hashbrown::HashMap;
 
 use crate::captable::{CapRecord, CapTable, Gone, Idx, NIL};
+use crate::copyruns::CopyRuns;
 use crate::kernel::{KernelOp, KernelOps};
 use crate::layout::{CNodeRef, CapPath, Layout, LayoutError, Slot, SlotRange};
 use crate::reserved::Reserved;
@@ -355,12 +356,48 @@ struct ObjectRecord {
 ///   `caps` records naming it, less the original;
 /// - the untyped books match the kernel's watermarks (see
 ///   [`UntypedAllocator`]).
+///
+/// # Copy runs
+/// [`adopt_copies_run`](Self::adopt_copies_run) of sources that are all
+/// originals books one *run* record (`runs`: sources `src .. src + n`,
+/// destinations `dest .. dest + n`) instead of `n` cap records; a run stands
+/// for exactly the records `adopt_copies_run` books per cap (copy `j` of
+/// source `src + j`: its parent and original, its object, type and badge,
+/// revocable iff an untyped, no children, not a reserved slot). Invariants:
+/// - a run's destination slots are in no other run, hold no `caps` record,
+///   are neither free nor reserved, and hold the copies in the kernel (so
+///   with `caps` they are the "holding a managed cap" slots);
+/// - a run's source slots hold originals in `caps` (they cannot move or go
+///   while the run exists: see below);
+/// - `copies` counts the copies in runs too, and an original's copies are
+///   its record's `copies` plus the runs that copy it;
+/// - with booking disabled ([`set_copy_runs`](Self::set_copy_runs)) there
+///   are no runs;
+/// - (cap table) the originals' bits mark exactly the slots whose record is
+///   an original (so that a run of sources is checked a word at a time).
+///
+/// Tests check all of these (`check_books`, run by every audit).
+///
+/// Read-only queries answer with runs present.
+/// [`adopt_deletes_run`](Self::adopt_deletes_run) of slots that runs hold
+/// exactly (whole runs or parts, cut into at most two per run) drops them a
+/// run at a time. [`free`](Self::free) of a source is refused, its copies
+/// in runs counted. Any
+/// other operation that needs the record of a copy in a run (names its slot:
+/// copy, mint, delete, revoke, move, adopt ...), or moves or revokes a run's
+/// source, first *materialises* the run: books its records as
+/// `adopt_copies_run` would have and forgets the run. Each run is
+/// materialised at most once, at the per-cap price it saved, so the
+/// amortised cost of any sequence is at most what it was without runs (plus
+/// a run look-up, `O(log runs)`, on the paths that miss a record).
 pub struct CSpace<K: KernelOps> {
     kernel: K,
     layout: Layout,
     slots: SlotAllocator,
     ut: UntypedAllocator,
     caps: CapTable,
+    /// Copies booked a run at a time (see *Copy runs* above).
+    runs: CopyRuns,
     reserved: Reserved,
     objects: HashMap<ObjectId, ObjectRecord>,
     next_object: u64,
@@ -437,6 +474,7 @@ impl<K: KernelOps> CSpace<K> {
             slots,
             ut,
             caps: CapTable::new(config.l1_bits, config.l2_bits),
+            runs: CopyRuns::new(config.l1_bits, config.l2_bits),
             reserved: Reserved::new(config.l1_bits, config.l2_bits),
             objects: HashMap::new(),
             next_object: 0,
@@ -622,23 +660,78 @@ impl<K: KernelOps> CSpace<K> {
 
     /// Whether `slot` holds a cap the manager made (original or copy).
     pub fn is_managed(&self, slot: Slot) -> bool {
-        self.caps.find(slot).is_some()
+        self.record_of(slot).is_some()
     }
 
     /// The object whose cap (original or copy) is in `slot`.
     pub fn object_at(&self, slot: Slot) -> Option<ObjectId> {
-        self.caps.find(slot).map(|i| self.caps.get(i).object)
+        self.record_of(slot).map(|i| self.caps.get(i).object)
     }
 
     /// The badge of the managed cap in `slot`.
     pub fn badge(&self, slot: Slot) -> Option<u64> {
-        self.caps.find(slot).map(|i| self.caps.get(i).badge)
+        self.record_of(slot).map(|i| self.caps.get(i).badge)
+    }
+
+    /// The record of the cap in `slot`, or for a copy in a run the record of
+    /// its source (same object and badge).
+    #[inline]
+    fn record_of(&self, slot: Slot) -> Option<Idx> {
+        match self.caps.find(slot) {
+            Some(i) => Some(i),
+            None if self.runs.is_empty() => None,
+            None => self.run_source(slot),
+        }
+    }
+
+    /// The record of the source of the copy in `slot`, if a run holds it.
+    #[cold]
+    fn run_source(&self, slot: Slot) -> Option<Idx> {
+        let s = self.runs.source_of(self.runs.key(slot)?)?;
+        Some(self.caps.find_known(self.runs.slot(s)))
     }
 
     /// Every managed cap: its slot, its object, and whether it is the
     /// object's original.
     pub fn managed_caps(&self) -> impl Iterator<Item = (Slot, ObjectId, bool)> + '_ {
-        self.caps.iter().map(|c| (c.slot, c.object, c.parent == NIL))
+        let in_runs = self.runs.iter().flat_map(move |(d, r)| {
+            (0..r.n).map(move |j| {
+                let src = self.caps.find_known(self.runs.slot(r.src + j));
+                (self.runs.slot(d + j), self.caps.get(src).object, false)
+            })
+        });
+        self.caps
+            .iter()
+            .map(|c| (c.slot, c.object, c.parent == NIL))
+            .chain(in_runs)
+    }
+
+    /// Number of copy runs booked (see *Copy runs* in [`CSpace`]).
+    pub fn copy_run_count(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// Whether [`adopt_copies_run`](Self::adopt_copies_run) books copy runs
+    /// (the default) or a record per cap.
+    pub fn copy_runs(&self) -> bool {
+        self.runs.enabled
+    }
+
+    /// Turns the booking of copy runs on or off; turning it off first
+    /// materialises every run (see *Copy runs* in [`CSpace`]). Nothing
+    /// observable changes either way.
+    pub fn set_copy_runs(&mut self, on: bool) {
+        if !on {
+            self.materialise_all();
+        }
+        self.runs.enabled = on;
+    }
+
+    /// Books every run's copies per cap (nothing observable changes).
+    pub fn materialise_all(&mut self) {
+        for d in self.runs.all() {
+            self.materialise(d);
+        }
     }
 
     /// The empty slots handed out by [`alloc_slots`](Self::alloc_slots).
@@ -808,7 +901,8 @@ impl<K: KernelOps> CSpace<K> {
         let o = self.objects.get(&id).ok_or(FreeError::UnknownObject(id))?;
         let (slot, ty, obj_bits, node) = (o.slot, o.ty, o.obj_bits, o.node);
         let i = self.caps.find(slot).expect("original recorded");
-        let copies = self.caps.get(i).copies;
+        // A source of copy runs is not materialised: its copies are counted.
+        let copies = self.caps.get(i).copies + self.run_copies_of(slot);
         if copies > 0 {
             return Err(FreeError::HasCopies { id, copies });
         }
@@ -1003,10 +1097,11 @@ impl<K: KernelOps> CSpace<K> {
         match &parts {
             Some(parts) => {
                 for &(o, len) in parts.iter() {
-                    self.caps.find_run(srcs[o], len as u64).map_err(CapError::NotManaged)?;
+                    self.find_run_rec(srcs[o], len as u64).map_err(CapError::NotManaged)?;
                 }
             }
             None => {
+                self.materialise_missing(srcs);
                 if let Some(&s) = srcs.iter().find(|&&s| self.caps.find(s).is_none()) {
                     return Err(CapError::NotManaged(s));
                 }
@@ -1162,6 +1257,7 @@ impl<K: KernelOps> CSpace<K> {
                 needed: srcs.len() as u64,
             });
         }
+        self.materialise_missing(srcs);
         if let Some(&s) = srcs.iter().find(|&&s| self.caps.find(s).is_none()) {
             return Err(CapError::NotManaged(s));
         }
@@ -1179,6 +1275,12 @@ impl<K: KernelOps> CSpace<K> {
     /// from `srcs_first` as the sources: `srcs_first.index + i` was copied
     /// into `dests.slot(i)`. Same outcome, refusals and books as
     /// `adopt_copies` of those slots.
+    ///
+    /// Cost: when every source is an original (a region's frame caps) the
+    /// copies are booked as one copy run (see *Copy runs* in [`CSpace`]):
+    /// the sources and destinations are checked a word (64 slots) at a
+    /// time and the run is booked in `O(log runs)`, with nothing per copy.
+    /// Otherwise a record per copy, as with copy runs turned off.
     pub fn adopt_copies_run(&mut self, srcs_first: Slot, n: u64, dests: SlotRange) -> Result<(), CapError> {
         if self.poisoned {
             return Err(CapError::Poisoned);
@@ -1186,12 +1288,38 @@ impl<K: KernelOps> CSpace<K> {
         if n != dests.len {
             return Err(CapError::OutOfSlots { needed: n });
         }
-        self.caps.find_run(srcs_first, n).map_err(CapError::NotManaged)?;
+        if n == 0 {
+            // Nothing to check or book but the destinations' validity.
+            return match self.reserved.first_missing(dests) {
+                Some(d) => Err(CapError::NotReserved(d)),
+                None => Ok(()),
+            };
+        }
+        // A run of originals (the usual case: frames' caps) can be booked
+        // as a copy run.
+        let originals = match self.caps.find_originals_run(srcs_first, n) {
+            Ok(originals) => originals,
+            Err(s) => {
+                // Copies in runs are sources too (then booked per cap).
+                if !self.materialise_dests(srcs_first, n) {
+                    return Err(CapError::NotManaged(s));
+                }
+                self.caps.find_run(srcs_first, n).map_err(CapError::NotManaged)?;
+                false
+            }
+        };
         if let Some(d) = self.reserved.first_missing(dests) {
             return Err(CapError::NotReserved(d));
         }
         self.reserved.remove_run(dests);
-        self.caps.insert_copies_run(srcs_first, dests);
+        match (
+            originals && self.runs.enabled,
+            self.runs.key(srcs_first),
+            self.runs.key(dests.slot(0)),
+        ) {
+            (true, Some(s), Some(d)) => self.runs.insert(s, d, n),
+            _ => self.caps.insert_copies_run(srcs_first, dests),
+        }
         self.copies += n;
         Ok(())
     }
@@ -1210,10 +1338,13 @@ impl<K: KernelOps> CSpace<K> {
         }
         // Marks each record seen; a slot named twice is refused after every
         // other check, naming the slot of the lowest-numbered record named
-        // twice (records are renumbered only by adding and removing).
+        // twice (records are renumbered only by adding and removing, and by
+        // the materialising of copy runs: which of several slots named twice
+        // is named is not specified).
         let mut bad = None;
         let mut dup: Option<(Idx, Slot)> = None;
         let mut seen = 0;
+        self.materialise_missing(slots);
         for &s in slots {
             let Some(i) = self.caps.find(s) else {
                 bad = Some(CapError::NotManaged(s));
@@ -1290,11 +1421,22 @@ impl<K: KernelOps> CSpace<K> {
     /// Each slot is then free again (the caller's again if it was reserved),
     /// so the next [`alloc_slots`](Self::alloc_slots) of the same length can
     /// take the run back.
+    ///
+    /// Cost: slots that copy runs hold exactly (whole runs or parts of
+    /// adjacent runs, such as what
+    /// [`adopt_copies_run`](Self::adopt_copies_run) booked for a region) are booked a run at a
+    /// time (`O(log runs)` each, the runs cut at either end keeping their
+    /// other parts) and freed a word at a time; otherwise the runs they
+    /// meet are materialised and the slots are booked per cap.
     pub fn adopt_deletes_run(&mut self, first: Slot, n: u64) -> Result<(), CapError> {
         if self.poisoned {
             return Err(CapError::Poisoned);
         }
-        if let Err((s, original)) = self.caps.check_copies_run(first, n) {
+        // Copies that runs hold exactly: dropped a run at a time.
+        if !self.runs.is_empty() && self.forget_run_copies(first, n) {
+            return Ok(());
+        }
+        if let Err((s, original)) = self.check_copies_run_rec(first, n) {
             return Err(if original {
                 CapError::IsOriginal(s)
             } else {
@@ -1303,6 +1445,59 @@ impl<K: KernelOps> CSpace<K> {
         }
         self.forget_copies_run(first, n);
         Ok(())
+    }
+
+    /// If the `n > 0` slots from `first` are exactly slots that copy runs
+    /// hold (whole runs or parts of them), books their deletion, as
+    /// [`forget_copies_run`](Self::forget_copies_run) of their records
+    /// would: the runs go (cut runs keep their other parts), the slots are
+    /// free again (no copy in a run is in a reserved slot). Whether it did.
+    #[inline(never)]
+    fn forget_run_copies(&mut self, first: Slot, n: u64) -> bool {
+        let Some(d) = self.runs.key(first) else {
+            return false;
+        };
+        if n == 0 || n > pow2(self.layout.l2_bits) - first.index || !self.runs.covers(d, n) {
+            return false;
+        }
+        self.runs.remove_covered(d, n);
+        let r = SlotRange {
+            cnode: first.cnode,
+            start: first.index,
+            len: n,
+        };
+        self.slots.free_run(r).expect("slots were allocated");
+        self.copies -= n;
+        true
+    }
+
+    /// [`CapTable::find_run`], materialising the copy runs that hold any of
+    /// the slots when some slot has no record.
+    #[inline]
+    fn find_run_rec(&mut self, first: Slot, n: u64) -> Result<(), Slot> {
+        match self.caps.find_run(first, n) {
+            Err(_) if self.materialise_dests(first, n) => self.caps.find_run(first, n),
+            r => r,
+        }
+    }
+
+    /// [`CapTable::check_copies_run`], materialising the copy runs that hold
+    /// any of the slots when some slot has no record.
+    #[inline]
+    fn check_copies_run_rec(&mut self, first: Slot, n: u64) -> Result<(), (Slot, bool)> {
+        match self.caps.check_copies_run(first, n) {
+            Err(_) if self.materialise_dests(first, n) => self.caps.check_copies_run(first, n),
+            r => r,
+        }
+    }
+
+    /// Copies of the original in `slot` held in copy runs.
+    #[inline]
+    fn run_copies_of(&self, slot: Slot) -> u64 {
+        if self.runs.is_empty() {
+            return 0;
+        }
+        self.runs.key(slot).map_or(0, |s| self.runs.copies_of(s))
     }
 
     /// Books the deletion of the `n` copies in the consecutive slots from
@@ -1361,7 +1556,7 @@ impl<K: KernelOps> CSpace<K> {
         if self.poisoned {
             return Err(CapError::Poisoned);
         }
-        let si = self.caps.find(src).ok_or(CapError::NotManaged(src))?;
+        let si = self.find_rec(src).ok_or(CapError::NotManaged(src))?;
         let s = self.caps.get(si);
         let new_badge = match badge {
             Some(b) if s.ty.badgeable() => {
@@ -1437,7 +1632,9 @@ impl<K: KernelOps> CSpace<K> {
         if self.poisoned {
             return Err(CapError::Poisoned);
         }
-        let i = self.caps.find(src).ok_or(CapError::NotManaged(src))?;
+        let i = self.find_rec(src).ok_or(CapError::NotManaged(src))?;
+        // The runs copying it name it by its slot.
+        self.materialise_sources(src);
         if !self.reserved.contains(&dest) {
             return Err(CapError::NotReserved(dest));
         }
@@ -1467,7 +1664,7 @@ impl<K: KernelOps> CSpace<K> {
         if self.poisoned {
             return Err(CapError::Poisoned);
         }
-        let i = self.caps.find(slot).ok_or(CapError::NotManaged(slot))?;
+        let i = self.find_rec(slot).ok_or(CapError::NotManaged(slot))?;
         if self.caps.get(i).parent == NIL {
             return Err(CapError::IsOriginal(slot));
         }
@@ -1528,6 +1725,7 @@ impl<K: KernelOps> CSpace<K> {
         let refused = |error| DeleteManyError { deleted: 0, error };
         let mut recs = Vec::with_capacity(slots.len());
         let mut bad = None;
+        self.materialise_missing(slots);
         for &s in slots {
             let Some(i) = self.caps.find(s) else {
                 bad = Some(CapError::NotManaged(s));
@@ -1572,7 +1770,7 @@ impl<K: KernelOps> CSpace<K> {
     /// deleted in bulk (as `forget_copy` of each in turn would write them).
     fn delete_stretches(&mut self, slots: &[Slot], parts: &[(usize, usize)]) -> Result<(), DeleteManyError> {
         for &(o, len) in parts {
-            if let Err((s, original)) = self.caps.check_copies_run(slots[o], len as u64) {
+            if let Err((s, original)) = self.check_copies_run_rec(slots[o], len as u64) {
                 let error = if original {
                     CapError::IsOriginal(s)
                 } else {
@@ -1617,7 +1815,9 @@ impl<K: KernelOps> CSpace<K> {
         if self.poisoned {
             return Err(CapError::Poisoned);
         }
-        let i = self.caps.find(slot).ok_or(CapError::NotManaged(slot))?;
+        let i = self.find_rec(slot).ok_or(CapError::NotManaged(slot))?;
+        // The copies in runs of it are among those to delete.
+        self.materialise_sources(slot);
         self.kernel
             .cnode_revoke(self.path(slot))
             .map_err(|error| CapError::Kernel {
@@ -1656,6 +1856,97 @@ impl<K: KernelOps> CSpace<K> {
     }
 
     // -------------------------------------------------------------- machinery
+
+    /// Books the copies of the run whose first destination key is `d` per
+    /// cap, exactly as [`adopt_copies_run`](Self::adopt_copies_run) would
+    /// have without runs, and forgets the run.
+    #[cold]
+    #[inline(never)]
+    fn materialise(&mut self, d: u64) {
+        let r = self.runs.remove(d);
+        let (src, dests) = (self.runs.slot(r.src), self.runs.range(d, r.n));
+        debug_assert_eq!(self.caps.find_originals_run(src, r.n), Ok(true));
+        self.caps.insert_copies_run(src, dests);
+    }
+
+    /// Materialises the runs holding any of the `n` slots from `first`;
+    /// whether there were any.
+    #[inline]
+    fn materialise_dests(&mut self, first: Slot, n: u64) -> bool {
+        if self.runs.is_empty() || n == 0 {
+            return false;
+        }
+        self.materialise_dests_slow(first, n)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn materialise_dests_slow(&mut self, first: Slot, n: u64) -> bool {
+        let Some(d) = self.runs.key(first) else {
+            return false;
+        };
+        // Within the CNode.
+        let n = n.min(pow2(self.layout.l2_bits) - first.index);
+        let ds: Vec<u64> = self.runs.overlapping(d, n).collect();
+        for &d in &ds {
+            self.materialise(d);
+        }
+        !ds.is_empty()
+    }
+
+    /// Materialises the runs that copy the cap in `slot`.
+    #[inline]
+    fn materialise_sources(&mut self, slot: Slot) {
+        if !self.runs.is_empty() {
+            self.materialise_sources_slow(slot);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn materialise_sources_slow(&mut self, slot: Slot) {
+        let Some(s) = self.runs.key(slot) else { return };
+        let ds: Vec<u64> = self.runs.copying(s).collect();
+        for d in ds {
+            self.materialise(d);
+        }
+    }
+
+    /// Materialises the runs that hold any of `slots`.
+    #[inline(always)]
+    fn materialise_missing(&mut self, slots: &[Slot]) {
+        if !self.runs.is_empty() {
+            self.materialise_missing_slow(slots);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn materialise_missing_slow(&mut self, slots: &[Slot]) {
+        for &s in slots {
+            if self.caps.find(s).is_none() {
+                self.materialise_dests(s, 1);
+            }
+        }
+    }
+
+    /// The record of the cap in `slot`, materialising the run that holds it
+    /// if a run does.
+    #[inline(always)]
+    fn find_rec(&mut self, slot: Slot) -> Option<Idx> {
+        match self.caps.find(slot) {
+            Some(i) => Some(i),
+            None if self.runs.is_empty() => None,
+            None => self.find_rec_slow(slot),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn find_rec_slow(&mut self, slot: Slot) -> Option<Idx> {
+        self.materialise_dests(slot, 1);
+        self.caps.find(slot)
+    }
 
     /// One free slot for a new cap, growing the CSpace first when only the
     /// growth reserve is left (as [`acquire`](Self::acquire) of one slot
@@ -1849,6 +2140,132 @@ impl<K: KernelOps> CSpace<K> {
     /// allocator's hints (so that every later call behaves the same).
     pub(crate) fn same_cap_books(&self, other: &Self) -> bool {
         self.caps == other.caps
+            && self.runs == other.runs
+            && self.slots == other.slots
+            && self.reserved == other.reserved
+            && self.copies == other.copies
+            && self.poisoned == other.poisoned
+    }
+
+    /// Checks the cap books' invariants (see [`CSpace`]): those of the cap
+    /// table, of the copy runs' indices, and between them and the slot
+    /// books: a run's sources hold originals; its destinations hold no
+    /// record and are neither free nor reserved; no reserved slot holds a
+    /// record; `copies` counts the copies with records and in runs.
+    pub(crate) fn check_books(&self) -> Result<(), alloc::string::String> {
+        use alloc::format;
+        self.caps.check()?;
+        self.runs.check()?;
+        for (d, r) in self.runs.iter() {
+            for j in 0..r.n {
+                let (src, dest) = (self.runs.slot(r.src + j), self.runs.slot(d + j));
+                match self.caps.find(src) {
+                    Some(i) if self.caps.get(i).parent == NIL => {}
+                    _ => return Err(format!("run at {dest:?}: source {src:?} is not an original")),
+                }
+                if self.caps.find(dest).is_some() {
+                    return Err(format!("run slot {dest:?} has a record"));
+                }
+                if self.slots.is_free(dest) || self.reserved.contains(&dest) {
+                    return Err(format!("run slot {dest:?} is free or reserved"));
+                }
+                if !self.slots.has_cnode(match dest.cnode {
+                    CNodeRef::Level2(k) => k,
+                    CNodeRef::Level1 => u32::MAX,
+                }) {
+                    return Err(format!("run slot {dest:?} is not a managed slot"));
+                }
+            }
+        }
+        if let Some(s) = self.reserved.iter().find(|&s| self.caps.find(s).is_some()) {
+            return Err(format!("reserved slot {s:?} holds a record"));
+        }
+        let with_records = self.caps.iter().filter(|r| r.parent != NIL).count() as u64;
+        if self.copies != with_records + self.runs.copies() {
+            return Err(format!(
+                "{} copies counted, {with_records} with records, {} in runs",
+                self.copies,
+                self.runs.copies()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The cap books as the kernel would see them, whatever the
+    /// representation (records or copy runs, arena indices, children's
+    /// order), in slot order: each cap's slot, object, type, original's
+    /// slot, parent's slot, children's slots (sorted), copies (originals:
+    /// with those in runs), revocable, badge, and whether its slot is a
+    /// reserved slot.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn cap_view(
+        &self,
+    ) -> Vec<(
+        Slot,
+        ObjectId,
+        ObjectType,
+        Slot,
+        Option<Slot>,
+        Vec<Slot>,
+        u64,
+        bool,
+        u64,
+        bool,
+    )> {
+        use alloc::collections::BTreeMap;
+        let mut view = BTreeMap::new();
+        let slot_of = |i: Idx| self.caps.get(i).slot;
+        for r in self.caps.iter() {
+            let parent = (r.parent != NIL).then(|| slot_of(r.parent));
+            let copies = r.copies + self.run_copies_of(r.slot);
+            let row = (
+                r.object,
+                r.ty,
+                slot_of(r.orig),
+                parent,
+                Vec::new(),
+                copies,
+                r.revocable,
+                r.badge,
+                r.user_slot,
+            );
+            view.insert(r.slot, row);
+        }
+        for (d, run) in self.runs.iter() {
+            for j in 0..run.n {
+                let src = self.runs.slot(run.src + j);
+                let s = self.caps.get(self.caps.find_known(src));
+                let revocable = s.ty == ObjectType::Untyped;
+                let row = (s.object, s.ty, src, Some(src), Vec::new(), 0, revocable, s.badge, false);
+                view.insert(self.runs.slot(d + j), row);
+            }
+        }
+        let kids: Vec<(Slot, Slot)> = view.iter().filter_map(|(&s, row)| row.3.map(|p| (p, s))).collect();
+        for (p, c) in kids {
+            view.get_mut(&p).expect("parent").4.push(c);
+        }
+        view.into_iter()
+            .map(|(s, (o, t, orig, p, mut kids, c, rv, b, u))| {
+                kids.sort();
+                (s, o, t, orig, p, kids, c, rv, b, u)
+            })
+            .collect()
+    }
+
+    /// The copy runs: first source slot and destination slots, in
+    /// destination order.
+    pub(crate) fn copy_run_list(&self) -> Vec<(Slot, SlotRange)> {
+        self.runs
+            .iter()
+            .map(|(d, r)| (self.runs.slot(r.src), self.runs.range(d, r.n)))
+            .collect()
+    }
+
+    /// Whether the two managers' cap, slot and reserved-slot books say the
+    /// same (see [`cap_view`](Self::cap_view)), whatever their
+    /// representation.
+    pub(crate) fn same_books_as_seen(&self, other: &Self) -> bool {
+        self.cap_view() == other.cap_view()
             && self.slots == other.slots
             && self.reserved == other.reserved
             && self.copies == other.copies
@@ -1863,7 +2280,7 @@ impl<K: KernelOps> CSpace<K> {
         }
         let mut recs = Vec::with_capacity(srcs.len());
         for &s in srcs {
-            recs.push(self.caps.find(s).ok_or(CapError::NotManaged(s))?);
+            recs.push(self.find_rec(s).ok_or(CapError::NotManaged(s))?);
         }
         if srcs.is_empty() {
             return Ok(Vec::new());
@@ -1923,6 +2340,7 @@ impl<K: KernelOps> CSpace<K> {
         }
         let mut recs = Vec::with_capacity(slots.len());
         let mut bad = None;
+        self.materialise_missing(slots);
         for &s in slots {
             let Some(i) = self.caps.find(s) else {
                 bad = Some(CapError::NotManaged(s));
@@ -1965,7 +2383,7 @@ impl<K: KernelOps> CSpace<K> {
     pub(crate) fn has_derived(&self, slot: Slot) -> bool {
         self.caps
             .find(slot)
-            .is_some_and(|i| self.caps.get(i).first_child != NIL)
+            .is_some_and(|i| self.caps.get(i).first_child != NIL || self.run_copies_of(slot) > 0)
     }
 }
 

@@ -82,6 +82,16 @@
 //! refused one; [`CSpace::delete_many`] cannot undo deletions, so a kernel
 //! refusal stops it and reports how many slots it had deleted.
 //!
+//! # Copy runs
+//! Copies that a kernel extension makes a run at a time
+//! ([`CSpace::adopt_copies_run`] of originals: a region's frame caps) are
+//! booked as one run record each, and deleted a run at a time
+//! ([`CSpace::adopt_deletes_run`]), so that both cost `O(1)` per run plus a
+//! bit per page. Any other operation on a copy in a run, or that moves or
+//! revokes its source, first turns the run into per-cap records (once, at
+//! the per-cap price); queries see runs as the caps they hold. See *Copy
+//! runs* in [`CSpace`]; [`CSpace::set_copy_runs`] turns them off.
+//!
 //! # Not covered
 //! Caps derived or deleted behind the manager's back are not seen. Level-2
 //! CNodes are never given back. The ASID pool, IRQ and I/O caps are outside
@@ -93,6 +103,7 @@
 extern crate alloc;
 
 mod captable;
+mod copyruns;
 pub mod cspace;
 pub mod kernel;
 pub mod layout;

@@ -2,6 +2,7 @@
 
 mod adopt_run;
 mod batch;
+mod copy_runs;
 mod many_run;
 mod ops;
 mod prop;
@@ -37,6 +38,9 @@ pub(crate) fn boot() -> CSpace<MockKernel> {
 
 /// Checks the books against the model, in full.
 pub(crate) fn audit(cs: &CSpace<MockKernel>) {
+    if let Err(e) = cs.check_books() {
+        panic!("cap books: {e}");
+    }
     let k = cs.kernel();
     let l = cs.layout();
     let st: Stats = cs.stats();
