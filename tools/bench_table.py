@@ -92,7 +92,7 @@ PHASES = [("lookup", "find the sources' records (mapping-db)"),
           ("vspace", "shadow update + map/unmap invocations"),
           ("cspace", "cap books (+ CNode_Copy/Delete on the stock kernel)"),
           ("database", "mapping records and copy derivation (mapping-db)")]
-cols = [(op, cfg, p) for op in ("clone", "destroy")
+cols = [(op, cfg, p) for op in ("clone", "move", "destroy")
         for cfg, p in (("release-up", "tracked"), ("release-up-batched", "batched"))]
 def ph(op, cfg, p, name, pages=512):
     r = by.get((cfg, f"{op}.{name}", p, pages))
@@ -112,6 +112,8 @@ if any(ph(*c, "kernel") is not None for c in cols):
     print("| of which at user level | " + " | ".join(str(t - k) for t, k in zip(total, kern)) + " |")
     meas = [by.get((cfg, op, p, 512)) for op, cfg, p in cols]
     print("| measured alone (median) | " + " | ".join(str(pp(m)) if m else "" for m in meas) + " |")
+    print("\n(The phase rounds repeat the measured sequence: Clone S->D, Move D->E, which is a clone of D's pages"
+          " and a destroy of D, then Destroy E.)")
 
 _redirect.__exit__(None, None, None)
 if readme is None:

@@ -60,30 +60,36 @@ fn slots(m: &mut Manager, n: u64) -> Result<Slots, String> {
     Ok(s)
 }
 
-/// Where the manager's instructions go: a few more clones and destroys of
-/// `n` pages with the phase clock on (after the measured iterations, so they
-/// never include it), one record per phase: op `clone.<phase>` or
-/// `destroy.<phase>`, ticks summed over the phase's laps (each lap's rdtsc
-/// included: a few tens of ticks per operation). `kernel` is the part of the
-/// other phases spent in kernel invocations.
-fn breakdown(m: &mut Manager, mm: &mut Mm, s: AsId, d: AsId, n: u64) -> Result<(), String> {
+/// Where the manager's instructions go: a few more rounds of the measured
+/// sequence (Clone S->D, Move D->E, Destroy E) with the phase clock on
+/// (after the measured iterations, so they never include it), one record per
+/// operation and phase: op `clone.<phase>`, `move.<phase>` (its clone and its
+/// destroy together) or `destroy.<phase>`, ticks summed over the phase's laps
+/// (each lap's rdtsc included: a few tens of ticks per operation). `kernel`
+/// is the part of the other phases spent in kernel invocations.
+fn breakdown(m: &mut Manager, mm: &mut Mm, s: AsId, d: AsId, e: AsId, n: u64) -> Result<(), String> {
     use crate::phases::{self, Phase};
     const ITERS: usize = 5;
-    let mut samples = [[[0u64; ITERS]; 7]; 2];
+    const OPS: [&str; 3] = ["clone", "move", "destroy"];
+    let rw = Rights::READ | Rights::WRITE;
+    let mut samples = [[[0u64; ITERS]; 7]; 3];
     for it in 0..ITERS {
         phases::enable(true);
-        let r = mm.clone_region(m, At(s, SRC), At(d, DST), n, Rights::READ | Rights::WRITE);
+        let r = mm.clone_region(m, At(s, SRC), At(d, DST), n, rw);
         let c = phases::take();
-        let r2 = r.and_then(|()| mm.destroy_region(m, d, DST, n));
+        let r = r.and_then(|()| mm.move_region(m, At(d, DST), At(e, ALT), n, rw));
+        let mv = phases::take();
+        let r = r.and_then(|()| mm.destroy_region(m, e, ALT, n));
         let x = phases::take();
         phases::enable(false);
-        r2.map_err(|e| format!("breakdown {n}: {e:?}"))?;
+        r.map_err(|e| format!("breakdown {n}: {e:?}"))?;
         for p in 0..7 {
             samples[0][p][it] = c[p];
-            samples[1][p][it] = x[p];
+            samples[1][p][it] = mv[p];
+            samples[2][p][it] = x[p];
         }
     }
-    for (k, op) in ["clone", "destroy"].into_iter().enumerate() {
+    for (k, op) in OPS.into_iter().enumerate() {
         for (p, phase) in Phase::ALL.into_iter().enumerate() {
             if samples[k][p].iter().all(|t| *t == 0) {
                 continue;
@@ -253,7 +259,7 @@ fn run_inner(m: &mut Manager) -> Result<(), String> {
             }
             .report(&mut samples, overhead);
         }
-        breakdown(m, &mut mm, s, d, n)?;
+        breakdown(m, &mut mm, s, d, e, n)?;
     }
     // Give everything back.
     for set in [first, second] {
