@@ -70,6 +70,9 @@ pub(crate) struct CapTable {
     /// One bit per entry of `by_slot` (64 a word): the slot holds an
     /// original (so that a run of originals is checked a word at a time).
     originals: Vec<u64>,
+    /// Likewise, the slot holds an untyped's original (whose copies are
+    /// revocable, unlike other objects' copies).
+    untyped_originals: Vec<u64>,
     recs: Vec<CapRecord>,
     /// Arena entries not in use.
     vacant: Vec<Idx>,
@@ -86,6 +89,7 @@ impl CapTable {
         CapTable {
             by_slot: Vec::new(),
             originals: Vec::new(),
+            untyped_originals: Vec::new(),
             recs: Vec::new(),
             vacant: Vec::new(),
             max_level2: 1 << l1_bits,
@@ -180,15 +184,37 @@ impl CapTable {
         words[first] & lo == lo && words[first + 1..last].iter().all(|&w| w == !0) && words[last] & hi == hi
     }
 
-    /// Marks the slot of key `key` as holding an original or not.
+    /// Marks the slot of key `key` as holding an original (an untyped's
+    /// when `untyped`) or not.
     #[inline(always)]
-    fn set_original(&mut self, key: usize, on: bool) {
+    fn set_original(&mut self, key: usize, on: bool, untyped: bool) {
         let (w, bit) = (key / 64, 1u64 << (key % 64));
         if on {
             self.originals[w] |= bit;
+            if untyped {
+                self.untyped_originals[w] |= bit;
+            }
         } else {
             self.originals[w] &= !bit;
+            self.untyped_originals[w] &= !bit;
         }
+    }
+
+    /// Whether any of the `n > 0` slots from key `first` (within `by_slot`)
+    /// holds an untyped's original, checked a word at a time.
+    pub fn any_untyped_original(&self, first: u64, n: u64) -> bool {
+        let (start, end) = (first as usize, (first + n) as usize);
+        if end > self.by_slot.len() {
+            return true;
+        }
+        let (a, b) = (start / 64, (end - 1) / 64);
+        let lo = !0u64 << (start % 64);
+        let hi = !0u64 >> (63 - (end - 1) % 64);
+        let w = &self.untyped_originals;
+        if a == b {
+            return w[a] & lo & hi != 0;
+        }
+        w[a] & lo != 0 || w[a + 1..b].iter().any(|&x| x != 0) || w[b] & hi != 0
     }
 
     #[inline]
@@ -231,6 +257,7 @@ impl CapTable {
         let n = ((key >> self.l2_bits) + 1) << self.l2_bits;
         self.by_slot.resize(n, NIL);
         self.originals.resize(n.div_ceil(64), 0);
+        self.untyped_originals.resize(n.div_ceil(64), 0);
     }
 
     /// Records a new cap (`rec.slot` must hold none; `rec.orig == NIL` makes
@@ -246,7 +273,8 @@ impl CapTable {
         debug_assert_eq!(*e, NIL, "slot already holds a managed cap");
         *e = i;
         if rec.parent == NIL {
-            self.set_original(Self::known_key(self.l2_bits, rec.slot), true);
+            let untyped = rec.ty == ObjectType::Untyped;
+            self.set_original(Self::known_key(self.l2_bits, rec.slot), true, untyped);
         }
         if rec.orig == NIL {
             rec.orig = i;
@@ -761,7 +789,7 @@ impl CapTable {
         }
         *self.entry(gone.slot) = NIL;
         if parent == NIL {
-            self.set_original(Self::known_key(self.l2_bits, gone.slot), false);
+            self.set_original(Self::known_key(self.l2_bits, gone.slot), false, false);
         }
         self.vacant.push(i);
         gone
@@ -805,8 +833,9 @@ impl CapTable {
         let r = self.get_mut(i);
         r.slot = to;
         if r.parent == NIL {
-            self.set_original(Self::known_key(self.l2_bits, from), false);
-            self.set_original(Self::known_key(self.l2_bits, to), true);
+            let untyped = r.ty == ObjectType::Untyped;
+            self.set_original(Self::known_key(self.l2_bits, from), false, false);
+            self.set_original(Self::known_key(self.l2_bits, to), true, untyped);
         }
     }
 
@@ -936,8 +965,14 @@ impl CapTable {
             if (self.originals[key / 64] >> (key % 64)) & 1 != original as u64 {
                 return Err(format!("key {key}: original bit is not {original}"));
             }
+            let untyped = original && self.recs[i as usize].ty == ObjectType::Untyped;
+            if (self.untyped_originals[key / 64] >> (key % 64)) & 1 != untyped as u64 {
+                return Err(format!("key {key}: untyped original bit is not {untyped}"));
+            }
         }
-        if self.originals.len() != self.by_slot.len().div_ceil(64) {
+        if self.originals.len() != self.by_slot.len().div_ceil(64)
+            || self.untyped_originals.len() != self.originals.len()
+        {
             return Err("originals' bits do not match the table".into());
         }
         let in_use = self.recs.iter().filter(|r| r.live).count();

@@ -4,7 +4,8 @@
 //! A run `(src, dest, n)` says: slots `dest .. dest + n` of one level-2
 //! CNode hold copies of the caps in the consecutive slots `src .. src + n`
 //! of one level-2 CNode, each source an object's original cap, made by
-//! [`CSpace::adopt_copies_run`](crate::CSpace::adopt_copies_run) (so with
+//! [`CSpace::adopt_copies_run`](crate::CSpace::adopt_copies_run) from those
+//! originals or from copies of them held by runs (so with
 //! the records [`CapTable::insert_copies_run`](crate::captable::CapTable)
 //! would write: the copy of source `s` has `s` as parent and original, the
 //! source's object, type and badge, is revocable iff an untyped, has no

@@ -1280,7 +1280,12 @@ impl<K: KernelOps> CSpace<K> {
     /// copies are booked as one copy run (see *Copy runs* in [`CSpace`]):
     /// the sources and destinations are checked a word (64 slots) at a
     /// time and the run is booked in `O(log runs)`, with nothing per copy.
-    /// Otherwise a record per copy, as with copy runs turned off.
+    /// When every source is a copy held by copy runs whose originals are
+    /// consecutive, none an untyped's (a clone of a clone), the copies are
+    /// the originals' children as much as copies of the originals would be
+    /// (a frame cap's copy is not revocable): one copy run of the
+    /// originals, `O(log runs)` per run met (the originals' types checked
+    /// a word of slots at a time). Otherwise a record per copy, as with copy runs turned off.
     pub fn adopt_copies_run(&mut self, srcs_first: Slot, n: u64, dests: SlotRange) -> Result<(), CapError> {
         if self.poisoned {
             return Err(CapError::Poisoned);
@@ -1299,6 +1304,20 @@ impl<K: KernelOps> CSpace<K> {
         // as a copy run.
         let originals = match self.caps.find_originals_run(srcs_first, n) {
             Ok(originals) => originals,
+            // Copies in runs whose originals are consecutive (a clone of a
+            // clone): a copy of a copy is the original's child as much as a
+            // copy of the original is, so it is the same run of copies of
+            // the originals.
+            Err(_) if let Some(orig) = self.originals_behind_runs(srcs_first, n) => {
+                if let Some(d) = self.reserved.first_missing(dests) {
+                    return Err(CapError::NotReserved(d));
+                }
+                self.reserved.remove_run(dests);
+                let d = self.runs.key(dests.slot(0)).expect("reserved slots are level-2 slots");
+                self.runs.insert(orig, d, n);
+                self.copies += n;
+                return Ok(());
+            }
             Err(s) => {
                 // Copies in runs are sources too (then booked per cap).
                 if !self.materialise_dests(srcs_first, n) {
@@ -1322,6 +1341,36 @@ impl<K: KernelOps> CSpace<K> {
         }
         self.copies += n;
         Ok(())
+    }
+
+    /// If the `n > 0` slots from `first` are all copies held by copy runs
+    /// (whole runs or parts of adjacent ones) whose sources are `n`
+    /// consecutive originals in one CNode, none an untyped's (an untyped's
+    /// copy is revocable, so a copy of it would be its child): the first
+    /// original's key. O(1) per run met.
+    fn originals_behind_runs(&self, first: Slot, n: u64) -> Option<u64> {
+        if !self.runs.enabled || self.runs.is_empty() {
+            return None;
+        }
+        let d0 = self.runs.key(first)?;
+        let (start, r) = self.runs.at_dest(d0)?;
+        let orig = r.src + (d0 - start);
+        // The originals stay in one CNode (runs never cross one).
+        if (orig & (pow2(self.layout.l2_bits) - 1)) + n > pow2(self.layout.l2_bits) {
+            return None;
+        }
+        let mut done = 0;
+        while done < n {
+            let (start, r) = self.runs.at_dest(d0 + done)?;
+            let off = d0 + done - start;
+            if r.src + off != orig + done {
+                return None;
+            }
+            done += (r.n - off).min(n - done);
+        }
+        // No untyped original: its copies would be revocable (checked a
+        // word of slots at a time).
+        (!self.caps.any_untyped_original(orig, n)).then_some(orig)
     }
 
     /// Records deletions the kernel already made outside [`KernelOps`] (a

@@ -764,8 +764,8 @@ fn sources_that_are_not_all_originals_are_booked_per_cap() {
     let first = SlotRange { len: 4, ..dests };
     cs.adopt_copies_run(src, 4, first).unwrap();
     assert_eq!(cs.copy_run_count(), 1);
-    // Copies of copies in a run: the run is materialised, the new copies
-    // booked per cap.
+    // Copies of copies in a run: a run of copies of the same originals
+    // (children of the originals, as the kernel derives them).
     let second = SlotRange {
         start: dests.start + 4,
         len: 4,
@@ -773,7 +773,21 @@ fn sources_that_are_not_all_originals_are_booked_per_cap() {
     };
     kernel_copies(&mut cs, &run_of(first.slot(0), 4), second);
     cs.adopt_copies_run(first.slot(0), 4, second).unwrap();
-    assert_eq!(cs.copy_run_count(), 0);
+    assert_eq!(cs.copy_run_count(), 2);
+    audit(&cs);
+    // Copies of a copy that is no longer in a run (materialised by a
+    // delete of its neighbour) are booked per cap.
+    kernel_deletes(&mut cs, &run_of(first.slot(3), 1));
+    cs.adopt_deletes(&[first.slot(3)]).unwrap();
+    assert_eq!(cs.copy_run_count(), 1);
+    let again = SlotRange {
+        start: dests.start + 12,
+        len: 2,
+        ..dests
+    };
+    kernel_copies(&mut cs, &run_of(first.slot(1), 2), again);
+    cs.adopt_copies_run(first.slot(1), 2, again).unwrap();
+    assert_eq!(cs.copy_run_count(), 1);
     audit(&cs);
     // Turning runs off books per cap.
     cs.set_copy_runs(false);
@@ -793,4 +807,34 @@ fn sources_that_are_not_all_originals_are_booked_per_cap() {
     cs.adopt_copies_run(third_srcs[0], 4, third).unwrap();
     assert_eq!(cs.copy_run_count(), 0);
     audit(&cs);
+}
+
+/// Copies of run copies of untypeds are their children (an untyped's copy
+/// is revocable): booked per cap, as a manager without runs books them.
+#[test]
+fn copies_of_untyped_run_copies_are_booked_per_cap() {
+    let mut on = super::boot();
+    let mut off = super::boot();
+    off.set_copy_runs(false);
+    for cs in [&mut on, &mut off] {
+        let us: Vec<Slot> = (0..4).map(|_| cs.alloc(T::Untyped, 12).unwrap().slot).collect();
+        let orig = cs.alloc_slots(4).unwrap();
+        for (j, &u) in us.iter().enumerate() {
+            cs.mv(u, orig.slot(j as u64)).unwrap();
+        }
+        let first = cs.alloc_slots(4).unwrap();
+        kernel_copies(cs, &run_of(orig.slot(0), 4), first);
+        cs.adopt_copies_run(orig.slot(0), 4, first).unwrap();
+        let second = cs.alloc_slots(4).unwrap();
+        kernel_copies(cs, &run_of(first.slot(0), 4), second);
+        cs.adopt_copies_run(first.slot(0), 4, second).unwrap();
+        // The first run's copies now have children.
+        assert!(cs.has_derived(first.slot(2)));
+    }
+    assert_eq!(
+        on.copy_run_count(),
+        0,
+        "the first run was materialised, the second booked per cap"
+    );
+    same_answers(&on, &off);
 }
