@@ -41,10 +41,12 @@ pub(crate) const RUN_MIN: usize = 2;
 /// The key of a run: its address space and first page.
 pub(crate) type RunKey = (AsId, u64);
 
-/// A run of copies mapped at consecutive pages of one page table (see the module documentation).
+/// A run of copies, or of originals, mapped at consecutive pages of one page table (see the module
+/// documentation).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Run {
-    /// Slot of the first page's copy.
+    /// Slot of the first page's capability: a copy (a copy run), or the original itself (an original run,
+    /// `first_copy == first_parent`).
     pub(crate) first_copy: u64,
     /// Slot of the first page's frame's original (each copy's parent).
     pub(crate) first_parent: u64,
@@ -67,6 +69,11 @@ impl Run {
     pub(crate) fn end(&self, vaddr: u64) -> u64 {
         vaddr + self.len() * PAGE
     }
+    /// Whether the run's capabilities are the frames' originals themselves (an original run), not copies.
+    #[inline(always)]
+    pub(crate) fn is_orig(&self) -> bool {
+        self.first_copy == self.first_parent
+    }
 }
 
 /// The runs and their indexes.
@@ -74,12 +81,14 @@ impl Run {
 pub(crate) struct Runs {
     /// `(dst, vaddr)` -> the run.
     pub(crate) by_addr: BTreeMap<RunKey, Run>,
-    /// First copy slot -> the run's key.
+    /// First capability slot (copy or original) -> the run's key.
     pub(crate) by_copy: BTreeMap<u64, RunKey>,
-    /// `(first_parent, dst, vaddr)` of every run.
+    /// `(first_parent, dst, vaddr)` of every copy run (original runs are found by slot, in `by_copy`).
     pub(crate) by_parent: BTreeSet<(u64, AsId, u64)>,
     /// Pages in all runs.
     pub(crate) pages: usize,
+    /// Pages in original runs (their capabilities are per-page nodes too).
+    pub(crate) orig_pages: usize,
     /// The run [`at`](Self::at) found last (a copy, forgotten on every change to the runs): consecutive
     /// lookups of one run's pages find it without a search.
     hint: Cell<Option<(RunKey, Run)>>,
@@ -95,7 +104,11 @@ impl Runs {
     pub(crate) fn add(&mut self, key: RunKey, run: Run) {
         self.hint.set(None);
         self.by_copy.insert(run.first_copy, key);
-        self.by_parent.insert((run.first_parent, key.0, key.1));
+        if run.is_orig() {
+            self.orig_pages += usize::from(run.n);
+        } else {
+            self.by_parent.insert((run.first_parent, key.0, key.1));
+        }
         self.pages += usize::from(run.n);
         let old = self.by_addr.insert(key, run);
         debug_assert!(old.is_none());
@@ -106,7 +119,11 @@ impl Runs {
         self.hint.set(None);
         let run = self.by_addr.remove(&key).expect("known run");
         self.by_copy.remove(&run.first_copy);
-        self.by_parent.remove(&(run.first_parent, key.0, key.1));
+        if run.is_orig() {
+            self.orig_pages -= usize::from(run.n);
+        } else {
+            self.by_parent.remove(&(run.first_parent, key.0, key.1));
+        }
         self.pages -= usize::from(run.n);
         run
     }
@@ -116,11 +133,16 @@ impl Runs {
         self.hint.get().is_none_or(|(k, r)| self.by_addr.get(&k) == Some(&r))
     }
 
-    /// Shortens the run at `key` to `n` pages (`0 < n <` its length), leaving the count of pages to the
-    /// caller.
+    /// Shortens the run at `key` to `n` pages (`0 < n <` its length).
     pub(crate) fn shorten(&mut self, key: RunKey, n: u16) {
         self.hint.set(None);
-        self.by_addr.get_mut(&key).expect("known run").n = n;
+        let r = self.by_addr.get_mut(&key).expect("known run");
+        let gone = usize::from(r.n - n);
+        r.n = n;
+        self.pages -= gone;
+        if r.is_orig() {
+            self.orig_pages -= gone;
+        }
     }
 
     /// The run containing the 4 KiB page at (or the address) `vaddr` of `asid`: the one found last if it
@@ -359,6 +381,20 @@ impl MappingDb {
         }
         self.len -= run.n as usize;
         // The leaf may be left with no entry in use for a moment, not idle: the inserts below take it back.
+        if run.is_orig() {
+            // The originals are known, unmapped: their records, as `insert_run` would have made them.
+            let recs: Vec<Mapping> = (0..run.len())
+                .map(|i| {
+                    let frame = self.original(run.first_parent + i);
+                    Mapping::new(frame, frame.slot, key.0, key.1 + i * PAGE, SMALL, run.rights, leaf.table)
+                })
+                .collect();
+            let done = self.insert_fast(&recs);
+            for &m in &recs[done..] {
+                self.insert_pp(m).expect("a run's record can be inserted");
+            }
+            return;
+        }
         for i in 0..run.len() {
             let frame = self.original(run.first_parent + i);
             let copy = CapSlot(run.first_copy + i);
@@ -367,6 +403,29 @@ impl MappingDb {
             let m = Mapping::new(frame, copy, key.0, key.1 + i * PAGE, SMALL, run.rights, leaf.table);
             self.insert_pp(m).expect("a run's record can be inserted");
         }
+    }
+
+    /// Materialises the run holding slot `slot` if it is a copy run (an original run's capabilities are
+    /// per-page nodes already: a copy can be derived from one, or a slot found in use, without it).
+    #[inline]
+    pub(crate) fn settle_copy_slot(&mut self, slot: CapSlot) {
+        if self.runs.is_empty() {
+            return;
+        }
+        if let Some((k, r, _)) = self.runs.of_slot(slot) {
+            if !r.is_orig() {
+                self.materialise(k);
+            }
+        }
+    }
+
+    /// The original run holding original `orig` and its page in it.
+    #[inline]
+    pub(crate) fn orig_run_of(&self, orig: CapSlot) -> Option<(RunKey, &Run, u64)> {
+        if self.runs.is_empty() {
+            return None;
+        }
+        self.runs.of_slot(orig).filter(|(_, r, _)| r.is_orig())
     }
 
     fn materialise_all(&mut self, keys: Vec<RunKey>) {
@@ -451,7 +510,8 @@ impl MappingDb {
 
     // ----- removing runs -----------------------------------------------------------------------------------
 
-    /// Removes pages `off..off + len` of the run at `key` (its copies forgotten, its records gone): the run
+    /// Removes pages `off..off + len` of the run at `key` (its records gone; a copy run's copies forgotten, an
+    /// original run's originals left known, unmapped, as per-page nodes they always were): the run
     /// keeps the pages before, a new run the pages after; the leaf table and counters lose the pages.
     pub(crate) fn cut_run(&mut self, key: RunKey, off: u64, len: u64) {
         let run = *self.runs.by_addr.get(&key).expect("known run");
@@ -461,7 +521,6 @@ impl MappingDb {
             self.runs.take(key);
         } else {
             self.runs.shorten(key, off as u16);
-            self.runs.pages -= (len + after) as usize;
         }
         if after > 0 {
             let skip = off + len;
