@@ -436,7 +436,15 @@ impl MappingDb {
         let Some((first_parent, planned)) = self.plan_runs(c, leaf) else {
             return false;
         };
-        self.add_runs(c.dst, c.dst_vaddr, c.n, c.first_copy.0, first_parent, c.rights, &planned);
+        self.add_runs(
+            c.dst,
+            c.dst_vaddr,
+            c.n,
+            c.first_copy.0,
+            first_parent,
+            c.rights,
+            &planned,
+        );
         true
     }
 

@@ -386,7 +386,15 @@ impl MappingDb {
             let recs: Vec<Mapping> = (0..run.len())
                 .map(|i| {
                     let frame = self.original(run.first_parent + i);
-                    Mapping::new(frame, frame.slot, key.0, key.1 + i * PAGE, SMALL, run.rights, leaf.table)
+                    Mapping::new(
+                        frame,
+                        frame.slot,
+                        key.0,
+                        key.1 + i * PAGE,
+                        SMALL,
+                        run.rights,
+                        leaf.table,
+                    )
                 })
                 .collect();
             let done = self.insert_fast(&recs);
