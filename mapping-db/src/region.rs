@@ -1139,6 +1139,10 @@ impl MappingDb {
         if n == 0 {
             return Ok(());
         }
+        // A page indexed per page is in no run: the one-page fast path needs no look at the runs.
+        if n == 1 && self.destroy_one(asid, vaddr) {
+            return Ok(());
+        }
         if !self.runs.is_empty() {
             if self.destroy_runs(asid, vaddr, n) {
                 return Ok(());

@@ -1,5 +1,17 @@
-//! Copy runs: the copies and mappings of one [`clone_region`](MappingDb::clone_region) in one page table,
-//! kept as one record instead of a capability node and a mapping record per page.
+//! Runs: the copies and mappings of one [`clone_region`](MappingDb::clone_region) in one page table (copy
+//! runs), or the mappings of fresh frames through their originals made by one
+//! [`insert_run`](MappingDb::insert_run) in one page table (original runs), kept as one record instead of
+//! a capability node (copy runs only) and a mapping record per page.
+//!
+//! An original run has `first_copy == first_parent`: page `i`'s capability is the original in slot
+//! `first_parent + i` itself, whose node stays (unmapped per page, see U2 of the crate documentation). It is
+//! in the by-copy index (found by slot) but not the by-parent one (its capabilities are no one's children).
+//! Reading it is as for a copy run (`caps_run` says "original" instead of "copy"); cutting pages out of it
+//! (`destroy_region`, `remove_by_cap`, `remove_by_vaddr`) leaves their originals known, unmapped;
+//! materialising it inserts its records through the originals.
+//!
+//! Costs: finding the run of a page or slot is a B-tree search (none while the page or slot lies outside the
+//! cached bounds of all runs, or in the run found last); adding, cutting or taking a run O(log runs).
 //!
 //! A [`Run`] at `(dst, vaddr)` of `n` pages says: for `i < n`, slot `first_copy + i` is a copy of the frame
 //! whose original is slot `first_parent + i`, derived from that original, mapped at `vaddr + i * 4096` in
@@ -92,6 +104,27 @@ pub(crate) struct Runs {
     /// The run [`at`](Self::at) found last (a copy, forgotten on every change to the runs): consecutive
     /// lookups of one run's pages find it without a search.
     hint: Cell<Option<(RunKey, Run)>>,
+    /// Bounds of what the runs hold, refreshed on every change: every run page `(asid, vaddr)` is in
+    /// `[pages.0, pages.1)` and every run slot in `[slots.0, slots.1)` (empty ranges while there are no
+    /// runs). A page or slot outside is in no run, known in O(1) (the one-page operations and the lookups of
+    /// pages that are in no run skip the search).
+    bounds: Bounds,
+}
+
+/// See [`Runs::bounds`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    pages: (RunKey, RunKey),
+    slots: (u64, u64),
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            pages: ((AsId(u32::MAX), u64::MAX), (AsId(0), 0)),
+            slots: (u64::MAX, 0),
+        }
+    }
 }
 
 impl Runs {
@@ -112,6 +145,47 @@ impl Runs {
         self.pages += usize::from(run.n);
         let old = self.by_addr.insert(key, run);
         debug_assert!(old.is_none());
+        self.refresh_bounds();
+    }
+
+    /// Recomputes [`bounds`](Self::bounds) from the first and last runs by address and by slot (O(log runs)).
+    fn refresh_bounds(&mut self) {
+        self.bounds = self.compute_bounds();
+    }
+
+    fn compute_bounds(&self) -> Bounds {
+        let (Some((&lo, _)), Some((&(asid, va), last))) =
+            (self.by_addr.first_key_value(), self.by_addr.last_key_value())
+        else {
+            return Bounds::default();
+        };
+        let (&s_lo, _) = self.by_copy.first_key_value().expect("indexed by slot");
+        let (&s_last, k) = self.by_copy.last_key_value().expect("indexed by slot");
+        Bounds {
+            pages: (lo, (asid, last.end(va))),
+            slots: (s_lo, s_last + self.by_addr[k].len()),
+        }
+    }
+
+    /// Whether page `(asid, vaddr)` may be in a run (if not, it is in none).
+    #[inline(always)]
+    pub(crate) fn may_hold_page(&self, asid: AsId, vaddr: u64) -> bool {
+        let (lo, hi) = self.bounds.pages;
+        lo <= (asid, vaddr) && (asid, vaddr) < hi
+    }
+
+    /// Whether some run may have a page of `asid` in `[lo, hi)` (if not, none has).
+    #[inline(always)]
+    pub(crate) fn may_meet_pages(&self, asid: AsId, lo: u64, hi: u64) -> bool {
+        let (b_lo, b_hi) = self.bounds.pages;
+        lo < hi && (asid, lo) < b_hi && b_lo < (asid, hi)
+    }
+
+    /// Whether some run may have a slot in `[lo, hi)` (if not, none has).
+    #[inline(always)]
+    pub(crate) fn may_hold_slots(&self, lo: u64, hi: u64) -> bool {
+        let (b_lo, b_hi) = self.bounds.slots;
+        lo < hi && lo < b_hi && b_lo < hi
     }
 
     /// Removes the run at `key` from every index and returns it.
@@ -125,12 +199,14 @@ impl Runs {
             self.by_parent.remove(&(run.first_parent, key.0, key.1));
         }
         self.pages -= usize::from(run.n);
+        self.refresh_bounds();
         run
     }
 
-    /// Whether the remembered run is one of the runs, as it is (for the check).
+    /// Whether the remembered run is one of the runs, as it is, and the bounds are those of the runs (for
+    /// the check).
     pub(crate) fn hint_ok(&self) -> bool {
-        self.hint.get().is_none_or(|(k, r)| self.by_addr.get(&k) == Some(&r))
+        self.hint.get().is_none_or(|(k, r)| self.by_addr.get(&k) == Some(&r)) && self.bounds == self.compute_bounds()
     }
 
     /// Shortens the run at `key` to `n` pages (`0 < n <` its length).
@@ -143,6 +219,7 @@ impl Runs {
         if r.is_orig() {
             self.orig_pages -= gone;
         }
+        self.refresh_bounds();
     }
 
     /// The run containing the 4 KiB page at (or the address) `vaddr` of `asid`: the one found last if it
@@ -154,6 +231,9 @@ impl Runs {
                 return Some((k, r));
             }
         }
+        if !self.may_hold_page(asid, vaddr) {
+            return None;
+        }
         let (&k, &r) = self.by_addr.range(..=(asid, vaddr)).next_back()?;
         let found = (k.0 == asid && vaddr < r.end(k.1)).then_some((k, r));
         if found.is_some() {
@@ -164,8 +244,14 @@ impl Runs {
 
     /// The runs of `asid` with a page in `[lo, hi)`, by address.
     pub(crate) fn overlapping(&self, asid: AsId, lo: u64, hi: u64) -> impl Iterator<Item = (RunKey, &Run)> + '_ {
-        let first = self
-            .at(asid, lo)
+        let (lo, hi) = if self.may_meet_pages(asid, lo, hi) {
+            (lo, hi)
+        } else {
+            (lo, lo)
+        };
+        let first = (lo < hi)
+            .then(|| self.at(asid, lo))
+            .flatten()
             .filter(|(k, _)| k.1 < lo)
             .map(|(k, _)| (k, &self.by_addr[&k]));
         let rest = (lo < hi)
@@ -179,6 +265,9 @@ impl Runs {
     /// The run whose copies include slot `slot`, and the slot's page in it.
     #[inline]
     pub(crate) fn of_slot(&self, slot: CapSlot) -> Option<(RunKey, &Run, u64)> {
+        if !self.may_hold_slots(slot.0, slot.0.saturating_add(1)) {
+            return None;
+        }
         let (&first, &k) = self.by_copy.range(..=slot.0).next_back()?;
         let r = &self.by_addr[&k];
         let i = slot.0 - first;
@@ -188,10 +277,11 @@ impl Runs {
     /// The runs whose copy slots meet `[lo, hi)` (copy ranges never overlap: the last starting below `hi`
     /// reaches furthest).
     pub(crate) fn slots_overlapping(&self, lo: u64, hi: u64) -> impl Iterator<Item = RunKey> + '_ {
-        let first = self
-            .by_copy
-            .range(..lo)
-            .next_back()
+        let any = self.may_hold_slots(lo, hi);
+        let hi = if any { hi } else { lo };
+        let first = any
+            .then(|| self.by_copy.range(..lo).next_back())
+            .flatten()
             .filter(|(&f, k)| f + self.by_addr[k].len() > lo)
             .map(|(_, &k)| k);
         first
@@ -455,7 +545,7 @@ impl MappingDb {
 
     /// Materialises the runs whose copies meet slots `[lo, hi)`.
     pub(crate) fn settle_slots(&mut self, lo: u64, hi: u64) {
-        if self.runs.is_empty() {
+        if !self.runs.may_hold_slots(lo, hi) {
             return;
         }
         let keys = self.runs.slots_overlapping(lo, hi).collect();
@@ -464,7 +554,7 @@ impl MappingDb {
 
     /// Materialises the runs of `asid` with a page in `[lo, hi)`.
     pub(crate) fn settle_addr(&mut self, asid: AsId, lo: u64, hi: u64) {
-        if self.runs.is_empty() {
+        if !self.runs.may_meet_pages(asid, lo, hi) {
             return;
         }
         let keys = self.runs.overlapping(asid, lo, hi).map(|(k, _)| k).collect();
