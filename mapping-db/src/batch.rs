@@ -161,6 +161,9 @@ impl MappingDb {
     /// record after the first finds its leaf table, address space and span counters without hashing; any
     /// records are accepted.
     pub fn insert_run(&mut self, recs: &[Mapping]) -> Result<(), (usize, InsertError)> {
+        if !self.no_runs && recs.len() >= crate::run::RUN_MIN && self.insert_as_runs(recs) {
+            return Ok(());
+        }
         if !self.runs.is_empty() {
             for m in recs {
                 self.settle_record(m);

@@ -223,7 +223,7 @@ impl MappingDb {
     fn check_runs(&self) -> Result<(), V> {
         let runs = &self.runs;
         let small = PageSize::Small;
-        let mut pages = 0;
+        let (mut pages, mut orig_pages, mut copy_runs) = (0, 0, 0);
         let mut prev: Option<(AsId, u64)> = None;
         for (&(asid, vaddr), r) in runs.by_addr.iter() {
             let bad = V::Run(CapSlot(r.first_copy));
@@ -264,22 +264,33 @@ impl MappingDb {
                 {
                     return Err(bad);
                 }
-                // U3: each copy's slot unknown per page, each parent a known original of a 4 KiB frame.
-                if self.caps.contains_key(&CapSlot(r.first_copy + i)) {
-                    return Err(bad);
-                }
+                // U3: each parent a known original of a 4 KiB frame; a copy run's copy slots unknown per
+                // page; an original run's capabilities those originals, unmapped per page.
                 match self.frames.get(&CapSlot(r.first_parent + i)) {
                     Some(f) if f.size == small => {}
                     _ => return Err(bad),
                 }
+                let node = self.caps.get(&CapSlot(r.first_copy + i));
+                if r.is_orig() {
+                    if node.is_none_or(|c| c.map.is_some()) {
+                        return Err(bad);
+                    }
+                } else if node.is_some() {
+                    return Err(bad);
+                }
             }
-            // U4: indexed by first copy and by first parent.
+            // U4: indexed by first capability and (a copy run) by first parent.
             if runs.by_copy.get(&r.first_copy) != Some(&(asid, vaddr))
-                || !runs.by_parent.contains(&(r.first_parent, asid, vaddr))
+                || runs.by_parent.contains(&(r.first_parent, asid, vaddr)) == r.is_orig()
             {
                 return Err(bad);
             }
             pages += r.n as usize;
+            if r.is_orig() {
+                orig_pages += r.n as usize;
+            } else {
+                copy_runs += 1;
+            }
         }
         // U2: copy ranges disjoint; U4: the indexes name exactly the runs, the page count is theirs.
         let mut end = None;
@@ -292,8 +303,9 @@ impl MappingDb {
         }
         if !runs.hint_ok()
             || runs.by_copy.len() != runs.by_addr.len()
-            || runs.by_parent.len() != runs.by_addr.len()
+            || runs.by_parent.len() != copy_runs
             || pages != runs.pages
+            || orig_pages != runs.orig_pages
         {
             return Err(V::Count);
         }

@@ -377,7 +377,7 @@ impl MappingDb {
 
     /// Records a frame of `size` whose original capability is in `frame.slot`.
     pub fn add_frame(&mut self, frame: FrameId, size: PageSize) -> Result<(), AddFrameError> {
-        self.settle_slot(frame.slot);
+        self.settle_copy_slot(frame.slot);
         if !size.is_aligned(frame.paddr) {
             return Err(if self.caps.contains_key(&frame.slot) {
                 AddFrameError::SlotInUse
@@ -415,8 +415,9 @@ impl MappingDb {
     /// (`CNode_Copy`/`CNode_Mint` from `parent` to `copy`).
     pub fn add_copy(&mut self, frame: FrameId, copy: CapSlot, parent: CapSlot) -> Result<(), AddCopyError> {
         if !self.runs.is_empty() {
-            self.settle_slot(copy);
-            self.settle_slot(parent);
+            // An original in an original run is a node already, whether the parent or the (used) slot.
+            self.settle_copy_slot(copy);
+            self.settle_copy_slot(parent);
         }
         self.add_copy_pp(frame, copy, parent)
     }
@@ -469,7 +470,7 @@ impl MappingDb {
     /// mapping, and for a copy other copies were derived from and are still present. So the derivation tree
     /// only ever loses leaves, and every recorded parent exists.
     pub fn remove_copy(&mut self, slot: CapSlot) -> Result<(), RemoveCopyError> {
-        self.settle_slot(slot);
+        self.settle_copy_slot(slot);
         let cap = self.caps.pos_mut(&slot).ok_or(RemoveCopyError::UnknownCap)?;
         let node = self.caps.at(cap);
         if node.parent == slot {
@@ -496,7 +497,7 @@ impl MappingDb {
         if node.copies.len() > 1 {
             return Err(RemoveFrameError::HasCopies);
         }
-        if !node.mapped.is_empty() {
+        if !node.mapped.is_empty() || self.orig_run_of(frame.slot).is_some() {
             return Err(RemoveFrameError::Mapped);
         }
         self.frames.remove(&frame.slot);
@@ -552,7 +553,7 @@ impl MappingDb {
 
     /// Number of capabilities (originals and copies).
     pub fn cap_count(&self) -> usize {
-        self.caps.len() + self.runs.pages
+        self.caps.len() + self.runs.pages - self.runs.orig_pages
     }
 
     // ----- mappings: queries -------------------------------------------------------------------------------
@@ -578,7 +579,14 @@ impl MappingDb {
     /// The mapping the capability in `slot` holds.
     pub fn mapping_of_cap(&self, slot: CapSlot) -> Option<Mapping> {
         match self.caps.pos(&slot) {
-            Some(cap) => self.caps.at(cap).map.is_some().then(|| self.record(cap)),
+            Some(cap) => {
+                if self.caps.at(cap).map.is_some() {
+                    Some(self.record(cap))
+                } else {
+                    // An original may be mapped in an original run.
+                    self.orig_run_of(slot).map(|(k, r, i)| self.run_mapping(k, r, i))
+                }
+            }
             None => self.run_mapping_of_slot(slot),
         }
     }
@@ -623,9 +631,11 @@ impl MappingDb {
     pub fn mappings_of_frame(&self, frame: FrameId) -> impl Iterator<Item = Mapping> + '_ {
         self.frame_node(frame).into_iter().flat_map(move |n| {
             let runs = (!self.runs.is_empty()).then(|| {
+                let orig = self.orig_run_of(frame.slot).map(|(k, r, i)| self.run_mapping(k, r, i));
                 self.runs
                     .of_parent(frame.slot)
                     .map(move |(k, r, i)| self.run_mapping(k, r, i))
+                    .chain(orig)
             });
             n.mapped
                 .iter()
@@ -714,7 +724,14 @@ impl MappingDb {
     /// Removes the mapping whose page contains `vaddr` in `asid` and hands its record back.
     pub fn remove_by_vaddr(&mut self, asid: AsId, vaddr: u64) -> Result<Mapping, RemoveError> {
         if !self.runs.is_empty() {
-            if let Some((k, _)) = self.runs.at(asid, vaddr) {
+            if let Some((k, r)) = self.runs.at(asid, vaddr) {
+                let i = (vaddr - k.1) / crate::run::PAGE;
+                if r.is_orig() {
+                    // The original stays known, unmapped: the page cut out of the run.
+                    let m = self.run_mapping(k, &r, i);
+                    self.cut_run(k, i, 1);
+                    return Ok(m);
+                }
                 self.materialise(k);
             }
         }
@@ -724,6 +741,12 @@ impl MappingDb {
 
     /// Removes the mapping the capability in `slot` holds and hands its record back.
     pub fn remove_by_cap(&mut self, slot: CapSlot) -> Result<Mapping, RemoveError> {
+        if let Some((k, r, i)) = self.orig_run_of(slot) {
+            // The original stays known, unmapped: the page cut out of the run.
+            let m = self.run_mapping(k, r, i);
+            self.cut_run(k, i, 1);
+            return Ok(m);
+        }
         self.settle_slot(slot);
         let cap = self.caps.pos(&slot).ok_or(RemoveError::UnknownCap)?;
         if self.caps.at(cap).map.is_none() {

@@ -44,6 +44,26 @@
 //! middle leaves two); [`MappingDb::source_caps`], [`MappingDb::caps_run`] and [`MappingDb::mappings_run`]
 //! read a run without a per-page lookup.
 //!
+//! # Original runs
+//!
+//! The manager maps fresh frames with one [`MappingDb::insert_run`] of records through each frame's original
+//! (`cap == frame.slot`), the originals in consecutive slots, at consecutive 4 KiB pages from an aligned
+//! address, with one rights and one page table per 2 MiB region. Such a map of 2 pages or more, when the
+//! loop of `insert` would accept it, is kept as one *original run* per page table: a run as above with
+//! `first_copy == first_parent` (its capabilities are the originals themselves). The frames and their
+//! originals' capability nodes stay per page (made by `add_frame`; the nodes say "unmapped"); only the
+//! records are compressed: the address index, the frames' lists of mappings and the space's list do not
+//! hold the run's pages, and the queries add them (an original run is found by slot in the by-copy index;
+//! it is not in the by-parent index, its capabilities being no one's children). So the map costs O(1) per
+//! page table plus reading each original's node; [`MappingDb::source_caps`] and [`MappingDb::caps_run`]
+//! of its pages cost O(1) per run plus filling the answer; a clone from it is validated in O(1) per run
+//! (rights and originals from the run) and kept as copy runs; [`MappingDb::destroy_region`] of its pages
+//! cuts the runs (the originals stay known, unmapped). [`MappingDb::remove_by_cap`] and
+//! [`MappingDb::remove_by_vaddr`] of one of its pages cut it too (O(1): the original stays known);
+//! [`MappingDb::add_copy`], `add_frame` and `remove_copy` naming one of its originals leave it as it is (the
+//! node is there); every other update materialises it as below. The runs keep bounds of the pages and slots
+//! they hold, so that a page or slot outside them is known to be in no run in O(1).
+//!
 //! Materialise rule: every other update first *materialises* the runs its arguments could touch (the run
 //! holding a slot it names, the runs over the pages it names, the runs with copies of a frame it removes,
 //! the runs of a space it removes, the runs of the page table of a batch), turning each into exactly the
@@ -131,19 +151,24 @@
 //!   smaller than `S` inside `[base, base + S)`; it exists <=> a leaf (in use or idle) names it, which one
 //!   does while it is nonzero.
 //!
-//! Runs (a run `u` at `(dst, vaddr)` of `n` pages)
+//! Runs (a run `u` at `(dst, vaddr)` of `n` pages; an *original run* if `first_copy == first_parent`, else a
+//! *copy run*)
 //! - **U1** (well formed) `1 <= n <= 512`; `vaddr` is 4 KiB aligned and the `n` pages lie in one 2 MiB
 //!   region below [`USER_VADDR_END`]; `u.leaf` is a page table of `dst` covering that region, with the
 //!   run's entries marked in use; `first_copy + n` and `first_parent + n` do not wrap.
 //! - **U2** (no double claim) no two runs of a space share a page, no per-page record is at a run's page and
-//!   no larger page of the space contains one (so O holds for run pages); no two runs share a copy slot,
-//!   and no capability node is in a run's copy slot.
-//! - **U3** (parents) every `first_parent + i` is a known frame's original, of a 4 KiB frame. A run's copies
-//!   have no children; the `children` count of an original leaves out its copies in runs.
-//! - **U4** (indexes) the by-copy and by-parent indexes name exactly the runs; the count of run pages is
-//!   theirs. With C: records = per-page records + run pages; the leaf tables' entries in use and the span
-//!   counters count the run pages too, while the address index, the frames' and the spaces' lists hold the
-//!   per-page records only.
+//!   no larger page of the space contains one (so O holds for run pages); no two runs share a slot
+//!   (`first_copy + i`); no capability node is in a copy run's slot, and each slot of an original run is
+//!   the node of that original, holding no record (so an original is mapped at most once, per page or in a
+//!   run).
+//! - **U3** (parents) every `first_parent + i` is a known frame's original, of a 4 KiB frame. A copy run's
+//!   copies have no children; the `children` count of an original leaves out its copies in runs. (So a copy
+//!   run's `first_copy` differs from its `first_parent`: which kind a run is follows from its slots.)
+//! - **U4** (indexes) the by-copy index names exactly the runs, the by-parent index exactly the copy runs;
+//!   the counts of run pages and of original-run pages are theirs, and the cached bounds of pages and slots
+//!   are those of the first and last runs. With C: records = per-page records + run pages; capabilities =
+//!   nodes + copy-run pages; the leaf tables' entries in use and the span counters count the run pages too,
+//!   while the address index, the frames' and the spaces' lists hold the per-page records only.
 //!
 //! Links (the representation: each is what the indexes above are made of)
 //! - **L** every position names an entry in use that names back: a capability's frame, parent and place in

@@ -158,9 +158,14 @@ impl MappingDb {
         n: usize,
         rights: Rights,
     ) -> Result<Vec<CapSlot>, (usize, SourceError)> {
-        if n == 1 && self.runs.is_empty() {
-            // One page (a page fault's): one lookup.
-            let cap = self.page_cap(asid, vaddr).ok_or((0, SourceError::NotMapped))?;
+        if n == 1 {
+            // One page (a page fault's): one lookup (a page not indexed may be in a run).
+            let Some(cap) = self.page_cap(asid, vaddr) else {
+                if self.runs.is_empty() {
+                    return Err((0, SourceError::NotMapped));
+                }
+                return self.source_caps_many(asid, vaddr, n, rights);
+            };
             let (slot, node) = self.caps.entry_at(cap);
             if !node
                 .map
@@ -277,10 +282,13 @@ impl MappingDb {
             let (slot, node) = self.caps.entry_at(cap);
             (slot, node.parent_pos != cap)
         };
-        if n == 1 && self.runs.is_empty() {
-            // One page (a page fault's): one lookup.
-            let cap = self.page_cap(asid, vaddr).ok_or((0, RemoveError::NotMapped))?;
-            return Ok(alloc::vec![entry(cap)]);
+        if n == 1 {
+            // One page (a page fault's): one lookup (a page not indexed may be in a run).
+            match self.page_cap(asid, vaddr) {
+                Some(cap) => return Ok(alloc::vec![entry(cap)]),
+                None if self.runs.is_empty() => return Err((0, RemoveError::NotMapped)),
+                None => {}
+            }
         }
         if n > 0 && !SMALL.is_aligned(vaddr) {
             return Err((0, RemoveError::NotMapped));
@@ -290,7 +298,7 @@ impl MappingDb {
             self.caps_pages(asid, vaddr, n, &mut out)?;
             return Ok(out);
         }
-        // Stretches of pages in runs (copies all) and of pages not.
+        // Stretches of pages in runs (copies all, or originals all) and of pages not.
         let (mut i, mut va) = (0, vaddr);
         while i < n {
             match self.segment(asid, va, n - i) {
@@ -300,8 +308,8 @@ impl MappingDb {
                     va += k as u64 * PAGE;
                 }
                 Seg::Run { run, off, len, .. } => {
-                    let first = run.first_copy + off;
-                    out.extend((first..first + len as u64).map(|s| (CapSlot(s), true)));
+                    let (first, copy) = (run.first_copy + off, !run.is_orig());
+                    out.extend((first..first + len as u64).map(|s| (CapSlot(s), copy)));
                     i += len;
                     va += len as u64 * PAGE;
                 }
@@ -428,6 +436,33 @@ impl MappingDb {
         let Some((first_parent, planned)) = self.plan_runs(c, leaf) else {
             return false;
         };
+        self.add_runs(
+            c.dst,
+            c.dst_vaddr,
+            c.n,
+            c.first_copy.0,
+            first_parent,
+            c.rights,
+            &planned,
+        );
+        true
+    }
+
+    /// Records runs of `n` pages of `dst` from `dst_vaddr`, page `i` through capability `first_copy + i` of
+    /// the frame whose original is `first_parent + i` (a copy run, or an original run if the two are equal),
+    /// one per page table of `planned` (see [`plan_leaves`](Self::plan_leaves)): per page table its entries
+    /// in use (a mask per word), its counters and the run.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_runs(
+        &mut self,
+        dst: AsId,
+        dst_vaddr: u64,
+        n: usize,
+        first_copy: u64,
+        first_parent: u64,
+        rights: Rights,
+        planned: &Planned,
+    ) {
         let MappingDb {
             leaves,
             spaces,
@@ -438,18 +473,17 @@ impl MappingDb {
             runs,
             ..
         } = self;
-        let n = c.n;
-        let mut base = SMALL.leaf_region(c.dst_vaddr);
+        let mut base = SMALL.leaf_region(dst_vaddr);
         let mut i = 0;
         for &(lp, key, idle) in planned.as_slice() {
-            let end = (((base + LEAF_SPAN - c.dst_vaddr) / PAGE) as usize).min(n);
+            let end = (((base + LEAF_SPAN - dst_vaddr) / PAGE) as usize).min(n);
             let lp = match lp {
                 NONE => new_leaf_at(key, base, leaves, spaces, spans, idle_leaves),
                 p if idle => wake_leaf(p, base, leaves, spans, idle_leaves),
                 p => p,
             };
             *hint_leaf = lp;
-            let va = c.dst_vaddr + i as u64 * PAGE;
+            let va = dst_vaddr + i as u64 * PAGE;
             let k = end - i;
             let l = leaves.at_mut(lp);
             let first = SMALL.entry_index(va);
@@ -463,19 +497,105 @@ impl MappingDb {
             }
             *len += k;
             runs.add(
-                (c.dst, va),
+                (dst, va),
                 Run {
-                    first_copy: c.first_copy.0 + i as u64,
+                    first_copy: first_copy + i as u64,
                     first_parent: first_parent + i as u64,
                     leaf: lp,
                     n: k as u16,
-                    rights: c.rights,
+                    rights,
                 },
             );
             i = end;
             base += LEAF_SPAN;
         }
+    }
+
+    /// The run path of [`insert_run`](Self::insert_run): records `recs` (at least two) as original runs, one
+    /// per page table, if they are the manager's map of fresh frames (each record's capability its frame's
+    /// original, in consecutive slots, at consecutive 4 KiB pages of one address space from an aligned
+    /// address, with one rights and one page table per 2 MiB region) and the loop of `insert` would accept
+    /// them all; whether it did (if not, nothing has changed).
+    ///
+    /// Per page it reads the record, the original's node and its frame's address and size (the slot index a
+    /// chunk at a time) and the destination's address index entry (a chunk at a time); per page table it
+    /// writes the entries in use, the counters and the run.
+    #[inline(never)]
+    pub(crate) fn insert_as_runs(&mut self, recs: &[Mapping]) -> bool {
+        let Some(planned) = self.plan_orig_runs(recs) else {
+            return false;
+        };
+        let m = &recs[0];
+        self.add_runs(m.asid, m.vaddr, recs.len(), m.cap.0, m.cap.0, m.rights, &planned);
         true
+    }
+
+    /// Checks that `recs` is a map the run path of [`insert_run`](Self::insert_run) takes and that the loop
+    /// of [`insert`](Self::insert) accepts: gives each destination region's leaf table.
+    fn plan_orig_runs(&self, recs: &[Mapping]) -> Option<Planned> {
+        let n = recs.len();
+        let m0 = recs.first()?;
+        let (asid, va0, slot0, rights) = (m0.asid, m0.vaddr, m0.cap.0, m0.rights);
+        let bytes = (n as u64).checked_mul(PAGE)?;
+        if !SMALL.is_aligned(va0) || va0.checked_add(bytes)? > USER_VADDR_END {
+            return None;
+        }
+        slot0.checked_add(n as u64)?;
+        // The shape: consecutive pages and originals, one rights, one page table per region; each record
+        // well formed.
+        let mut table = m0.leaf.table;
+        for ((va, slot), m) in (va0..).step_by(PAGE as usize).zip(slot0..).zip(recs) {
+            if va & (LEAF_SPAN - 1) == 0 {
+                table = m.leaf.table;
+            }
+            if m.vaddr != va
+                || m.cap.0 != slot
+                || m.frame.slot != m.cap
+                || m.size != SMALL
+                || m.asid != asid
+                || m.rights != rights
+                || m.leaf.table != table
+                || m.leaf.asid != asid
+                || m.leaf.level != LeafLevel::Pt
+                || m.index != SMALL.entry_index(va)
+            {
+                return None;
+            }
+        }
+        // Each capability a known original of a 4 KiB frame at the record's address, not mapped (per page,
+        // or in a run).
+        let mut i = 0;
+        while i < n {
+            let tail = self.caps.index().tail(CapSlot(slot0 + i as u64))?;
+            let tail = &tail[..tail.len().min(n - i)];
+            for (&cap, m) in tail.iter().zip(&recs[i..]) {
+                if cap == NONE {
+                    return None;
+                }
+                let node = self.caps.at(cap);
+                if node.parent_pos != cap || node.map.is_some() {
+                    return None;
+                }
+                let f = self.frames.at(node.frame);
+                if f.paddr != m.frame.paddr || f.size != SMALL {
+                    return None;
+                }
+            }
+            i += tail.len();
+        }
+        // Every page free (of per-page records and of runs), no original in a run.
+        if !self.runs.is_empty()
+            && (self.runs.overlapping(asid, va0, va0 + bytes).next().is_some()
+                || self.runs.slots_overlapping(slot0, slot0 + n as u64).next().is_some())
+        {
+            return None;
+        }
+        if !self.dst_free(asid, va0, n) {
+            return None;
+        }
+        self.plan_leaves(asid, va0, n, &mut |base| {
+            recs[(base.saturating_sub(va0) / PAGE) as usize].leaf.table
+        })
     }
 
     /// Checks that `c` is a clone the run path takes (see [`clone_as_runs`](Self::clone_as_runs)) and that
@@ -553,10 +673,10 @@ impl MappingDb {
         {
             return None;
         }
-        if !self.dst_free(c) || !self.copies_free(c) {
+        if !self.dst_free(c.dst, c.dst_vaddr, n) || !self.copies_free(c) {
             return None;
         }
-        Some((first_parent, self.plan_leaves(c, leaf)?))
+        Some((first_parent, self.plan_leaves(c.dst, c.dst_vaddr, n, leaf)?))
     }
 
     /// [`clone_region`](Self::clone_region) but for the one-page fast path: the general fast path, else the
@@ -755,19 +875,19 @@ impl MappingDb {
             i += tail.len();
         }
         // Every destination page and copy slot free (the run's own are distinct).
-        if !self.dst_free(c) || !self.copies_free(c) {
+        if !self.dst_free(c.dst, c.dst_vaddr, n) || !self.copies_free(c) {
             return None;
         }
-        Some((srcs, self.plan_leaves(c, leaf)?))
+        Some((srcs, self.plan_leaves(c.dst, c.dst_vaddr, n, leaf)?))
     }
 
-    /// Whether every destination page of `c` (aligned, in range) is free in the address index.
-    fn dst_free(&self, c: &RegionClone) -> bool {
-        let n = c.n;
+    /// Whether each of the `n` 4 KiB pages of `dst` from `dst_vaddr` (aligned, in range) is free in the
+    /// address index.
+    fn dst_free(&self, dst: AsId, dst_vaddr: u64, n: usize) -> bool {
         let mut i = 0;
         while i < n {
-            let va = c.dst_vaddr + i as u64 * PAGE;
-            i += match self.by_vaddr.tail_or_len(c.dst, SMALL, va) {
+            let va = dst_vaddr + i as u64 * PAGE;
+            i += match self.by_vaddr.tail_or_len(dst, SMALL, va) {
                 Err(k) => k,
                 Ok(t) => {
                     let t = &t[..t.len().min(n - i)];
@@ -800,16 +920,23 @@ impl MappingDb {
         true
     }
 
-    /// Each destination 2 MiB region's page table for `c` (aligned, in range): covering the region, or new
-    /// (and not new for another region of the run too), with no larger page over the region; `None` if not.
-    fn plan_leaves(&self, c: &RegionClone, leaf: &mut impl FnMut(u64) -> CapSlot) -> Option<Planned> {
-        let bytes = c.n as u64 * PAGE;
+    /// The page table `leaf(base)` of each 2 MiB region of the `n > 0` 4 KiB pages of `dst` from `dst_vaddr`
+    /// (aligned, in range): covering the region, or new (and not new for another region of the run too),
+    /// with no larger page over the region; `None` if not.
+    fn plan_leaves(
+        &self,
+        dst: AsId,
+        dst_vaddr: u64,
+        n: usize,
+        leaf: &mut impl FnMut(u64) -> CapSlot,
+    ) -> Option<Planned> {
+        let bytes = n as u64 * PAGE;
         // Each 2 MiB region's page table: covering the region, or new (and not new for another region of the
         // run too); no larger page over the region (there is none if the table has entries there).
-        let first = SMALL.leaf_region(c.dst_vaddr);
-        let last = SMALL.leaf_region(c.dst_vaddr + bytes - PAGE);
+        let first = SMALL.leaf_region(dst_vaddr);
+        let last = SMALL.leaf_region(dst_vaddr + bytes - PAGE);
         let key0 = LeafTable {
-            asid: c.dst,
+            asid: dst,
             table: CapSlot(0),
             level: LeafLevel::Pt,
         };
@@ -828,8 +955,8 @@ impl MappingDb {
                 }
                 // A new (or idle) leaf node.
                 found => {
-                    let larger = (self.big[0] > 0 && self.by_vaddr.get(c.dst, PageSize::Large, base).is_some())
-                        || (self.big[1] > 0 && self.by_vaddr.get(c.dst, PageSize::Huge, base).is_some());
+                    let larger = (self.big[0] > 0 && self.by_vaddr.get(dst, PageSize::Large, base).is_some())
+                        || (self.big[1] > 0 && self.by_vaddr.get(dst, PageSize::Huge, base).is_some());
                     if larger || leaves.iter().any(|&(_, k, _)| k == key) {
                         return None;
                     }
@@ -1010,6 +1137,10 @@ impl MappingDb {
     /// two). A run over only some of the pages is materialised first, and the pages go the ways above.
     pub fn destroy_region(&mut self, asid: AsId, vaddr: u64, n: usize) -> Result<(), (usize, RemoveError)> {
         if n == 0 {
+            return Ok(());
+        }
+        // A page indexed per page is in no run: the one-page fast path needs no look at the runs.
+        if n == 1 && self.destroy_one(asid, vaddr) {
             return Ok(());
         }
         if !self.runs.is_empty() {

@@ -1,5 +1,17 @@
-//! Copy runs: the copies and mappings of one [`clone_region`](MappingDb::clone_region) in one page table,
-//! kept as one record instead of a capability node and a mapping record per page.
+//! Runs: the copies and mappings of one [`clone_region`](MappingDb::clone_region) in one page table (copy
+//! runs), or the mappings of fresh frames through their originals made by one
+//! [`insert_run`](MappingDb::insert_run) in one page table (original runs), kept as one record instead of
+//! a capability node (copy runs only) and a mapping record per page.
+//!
+//! An original run has `first_copy == first_parent`: page `i`'s capability is the original in slot
+//! `first_parent + i` itself, whose node stays (unmapped per page, see U2 of the crate documentation). It is
+//! in the by-copy index (found by slot) but not the by-parent one (its capabilities are no one's children).
+//! Reading it is as for a copy run (`caps_run` says "original" instead of "copy"); cutting pages out of it
+//! (`destroy_region`, `remove_by_cap`, `remove_by_vaddr`) leaves their originals known, unmapped;
+//! materialising it inserts its records through the originals.
+//!
+//! Costs: finding the run of a page or slot is a B-tree search (none while the page or slot lies outside the
+//! cached bounds of all runs, or in the run found last); adding, cutting or taking a run O(log runs).
 //!
 //! A [`Run`] at `(dst, vaddr)` of `n` pages says: for `i < n`, slot `first_copy + i` is a copy of the frame
 //! whose original is slot `first_parent + i`, derived from that original, mapped at `vaddr + i * 4096` in
@@ -41,10 +53,12 @@ pub(crate) const RUN_MIN: usize = 2;
 /// The key of a run: its address space and first page.
 pub(crate) type RunKey = (AsId, u64);
 
-/// A run of copies mapped at consecutive pages of one page table (see the module documentation).
+/// A run of copies, or of originals, mapped at consecutive pages of one page table (see the module
+/// documentation).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Run {
-    /// Slot of the first page's copy.
+    /// Slot of the first page's capability: a copy (a copy run), or the original itself (an original run,
+    /// `first_copy == first_parent`).
     pub(crate) first_copy: u64,
     /// Slot of the first page's frame's original (each copy's parent).
     pub(crate) first_parent: u64,
@@ -67,6 +81,11 @@ impl Run {
     pub(crate) fn end(&self, vaddr: u64) -> u64 {
         vaddr + self.len() * PAGE
     }
+    /// Whether the run's capabilities are the frames' originals themselves (an original run), not copies.
+    #[inline(always)]
+    pub(crate) fn is_orig(&self) -> bool {
+        self.first_copy == self.first_parent
+    }
 }
 
 /// The runs and their indexes.
@@ -74,15 +93,38 @@ impl Run {
 pub(crate) struct Runs {
     /// `(dst, vaddr)` -> the run.
     pub(crate) by_addr: BTreeMap<RunKey, Run>,
-    /// First copy slot -> the run's key.
+    /// First capability slot (copy or original) -> the run's key.
     pub(crate) by_copy: BTreeMap<u64, RunKey>,
-    /// `(first_parent, dst, vaddr)` of every run.
+    /// `(first_parent, dst, vaddr)` of every copy run (original runs are found by slot, in `by_copy`).
     pub(crate) by_parent: BTreeSet<(u64, AsId, u64)>,
     /// Pages in all runs.
     pub(crate) pages: usize,
+    /// Pages in original runs (their capabilities are per-page nodes too).
+    pub(crate) orig_pages: usize,
     /// The run [`at`](Self::at) found last (a copy, forgotten on every change to the runs): consecutive
     /// lookups of one run's pages find it without a search.
     hint: Cell<Option<(RunKey, Run)>>,
+    /// Bounds of what the runs hold, refreshed on every change: every run page `(asid, vaddr)` is in
+    /// `[pages.0, pages.1)` and every run slot in `[slots.0, slots.1)` (empty ranges while there are no
+    /// runs). A page or slot outside is in no run, known in O(1) (the one-page operations and the lookups of
+    /// pages that are in no run skip the search).
+    bounds: Bounds,
+}
+
+/// See [`Runs::bounds`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    pages: (RunKey, RunKey),
+    slots: (u64, u64),
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            pages: ((AsId(u32::MAX), u64::MAX), (AsId(0), 0)),
+            slots: (u64::MAX, 0),
+        }
+    }
 }
 
 impl Runs {
@@ -95,10 +137,55 @@ impl Runs {
     pub(crate) fn add(&mut self, key: RunKey, run: Run) {
         self.hint.set(None);
         self.by_copy.insert(run.first_copy, key);
-        self.by_parent.insert((run.first_parent, key.0, key.1));
+        if run.is_orig() {
+            self.orig_pages += usize::from(run.n);
+        } else {
+            self.by_parent.insert((run.first_parent, key.0, key.1));
+        }
         self.pages += usize::from(run.n);
         let old = self.by_addr.insert(key, run);
         debug_assert!(old.is_none());
+        self.refresh_bounds();
+    }
+
+    /// Recomputes [`bounds`](Self::bounds) from the first and last runs by address and by slot (O(log runs)).
+    fn refresh_bounds(&mut self) {
+        self.bounds = self.compute_bounds();
+    }
+
+    fn compute_bounds(&self) -> Bounds {
+        let (Some((&lo, _)), Some((&(asid, va), last))) =
+            (self.by_addr.first_key_value(), self.by_addr.last_key_value())
+        else {
+            return Bounds::default();
+        };
+        let (&s_lo, _) = self.by_copy.first_key_value().expect("indexed by slot");
+        let (&s_last, k) = self.by_copy.last_key_value().expect("indexed by slot");
+        Bounds {
+            pages: (lo, (asid, last.end(va))),
+            slots: (s_lo, s_last + self.by_addr[k].len()),
+        }
+    }
+
+    /// Whether page `(asid, vaddr)` may be in a run (if not, it is in none).
+    #[inline(always)]
+    pub(crate) fn may_hold_page(&self, asid: AsId, vaddr: u64) -> bool {
+        let (lo, hi) = self.bounds.pages;
+        lo <= (asid, vaddr) && (asid, vaddr) < hi
+    }
+
+    /// Whether some run may have a page of `asid` in `[lo, hi)` (if not, none has).
+    #[inline(always)]
+    pub(crate) fn may_meet_pages(&self, asid: AsId, lo: u64, hi: u64) -> bool {
+        let (b_lo, b_hi) = self.bounds.pages;
+        lo < hi && (asid, lo) < b_hi && b_lo < (asid, hi)
+    }
+
+    /// Whether some run may have a slot in `[lo, hi)` (if not, none has).
+    #[inline(always)]
+    pub(crate) fn may_hold_slots(&self, lo: u64, hi: u64) -> bool {
+        let (b_lo, b_hi) = self.bounds.slots;
+        lo < hi && lo < b_hi && b_lo < hi
     }
 
     /// Removes the run at `key` from every index and returns it.
@@ -106,21 +193,33 @@ impl Runs {
         self.hint.set(None);
         let run = self.by_addr.remove(&key).expect("known run");
         self.by_copy.remove(&run.first_copy);
-        self.by_parent.remove(&(run.first_parent, key.0, key.1));
+        if run.is_orig() {
+            self.orig_pages -= usize::from(run.n);
+        } else {
+            self.by_parent.remove(&(run.first_parent, key.0, key.1));
+        }
         self.pages -= usize::from(run.n);
+        self.refresh_bounds();
         run
     }
 
-    /// Whether the remembered run is one of the runs, as it is (for the check).
+    /// Whether the remembered run is one of the runs, as it is, and the bounds are those of the runs (for
+    /// the check).
     pub(crate) fn hint_ok(&self) -> bool {
-        self.hint.get().is_none_or(|(k, r)| self.by_addr.get(&k) == Some(&r))
+        self.hint.get().is_none_or(|(k, r)| self.by_addr.get(&k) == Some(&r)) && self.bounds == self.compute_bounds()
     }
 
-    /// Shortens the run at `key` to `n` pages (`0 < n <` its length), leaving the count of pages to the
-    /// caller.
+    /// Shortens the run at `key` to `n` pages (`0 < n <` its length).
     pub(crate) fn shorten(&mut self, key: RunKey, n: u16) {
         self.hint.set(None);
-        self.by_addr.get_mut(&key).expect("known run").n = n;
+        let r = self.by_addr.get_mut(&key).expect("known run");
+        let gone = usize::from(r.n - n);
+        r.n = n;
+        self.pages -= gone;
+        if r.is_orig() {
+            self.orig_pages -= gone;
+        }
+        self.refresh_bounds();
     }
 
     /// The run containing the 4 KiB page at (or the address) `vaddr` of `asid`: the one found last if it
@@ -132,6 +231,9 @@ impl Runs {
                 return Some((k, r));
             }
         }
+        if !self.may_hold_page(asid, vaddr) {
+            return None;
+        }
         let (&k, &r) = self.by_addr.range(..=(asid, vaddr)).next_back()?;
         let found = (k.0 == asid && vaddr < r.end(k.1)).then_some((k, r));
         if found.is_some() {
@@ -142,8 +244,14 @@ impl Runs {
 
     /// The runs of `asid` with a page in `[lo, hi)`, by address.
     pub(crate) fn overlapping(&self, asid: AsId, lo: u64, hi: u64) -> impl Iterator<Item = (RunKey, &Run)> + '_ {
-        let first = self
-            .at(asid, lo)
+        let (lo, hi) = if self.may_meet_pages(asid, lo, hi) {
+            (lo, hi)
+        } else {
+            (lo, lo)
+        };
+        let first = (lo < hi)
+            .then(|| self.at(asid, lo))
+            .flatten()
             .filter(|(k, _)| k.1 < lo)
             .map(|(k, _)| (k, &self.by_addr[&k]));
         let rest = (lo < hi)
@@ -157,6 +265,9 @@ impl Runs {
     /// The run whose copies include slot `slot`, and the slot's page in it.
     #[inline]
     pub(crate) fn of_slot(&self, slot: CapSlot) -> Option<(RunKey, &Run, u64)> {
+        if !self.may_hold_slots(slot.0, slot.0.saturating_add(1)) {
+            return None;
+        }
         let (&first, &k) = self.by_copy.range(..=slot.0).next_back()?;
         let r = &self.by_addr[&k];
         let i = slot.0 - first;
@@ -166,10 +277,11 @@ impl Runs {
     /// The runs whose copy slots meet `[lo, hi)` (copy ranges never overlap: the last starting below `hi`
     /// reaches furthest).
     pub(crate) fn slots_overlapping(&self, lo: u64, hi: u64) -> impl Iterator<Item = RunKey> + '_ {
-        let first = self
-            .by_copy
-            .range(..lo)
-            .next_back()
+        let any = self.may_hold_slots(lo, hi);
+        let hi = if any { hi } else { lo };
+        let first = any
+            .then(|| self.by_copy.range(..lo).next_back())
+            .flatten()
             .filter(|(&f, k)| f + self.by_addr[k].len() > lo)
             .map(|(_, &k)| k);
         first
@@ -359,6 +471,28 @@ impl MappingDb {
         }
         self.len -= run.n as usize;
         // The leaf may be left with no entry in use for a moment, not idle: the inserts below take it back.
+        if run.is_orig() {
+            // The originals are known, unmapped: their records, as `insert_run` would have made them.
+            let recs: Vec<Mapping> = (0..run.len())
+                .map(|i| {
+                    let frame = self.original(run.first_parent + i);
+                    Mapping::new(
+                        frame,
+                        frame.slot,
+                        key.0,
+                        key.1 + i * PAGE,
+                        SMALL,
+                        run.rights,
+                        leaf.table,
+                    )
+                })
+                .collect();
+            let done = self.insert_fast(&recs);
+            for &m in &recs[done..] {
+                self.insert_pp(m).expect("a run's record can be inserted");
+            }
+            return;
+        }
         for i in 0..run.len() {
             let frame = self.original(run.first_parent + i);
             let copy = CapSlot(run.first_copy + i);
@@ -367,6 +501,29 @@ impl MappingDb {
             let m = Mapping::new(frame, copy, key.0, key.1 + i * PAGE, SMALL, run.rights, leaf.table);
             self.insert_pp(m).expect("a run's record can be inserted");
         }
+    }
+
+    /// Materialises the run holding slot `slot` if it is a copy run (an original run's capabilities are
+    /// per-page nodes already: a copy can be derived from one, or a slot found in use, without it).
+    #[inline]
+    pub(crate) fn settle_copy_slot(&mut self, slot: CapSlot) {
+        if self.runs.is_empty() {
+            return;
+        }
+        if let Some((k, r, _)) = self.runs.of_slot(slot) {
+            if !r.is_orig() {
+                self.materialise(k);
+            }
+        }
+    }
+
+    /// The original run holding original `orig` and its page in it.
+    #[inline]
+    pub(crate) fn orig_run_of(&self, orig: CapSlot) -> Option<(RunKey, &Run, u64)> {
+        if self.runs.is_empty() {
+            return None;
+        }
+        self.runs.of_slot(orig).filter(|(_, r, _)| r.is_orig())
     }
 
     fn materialise_all(&mut self, keys: Vec<RunKey>) {
@@ -388,7 +545,7 @@ impl MappingDb {
 
     /// Materialises the runs whose copies meet slots `[lo, hi)`.
     pub(crate) fn settle_slots(&mut self, lo: u64, hi: u64) {
-        if self.runs.is_empty() {
+        if !self.runs.may_hold_slots(lo, hi) {
             return;
         }
         let keys = self.runs.slots_overlapping(lo, hi).collect();
@@ -397,7 +554,7 @@ impl MappingDb {
 
     /// Materialises the runs of `asid` with a page in `[lo, hi)`.
     pub(crate) fn settle_addr(&mut self, asid: AsId, lo: u64, hi: u64) {
-        if self.runs.is_empty() {
+        if !self.runs.may_meet_pages(asid, lo, hi) {
             return;
         }
         let keys = self.runs.overlapping(asid, lo, hi).map(|(k, _)| k).collect();
@@ -451,7 +608,8 @@ impl MappingDb {
 
     // ----- removing runs -----------------------------------------------------------------------------------
 
-    /// Removes pages `off..off + len` of the run at `key` (its copies forgotten, its records gone): the run
+    /// Removes pages `off..off + len` of the run at `key` (its records gone; a copy run's copies forgotten, an
+    /// original run's originals left known, unmapped, as per-page nodes they always were): the run
     /// keeps the pages before, a new run the pages after; the leaf table and counters lose the pages.
     pub(crate) fn cut_run(&mut self, key: RunKey, off: u64, len: u64) {
         let run = *self.runs.by_addr.get(&key).expect("known run");
@@ -461,7 +619,6 @@ impl MappingDb {
             self.runs.take(key);
         } else {
             self.runs.shorten(key, off as u16);
-            self.runs.pages -= (len + after) as usize;
         }
         if after > 0 {
             let skip = off + len;
