@@ -44,10 +44,16 @@
 //! middle leaves two); [`MappingDb::source_caps`], [`MappingDb::caps_run`] and [`MappingDb::mappings_run`]
 //! read a run without a per-page lookup.
 //!
+//! The originals need only be consecutive in *stretches*: frames allocated in a row get consecutive slots
+//! except where the allocation crossed a CNode or an untyped split took slots between them. A clone (or an
+//! original map, below) is kept as runs when its pages fall into stretches of consecutive originals of at
+//! least 8 pages on average: one run per page table and stretch. (A shuffle of slots stays per page,
+//! which is cheaper than a run per page.)
+//!
 //! # Original runs
 //!
 //! The manager maps fresh frames with one [`MappingDb::insert_run`] of records through each frame's original
-//! (`cap == frame.slot`), the originals in consecutive slots, at consecutive 4 KiB pages from an aligned
+//! (`cap == frame.slot`), the originals in consecutive slots (in stretches, as above), at consecutive 4 KiB pages from an aligned
 //! address, with one rights and one page table per 2 MiB region. Such a map of 2 pages or more, when the
 //! loop of `insert` would accept it, is kept as one *original run* per page table: a run as above with
 //! `first_copy == first_parent` (its capabilities are the originals themselves). The frames and their

@@ -72,6 +72,34 @@ const INLINE_PAGES: usize = 16;
 /// The leaf tables of a clone.
 type Planned = List<PlannedLeaf, 2>;
 
+/// The stretches of a run path's pages whose frames' originals are consecutive slots: (first page, its
+/// frame's original), in page order, the first from page 0. Page `i` of the stretch from page `p` with
+/// original `o` has original `o + (i - p)`.
+pub(crate) type Pieces = List<(usize, u64), 4>;
+
+/// Whether a run path takes `pieces` stretches of `n` pages: at least [`PIECE_PAGES`] pages per stretch on
+/// average (frames from a few slot runs, such as allocations that crossed a CNode or an untyped split; not a
+/// shuffle of slots, which is cheaper per page).
+#[inline]
+fn few_pieces(pieces: usize, n: usize) -> bool {
+    pieces <= 1 || pieces * PIECE_PAGES <= n
+}
+
+/// See [`few_pieces`].
+const PIECE_PAGES: usize = 8;
+
+/// Whether the slot ranges of the stretches `pieces` of `n` pages (first page, first slot) are pairwise
+/// disjoint (sorted by slot, each ends before the next starts).
+fn stretches_disjoint(pieces: &[(usize, u64)], n: usize) -> bool {
+    let mut r: Vec<(u64, u64)> = pieces
+        .iter()
+        .enumerate()
+        .map(|(k, &(p0, s0))| (s0, s0 + (pieces.get(k + 1).map_or(n, |p| p.0) - p0) as u64))
+        .collect();
+    r.sort_unstable();
+    r.windows(2).all(|w| w[0].1 <= w[1].0)
+}
+
 /// The positions of a clone's pages' capabilities: on the stack ([`Inline`]) or in a `Vec`.
 trait Positions: Extend<u32> + AsRef<[u32]> {
     fn with_capacity(n: usize) -> Self;
@@ -163,6 +191,13 @@ impl MappingDb {
             let Some(cap) = self.page_cap(asid, vaddr) else {
                 if self.runs.is_empty() {
                     return Err((0, SourceError::NotMapped));
+                }
+                // In a run: its capability for the page, its rights.
+                if let Some(((_, start), run)) = self.runs.at(asid, vaddr).filter(|_| SMALL.is_aligned(vaddr)) {
+                    if !run.rights.contains(rights) {
+                        return Err((0, SourceError::RightsExceed));
+                    }
+                    return Ok(alloc::vec![CapSlot(run.first_copy + (vaddr - start) / PAGE)]);
                 }
                 return self.source_caps_many(asid, vaddr, n, rights);
             };
@@ -403,11 +438,17 @@ impl MappingDb {
         if !self.no_runs && c.n >= RUN_MIN && c.parent == CloneParent::Original && self.clone_as_runs(c, &mut leaf) {
             return Ok(());
         }
+        if c.n == 1 {
+            // A page fault's clone: a source page in a run is read from the run (no materialising).
+            if !self.runs.is_empty() {
+                self.settle_clone_dst(c);
+            }
+            if self.clone_one(c, &mut leaf) {
+                return Ok(());
+            }
+        }
         if !self.runs.is_empty() {
             self.settle_clone(c);
-        }
-        if c.n == 1 && self.clone_one(c, &mut leaf) {
-            return Ok(());
         }
         self.clone_many(c, &mut leaf)
     }
@@ -419,6 +460,12 @@ impl MappingDb {
         let bytes = (c.n as u64).saturating_mul(PAGE);
         let src = SMALL.align_down(c.src_vaddr);
         self.settle_addr(c.src, src, src.saturating_add(bytes));
+        self.settle_clone_dst(c);
+    }
+
+    /// Materialises the runs over the destination pages and copy slots of a per-page clone `c`.
+    fn settle_clone_dst(&mut self, c: &RegionClone) {
+        let bytes = (c.n as u64).saturating_mul(PAGE);
         let dst = SMALL.align_down(c.dst_vaddr);
         self.settle_addr(c.dst, dst, dst.saturating_add(bytes));
         self.settle_slots(c.first_copy.0, c.first_copy.0.saturating_add(c.n as u64));
@@ -433,36 +480,40 @@ impl MappingDb {
     /// entries in use (a mask per word), the counters and the run.
     #[inline(never)]
     fn clone_as_runs(&mut self, c: &RegionClone, leaf: &mut impl FnMut(u64) -> CapSlot) -> bool {
-        let Some((first_parent, planned)) = self.plan_runs(c, leaf) else {
+        let Some((pieces, planned)) = self.plan_runs(c, leaf) else {
             return false;
         };
         self.add_runs(
             c.dst,
             c.dst_vaddr,
             c.n,
-            c.first_copy.0,
-            first_parent,
+            Some(c.first_copy.0),
+            &pieces,
             c.rights,
             &planned,
         );
         true
     }
 
-    /// Records runs of `n` pages of `dst` from `dst_vaddr`, page `i` through capability `first_copy + i` of
-    /// the frame whose original is `first_parent + i` (a copy run, or an original run if the two are equal),
-    /// one per page table of `planned` (see [`plan_leaves`](Self::plan_leaves)): per page table its entries
-    /// in use (a mask per word), its counters and the run.
+    /// Records runs of `n` pages of `dst` from `dst_vaddr`, page `i` through capability `first_copy + i`
+    /// (copy runs; with `None`, through the frame's original itself: original runs) of the frame whose
+    /// original `pieces` gives, one run per page table of `planned` (see [`plan_leaves`](Self::plan_leaves))
+    /// and stretch of `pieces`: per page table its entries in use (a mask per word) and its counters, per
+    /// stretch in it the run.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn add_runs(
         &mut self,
         dst: AsId,
         dst_vaddr: u64,
         n: usize,
-        first_copy: u64,
-        first_parent: u64,
+        first_copy: Option<u64>,
+        pieces: &Pieces,
         rights: Rights,
         planned: &Planned,
     ) {
+        let pieces = pieces.as_slice();
+        debug_assert!(pieces.first().is_some_and(|p| p.0 == 0));
+        let mut piece = 0;
         let MappingDb {
             leaves,
             spaces,
@@ -496,16 +547,27 @@ impl MappingDb {
                 }
             }
             *len += k;
-            runs.add(
-                (dst, va),
-                Run {
-                    first_copy: first_copy + i as u64,
-                    first_parent: first_parent + i as u64,
-                    leaf: lp,
-                    n: k as u16,
-                    rights,
-                },
-            );
+            // One run per stretch of consecutive originals in this page table.
+            let mut j = i;
+            while j < end {
+                while piece + 1 < pieces.len() && pieces[piece + 1].0 <= j {
+                    piece += 1;
+                }
+                let (p0, o0) = pieces[piece];
+                let stop = pieces.get(piece + 1).map_or(end, |p| p.0.min(end));
+                let parent = o0 + (j - p0) as u64;
+                runs.add(
+                    (dst, dst_vaddr + j as u64 * PAGE),
+                    Run {
+                        first_copy: first_copy.map_or(parent, |c| c + j as u64),
+                        first_parent: parent,
+                        leaf: lp,
+                        n: (stop - j) as u16,
+                        rights,
+                    },
+                );
+                j = stop;
+            }
             i = end;
             base += LEAF_SPAN;
         }
@@ -522,34 +584,40 @@ impl MappingDb {
     /// writes the entries in use, the counters and the run.
     #[inline(never)]
     pub(crate) fn insert_as_runs(&mut self, recs: &[Mapping]) -> bool {
-        let Some(planned) = self.plan_orig_runs(recs) else {
+        let Some((pieces, planned)) = self.plan_orig_runs(recs) else {
             return false;
         };
         let m = &recs[0];
-        self.add_runs(m.asid, m.vaddr, recs.len(), m.cap.0, m.cap.0, m.rights, &planned);
+        self.add_runs(m.asid, m.vaddr, recs.len(), None, &pieces, m.rights, &planned);
         true
     }
 
     /// Checks that `recs` is a map the run path of [`insert_run`](Self::insert_run) takes and that the loop
     /// of [`insert`](Self::insert) accepts: gives each destination region's leaf table.
-    fn plan_orig_runs(&self, recs: &[Mapping]) -> Option<Planned> {
+    fn plan_orig_runs(&self, recs: &[Mapping]) -> Option<(Pieces, Planned)> {
         let n = recs.len();
         let m0 = recs.first()?;
-        let (asid, va0, slot0, rights) = (m0.asid, m0.vaddr, m0.cap.0, m0.rights);
+        let (asid, va0, rights) = (m0.asid, m0.vaddr, m0.rights);
         let bytes = (n as u64).checked_mul(PAGE)?;
         if !SMALL.is_aligned(va0) || va0.checked_add(bytes)? > USER_VADDR_END {
             return None;
         }
-        slot0.checked_add(n as u64)?;
-        // The shape: consecutive pages and originals, one rights, one page table per region; each record
-        // well formed.
+        // The shape: consecutive pages, stretches of consecutive originals, one rights, one page table per
+        // region; each record well formed.
+        let mut pieces = Pieces::empty((0, 0));
+        let mut want = u64::MAX;
         let mut table = m0.leaf.table;
-        for ((va, slot), m) in (va0..).step_by(PAGE as usize).zip(slot0..).zip(recs) {
+        for (i, (va, m)) in (va0..).step_by(PAGE as usize).zip(recs).enumerate() {
             if va & (LEAF_SPAN - 1) == 0 {
                 table = m.leaf.table;
             }
+            if m.cap.0 != want {
+                m.cap.0.checked_add((n - i) as u64)?;
+                pieces.push((i, m.cap.0));
+                want = m.cap.0;
+            }
+            want += 1;
             if m.vaddr != va
-                || m.cap.0 != slot
                 || m.frame.slot != m.cap
                 || m.size != SMALL
                 || m.asid != asid
@@ -562,46 +630,64 @@ impl MappingDb {
                 return None;
             }
         }
-        // Each capability a known original of a 4 KiB frame at the record's address, not mapped (per page,
-        // or in a run).
-        let mut i = 0;
-        while i < n {
-            let tail = self.caps.index().tail(CapSlot(slot0 + i as u64))?;
-            let tail = &tail[..tail.len().min(n - i)];
-            for (&cap, m) in tail.iter().zip(&recs[i..]) {
-                if cap == NONE {
-                    return None;
-                }
-                let node = self.caps.at(cap);
-                if node.parent_pos != cap || node.map.is_some() {
-                    return None;
-                }
-                let f = self.frames.at(node.frame);
-                if f.paddr != m.frame.paddr || f.size != SMALL {
-                    return None;
-                }
-            }
-            i += tail.len();
+        if !few_pieces(pieces.len(), n) {
+            return None;
         }
-        // Every page free (of per-page records and of runs), no original in a run.
-        if !self.runs.is_empty()
-            && (self.runs.overlapping(asid, va0, va0 + bytes).next().is_some()
-                || self.runs.slots_overlapping(slot0, slot0 + n as u64).next().is_some())
-        {
+        // Each capability a known original of a 4 KiB frame at the record's address, not mapped (per page,
+        // or in a run); stretch by stretch, the slot index a chunk at a time.
+        let ps = pieces.as_slice();
+        for (k, &(p0, slot0)) in ps.iter().enumerate() {
+            let p1 = ps.get(k + 1).map_or(n, |p| p.0);
+            let mut i = p0;
+            while i < p1 {
+                let tail = self.caps.index().tail(CapSlot(slot0 + (i - p0) as u64))?;
+                let tail = &tail[..tail.len().min(p1 - i)];
+                for (&cap, m) in tail.iter().zip(&recs[i..]) {
+                    if cap == NONE {
+                        return None;
+                    }
+                    let node = self.caps.at(cap);
+                    if node.parent_pos != cap || node.map.is_some() {
+                        return None;
+                    }
+                    let f = self.frames.at(node.frame);
+                    if f.paddr != m.frame.paddr || f.size != SMALL {
+                        return None;
+                    }
+                }
+                i += tail.len();
+            }
+            // No original of the stretch in a run (nor named twice: a slot in two stretches would be).
+            if !self.runs.is_empty()
+                && self
+                    .runs
+                    .slots_overlapping(slot0, slot0 + (p1 - p0) as u64)
+                    .next()
+                    .is_some()
+            {
+                return None;
+            }
+        }
+        if ps.len() > 1 && !stretches_disjoint(ps, n) {
+            return None;
+        }
+        // Every page free (of per-page records and of runs).
+        if !self.runs.is_empty() && self.runs.overlapping(asid, va0, va0 + bytes).next().is_some() {
             return None;
         }
         if !self.dst_free(asid, va0, n) {
             return None;
         }
-        self.plan_leaves(asid, va0, n, &mut |base| {
+        let planned = self.plan_leaves(asid, va0, n, &mut |base| {
             recs[(base.saturating_sub(va0) / PAGE) as usize].leaf.table
-        })
+        })?;
+        Some((pieces, planned))
     }
 
     /// Checks that `c` is a clone the run path takes (see [`clone_as_runs`](Self::clone_as_runs)) and that
     /// the loop of [`clone_region`](Self::clone_region) accepts: gives the first source page's original and
     /// each destination region's leaf table.
-    fn plan_runs(&self, c: &RegionClone, leaf: &mut impl FnMut(u64) -> CapSlot) -> Option<(u64, Planned)> {
+    fn plan_runs(&self, c: &RegionClone, leaf: &mut impl FnMut(u64) -> CapSlot) -> Option<(Pieces, Planned)> {
         let n = c.n;
         let bytes = (n as u64).checked_mul(PAGE)?;
         if !SMALL.is_aligned(c.src_vaddr)
@@ -612,23 +698,24 @@ impl MappingDb {
             return None;
         }
         c.first_copy.0.checked_add(n as u64)?;
-        // The first source page's original, then every source page mapped with the rights, its original the
-        // next slot.
-        let first_parent = match self.segment(c.src, c.src_vaddr, n) {
-            Seg::Run { run, off, .. } => run.first_parent + off,
-            Seg::Pages(_) => {
-                let cap = self.by_vaddr.get(c.src, SMALL, c.src_vaddr)?;
-                self.frames.key_at(self.caps.at(cap).frame).0
-            }
-        };
-        first_parent.checked_add(n as u64)?;
+        // Every source page mapped with the rights; its frame's original the slot after the previous page's
+        // (else a new stretch starts there).
+        let mut pieces = Pieces::empty((0, 0));
+        // The original page `i` would have in the current stretch.
+        let mut want = u64::MAX;
         let (mut i, mut va) = (0, c.src_vaddr);
         while i < n {
             match self.segment(c.src, va, n - i) {
                 Seg::Run { run, off, len, .. } => {
-                    if !run.rights.contains(c.rights) || run.first_parent + off != first_parent + i as u64 {
+                    if !run.rights.contains(c.rights) {
                         return None;
                     }
+                    let orig = run.first_parent + off;
+                    if orig != want {
+                        orig.checked_add((n - i) as u64)?;
+                        pieces.push((i, orig));
+                    }
+                    want = orig + len as u64;
                     i += len;
                     va += len as u64 * PAGE;
                 }
@@ -637,26 +724,35 @@ impl MappingDb {
                     while i < end {
                         let tail = self.by_vaddr.tail(c.src, SMALL, va)?;
                         let tail = &tail[..tail.len().min(end - i)];
-                        for (want, &cap) in (first_parent + i as u64..).zip(tail) {
+                        for (j, &cap) in tail.iter().enumerate() {
                             if cap == NONE {
                                 return None;
                             }
                             // Mapped with the rights; an original in slot `want` (the usual source), or a
-                            // copy of the frame whose original is there.
+                            // copy of a frame (its original is the frame's key).
                             let (slot, node) = self.caps.entry_at(cap);
                             match &node.map {
                                 Some(p) if p.rights.contains(c.rights) => {}
                                 _ => return None,
                             }
-                            if (slot.0 != want || node.parent_pos != cap) && self.frames.key_at(node.frame).0 != want {
-                                return None;
+                            if slot.0 != want || node.parent_pos != cap {
+                                let orig = self.frames.key_at(node.frame).0;
+                                if orig != want {
+                                    orig.checked_add((n - i - j) as u64)?;
+                                    pieces.push((i + j, orig));
+                                    want = orig;
+                                }
                             }
+                            want += 1;
                         }
                         i += tail.len();
                         va += tail.len() as u64 * PAGE;
                     }
                 }
             }
+        }
+        if !few_pieces(pieces.len(), n) {
+            return None;
         }
         // Every destination page and copy slot free (of per-page entries and of runs).
         if !self.runs.is_empty()
@@ -676,7 +772,7 @@ impl MappingDb {
         if !self.dst_free(c.dst, c.dst_vaddr, n) || !self.copies_free(c) {
             return None;
         }
-        Some((first_parent, self.plan_leaves(c.dst, c.dst_vaddr, n, leaf)?))
+        Some((pieces, self.plan_leaves(c.dst, c.dst_vaddr, n, leaf)?))
     }
 
     /// [`clone_region`](Self::clone_region) but for the one-page fast path: the general fast path, else the
@@ -727,18 +823,26 @@ impl MappingDb {
         {
             return false;
         }
-        // The source mapped, with the rights.
-        let Some(sp) = self.by_vaddr.get(c.src, SMALL, sva) else {
-            return false;
+        // The source mapped, with the rights: indexed per page, or in a run (then, as the source, its
+        // frame's original, whose node is per page: the parent of a copy derived from the original, or the
+        // source itself in an original run).
+        let (sp, rights) = match self.by_vaddr.get(c.src, SMALL, sva) {
+            Some(sp) => (sp, self.caps.at(sp).map.as_ref().expect("indexed cap is mapped").rights),
+            None => {
+                let Some(((_, start), run)) = self.runs.at(c.src, sva) else {
+                    return false;
+                };
+                if c.parent == CloneParent::Source && !run.is_orig() {
+                    return false;
+                }
+                let orig = CapSlot(run.first_parent + (sva - start) / PAGE);
+                let Some(p) = self.caps.pos(&orig) else {
+                    return false;
+                };
+                (p, run.rights)
+            }
         };
-        let snode = self.caps.at(sp);
-        if !snode
-            .map
-            .as_ref()
-            .expect("indexed cap is mapped")
-            .rights
-            .contains(c.rights)
-        {
+        if !rights.contains(c.rights) {
             return false;
         }
         // The destination page and the copy slot free.

@@ -920,3 +920,173 @@ fn non_consecutive_originals_are_per_page() {
     .unwrap();
     assert_eq!((db.run_count(), db.len()), (0, 33));
 }
+
+// ----- stretches of consecutive originals ------------------------------------------------------------------
+
+/// `n` frames whose originals are consecutive slots from 1000 except for a jump of `gap` slots after
+/// frame `at` (as frames allocated across a CNode boundary or an untyped split get), mapped by one
+/// `insert_run` at consecutive pages from `src` in space 0; and their slots.
+fn gapped_sources(n: u64, at: u64, gap: u64, src: u64, runs: bool) -> (MappingDb, Vec<CapSlot>) {
+    let mut db = MappingDb::with_runs(runs);
+    let slots: Vec<CapSlot> = (0..n)
+        .map(|i| CapSlot(1000 + i + if i >= at { gap } else { 0 }))
+        .collect();
+    let recs: Vec<Mapping> = slots
+        .iter()
+        .zip(0..)
+        .map(|(&s, i)| {
+            let f = FrameId::new(s, 0x1_0000_0000 + i * KIB4);
+            db.add_frame(f, PageSize::Small).unwrap();
+            let v = src + i * KIB4;
+            Mapping::new(
+                f,
+                f.slot,
+                AsId(0),
+                v,
+                PageSize::Small,
+                RW,
+                table(AsId(0), v, PageSize::Small, false),
+            )
+        })
+        .collect();
+    db.insert_run(&recs).unwrap();
+    db.check().unwrap();
+    (db, slots)
+}
+
+/// Every query about `slots` and the pages of spaces 0 and 1 from `src` and `dst`.
+fn gapped_snapshot(db: &MappingDb, slots: &[CapSlot], src: u64, dst: u64) -> Vec<String> {
+    let mut out = vec![format!(
+        "{} {} {} {}",
+        db.len(),
+        db.cap_count(),
+        db.space_len(AsId(0)),
+        db.space_len(AsId(1))
+    )];
+    for (i, &s) in (0u64..).zip(slots) {
+        let f = db.frame_of_cap(s).expect("a frame");
+        let mut maps: Vec<_> = db.mappings_of_frame(f).collect();
+        maps.sort_by_key(key);
+        out.push(format!(
+            "{:?} {:?} {} {:?} {:?} {:?}",
+            db.mapping_of_cap(s),
+            sorted(db.copies_of(f).collect()),
+            db.children_of(s),
+            maps,
+            db.lookup(AsId(0), src + i * KIB4),
+            db.lookup(AsId(1), dst + i * KIB4 + 5),
+        ));
+    }
+    out
+}
+
+#[test]
+fn originals_in_two_slot_stretches_are_runs_split_at_the_jump() {
+    let (src, dst) = (0x1000_0000, 0x4000_0000);
+    let (mut on, slots) = gapped_sources(700, 300, 40, src, true);
+    let (mut off, _) = gapped_sources(700, 300, 40, src, false);
+    // Pages 0..300 (first stretch, in the first table), 300..512 (second stretch, same table), 512..700.
+    assert_eq!((on.run_count(), on.run_pages()), (3, 700));
+    assert_eq!(
+        gapped_snapshot(&on, &slots, src, dst),
+        gapped_snapshot(&off, &slots, src, dst)
+    );
+    // The sources as the manager asks for them, then a clone of all 700 pages: copy runs split at the
+    // leaf boundary and at the jump of the originals.
+    let srcs = on.source_caps(AsId(0), src, 700, RW).unwrap();
+    assert_eq!(srcs, slots);
+    assert_eq!(srcs, off.source_caps(AsId(0), src, 700, RW).unwrap());
+    let c = RegionClone {
+        src_vaddr: src,
+        ..region(700, dst, 5000)
+    };
+    on.clone_region(&c, leaf1).unwrap();
+    off.clone_region(&c, leaf1).unwrap();
+    on.check().unwrap();
+    assert_eq!(on.run_count(), 6);
+    assert_eq!(
+        gapped_snapshot(&on, &slots, src, dst),
+        gapped_snapshot(&off, &slots, src, dst)
+    );
+    // The copy of page 300 derives from the original after the jump.
+    assert_eq!(on.parent_of(CapSlot(5300)), Some(CapSlot(1340)));
+    // One page's source (a page fault's clone), in a copy run and in an original run: the capability that
+    // maps it.
+    for (a, v, want) in [
+        (1, dst + 301 * KIB4, 5301),
+        (0, src + 301 * KIB4, 1341),
+        (1, dst + 5 * KIB4, 5005),
+    ] {
+        let got = on.source_caps(AsId(a), v, 1, RW);
+        assert_eq!(got, Ok(vec![CapSlot(want)]));
+        assert_eq!(got, off.source_caps(AsId(a), v, 1, RW));
+        assert_eq!(
+            on.source_caps(AsId(a), v + 1, 1, RW),
+            off.source_caps(AsId(a), v + 1, 1, RW)
+        );
+    }
+    // Destroyed in two calls across the jump, as the reference.
+    for (v, k) in [(dst, 350), (dst + 350 * KIB4, 350)] {
+        assert_eq!(on.destroy_region(AsId(1), v, k), off.destroy_region(AsId(1), v, k));
+    }
+    on.check().unwrap();
+    assert_eq!(on.run_count(), 3);
+    assert_eq!(
+        gapped_snapshot(&on, &slots, src, dst),
+        gapped_snapshot(&off, &slots, src, dst)
+    );
+}
+
+#[test]
+fn many_short_stretches_or_a_slot_named_twice_stay_per_page() {
+    // A jump every 4 pages: too many stretches for runs.
+    let mut db = MappingDb::new();
+    let recs: Vec<Mapping> = (0..64u64)
+        .map(|i| {
+            let f = FrameId::new(CapSlot(1000 + i + (i / 4) * 10), 0x1_0000_0000 + i * KIB4);
+            db.add_frame(f, PageSize::Small).unwrap();
+            let v = 0x1000_0000 + i * KIB4;
+            Mapping::new(
+                f,
+                f.slot,
+                AsId(0),
+                v,
+                PageSize::Small,
+                RW,
+                table(AsId(0), v, PageSize::Small, false),
+            )
+        })
+        .collect();
+    db.insert_run(&recs).unwrap();
+    db.check().unwrap();
+    assert_eq!((db.run_count(), db.len()), (0, 64));
+    // Two stretches naming the same originals (one cap mapped twice): refused with the loop's index and
+    // error, nothing changed.
+    for runs in [true, false] {
+        let mut db = MappingDb::with_runs(runs);
+        let frames: Vec<FrameId> = (0..32u64)
+            .map(|i| FrameId::new(CapSlot(1000 + i), 0x1_0000_0000 + i * KIB4))
+            .collect();
+        for &f in &frames {
+            db.add_frame(f, PageSize::Small).unwrap();
+        }
+        let recs: Vec<Mapping> = (0..64u64)
+            .map(|i| {
+                let f = frames[(i % 32) as usize];
+                let v = 0x1000_0000 + i * KIB4;
+                Mapping::new(
+                    f,
+                    f.slot,
+                    AsId(0),
+                    v,
+                    PageSize::Small,
+                    RW,
+                    table(AsId(0), v, PageSize::Small, false),
+                )
+            })
+            .collect();
+        assert_eq!(db.insert_run(&recs), Err((32, InsertError::CapMapped)), "runs {runs}");
+        assert_eq!((db.run_count(), db.len()), (0, 0));
+        db.check().unwrap();
+    }
+}
