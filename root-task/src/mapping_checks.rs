@@ -216,13 +216,17 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
     })();
     report(v, "mapping.teardown_exact", r);
     // Bytes per mapping record, both directions and the cap copy's node
-    // included (from the stored entries' sizes at the tables' maximum load).
+    // included (from the stored entries' sizes at the tables' maximum load),
+    // and per page of a run.
     let cost = mapping_db::mapping_cost();
     sel4_root_task::Record::new("mapping_cost")
         .num("own_bytes", cost.own() as u64)
         .num("dense_bytes", cost.dense() as u64)
         .num("dense_without_copy_bytes", cost.dense_without_copy() as u64)
         .num("sparse_bytes", cost.sparse() as u64)
+        // A page of a 512-page run (a clone of one page table): its share
+        // of the run's entry and of the table's.
+        .num("in_run_512_bytes", cost.in_run(512) as u64)
         .emit();
     v.check("mapping.cost", true, &format!("{cost:?}"));
 }

@@ -107,6 +107,12 @@ fn check_run(config: &str, run: &Run, batched: bool) {
         "mapping record bytes{}",
         log()
     );
+    let in_run = cost.u64("in_run_512_bytes").unwrap();
+    assert!(
+        0 < in_run && in_run < cost.u64("dense_without_copy_bytes").unwrap(),
+        "bytes per page of a run{}",
+        log()
+    );
     let ext = run
         .first("extension")
         .unwrap_or_else(|| panic!("no extension record{}", log()));
