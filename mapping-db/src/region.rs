@@ -57,6 +57,21 @@ pub struct RegionClone {
 }
 
 impl RegionClone {
+    /// The bytes of the clone's pages, if both ends are aligned 4 KiB pages of the user range and the copy
+    /// slots do not wrap (what any fast path needs before looking at the pages).
+    fn in_range(&self) -> Option<u64> {
+        let bytes = (self.n as u64).checked_mul(PAGE)?;
+        if !SMALL.is_aligned(self.src_vaddr)
+            || !SMALL.is_aligned(self.dst_vaddr)
+            || self.src_vaddr.checked_add(bytes)? > USER_VADDR_END
+            || self.dst_vaddr.checked_add(bytes)? > USER_VADDR_END
+        {
+            return None;
+        }
+        self.first_copy.0.checked_add(self.n as u64)?;
+        Some(bytes)
+    }
+
     /// The slot of page `i`'s new copy: `first_copy.0 + i` (wrapping).
     pub const fn copy(&self, i: usize) -> CapSlot {
         CapSlot(self.first_copy.0.wrapping_add(i as u64))
@@ -689,15 +704,7 @@ impl MappingDb {
     /// each destination region's leaf table.
     fn plan_runs(&self, c: &RegionClone, leaf: &mut impl FnMut(u64) -> CapSlot) -> Option<(Pieces, Planned)> {
         let n = c.n;
-        let bytes = (n as u64).checked_mul(PAGE)?;
-        if !SMALL.is_aligned(c.src_vaddr)
-            || !SMALL.is_aligned(c.dst_vaddr)
-            || c.src_vaddr.checked_add(bytes)? > USER_VADDR_END
-            || c.dst_vaddr.checked_add(bytes)? > USER_VADDR_END
-        {
-            return None;
-        }
-        c.first_copy.0.checked_add(n as u64)?;
+        let bytes = c.in_range()?;
         // Every source page mapped with the rights; its frame's original the slot after the previous page's
         // (else a new stretch starts there).
         let mut pieces = Pieces::empty((0, 0));
@@ -953,15 +960,7 @@ impl MappingDb {
     /// source capabilities (positions) and each destination region's leaf table.
     fn plan_clone<B: Positions>(&self, c: &RegionClone, leaf: &mut impl FnMut(u64) -> CapSlot) -> Option<(B, Planned)> {
         let n = c.n;
-        let bytes = (n as u64).checked_mul(PAGE)?;
-        if !SMALL.is_aligned(c.src_vaddr)
-            || !SMALL.is_aligned(c.dst_vaddr)
-            || c.src_vaddr.checked_add(bytes)? > USER_VADDR_END
-            || c.dst_vaddr.checked_add(bytes)? > USER_VADDR_END
-        {
-            return None;
-        }
-        c.first_copy.0.checked_add(n as u64)?;
+        c.in_range()?;
         // Every source mapped, with the rights.
         let mut srcs = B::with_capacity(n);
         // (The source's alignment and end were checked above.) A chunk of the address index at a time: its

@@ -679,27 +679,21 @@ fn non_consecutive_or_source_parents_take_the_per_page_path() {
 
 /// `n` 4 KiB frames with originals in consecutive slots from 1000, mapped by one `insert_run` at
 /// consecutive pages from `src` in space 0.
+/// The record of frame `f` mapped through its original at `v` in space 0.
+fn orig_rec(f: FrameId, v: u64) -> Mapping {
+    Mapping::new(
+        f,
+        f.slot,
+        AsId(0),
+        v,
+        PageSize::Small,
+        RW,
+        table(AsId(0), v, PageSize::Small, false),
+    )
+}
+
 fn orig_sources(n: u64, src: u64, runs: bool) -> MappingDb {
-    let mut db = MappingDb::with_runs(runs);
-    let recs: Vec<Mapping> = (0..n)
-        .map(|i| {
-            let f = FrameId::new(CapSlot(1000 + i), 0x1_0000_0000 + i * KIB4);
-            db.add_frame(f, PageSize::Small).unwrap();
-            let v = src + i * KIB4;
-            Mapping::new(
-                f,
-                f.slot,
-                AsId(0),
-                v,
-                PageSize::Small,
-                RW,
-                table(AsId(0), v, PageSize::Small, false),
-            )
-        })
-        .collect();
-    db.insert_run(&recs).unwrap();
-    db.check().unwrap();
-    db
+    gapped_sources(n, n, 0, src, runs).0
 }
 
 /// Every query about the originals `1000..1000 + n` and the pages of spaces 0 and 1 from `src` and `dst`.
@@ -791,15 +785,7 @@ fn insert_run_of_512_originals_is_one_run() {
         .map(|i| {
             let f = FrameId::new(CapSlot(1000 + i), 0x1_0000_0000 + i * KIB4);
             let v = 0x1000_0000 + i * KIB4;
-            Mapping::new(
-                f,
-                f.slot,
-                AsId(0),
-                v,
-                PageSize::Small,
-                RW,
-                table(AsId(0), v, PageSize::Small, false),
-            )
+            orig_rec(f, v)
         })
         .collect();
     db.insert_run(&recs).unwrap();
@@ -938,15 +924,7 @@ fn gapped_sources(n: u64, at: u64, gap: u64, src: u64, runs: bool) -> (MappingDb
             let f = FrameId::new(s, 0x1_0000_0000 + i * KIB4);
             db.add_frame(f, PageSize::Small).unwrap();
             let v = src + i * KIB4;
-            Mapping::new(
-                f,
-                f.slot,
-                AsId(0),
-                v,
-                PageSize::Small,
-                RW,
-                table(AsId(0), v, PageSize::Small, false),
-            )
+            orig_rec(f, v)
         })
         .collect();
     db.insert_run(&recs).unwrap();
@@ -1046,15 +1024,7 @@ fn many_short_stretches_or_a_slot_named_twice_stay_per_page() {
             let f = FrameId::new(CapSlot(1000 + i + (i / 4) * 10), 0x1_0000_0000 + i * KIB4);
             db.add_frame(f, PageSize::Small).unwrap();
             let v = 0x1000_0000 + i * KIB4;
-            Mapping::new(
-                f,
-                f.slot,
-                AsId(0),
-                v,
-                PageSize::Small,
-                RW,
-                table(AsId(0), v, PageSize::Small, false),
-            )
+            orig_rec(f, v)
         })
         .collect();
     db.insert_run(&recs).unwrap();

@@ -12,45 +12,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 use proptest::prelude::*;
 
-use super::audit;
+use super::{audit, caps, run_of, small};
 use crate::kernel::KernelOps;
 use crate::layout::{CNodeRef, Slot, SlotRange};
 use crate::mock::MockKernel;
 use crate::types::{KernelError, ObjectType as T, Rights};
 use crate::{CSpace, CapError, FreeError, Placement};
-
-/// A small CSpace: a 128-slot boot CNode, 256-slot level-2 CNodes.
-fn small() -> CSpace<MockKernel> {
-    let machine = [
-        (0x1_0000, 16, false),
-        (0x4_0000, 18, false),
-        (0x10_0000, 20, false),
-        (0x2000, 12, false),
-    ];
-    let (k, mut cfg) = MockKernel::boot(7, &machine);
-    cfg.l1_bits = 3;
-    cfg.l2_bits = 8;
-    cfg.chunk_bits = 16;
-    let cs = CSpace::new(k, cfg).map_err(|(e, _)| e).expect("boot");
-    audit(&cs);
-    cs
-}
-
-/// The managed caps in slot order: slot, original?
-fn caps(cs: &CSpace<MockKernel>) -> Vec<(Slot, bool)> {
-    let mut v: Vec<_> = cs.managed_caps().map(|(s, _, orig)| (s, orig)).collect();
-    v.sort();
-    v
-}
-
-fn run_of(first: Slot, n: u64) -> Vec<Slot> {
-    (0..n)
-        .map(|i| Slot {
-            cnode: first.cnode,
-            index: first.index + i,
-        })
-        .collect()
-}
 
 fn pick<T: Copy>(v: &[T], i: usize) -> Option<T> {
     (!v.is_empty()).then(|| v[i % v.len()])

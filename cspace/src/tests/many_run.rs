@@ -9,46 +9,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 use proptest::prelude::*;
 
-use super::audit;
+use super::{audit, caps, run_of, small};
 use crate::layout::{CNodeRef, Slot};
 use crate::mock::MockKernel;
 use crate::types::{KernelError, ObjectType as T, Rights};
 use crate::{CSpace, CapError, DeleteManyError, Placement};
-
-/// A small CSpace: a 128-slot boot CNode, 256-slot level-2 CNodes, at most
-/// 7 of them (so that runs reach past a CNode's end, and the CSpace grows
-/// and runs out of slots).
-fn small() -> CSpace<MockKernel> {
-    let machine = [
-        (0x1_0000, 16, false),
-        (0x4_0000, 18, false),
-        (0x10_0000, 20, false),
-        (0x2000, 12, false),
-    ];
-    let (k, mut cfg) = MockKernel::boot(7, &machine);
-    cfg.l1_bits = 3;
-    cfg.l2_bits = 8;
-    cfg.chunk_bits = 16;
-    let cs = CSpace::new(k, cfg).map_err(|(e, _)| e).expect("boot");
-    audit(&cs);
-    cs
-}
-
-/// The managed caps in slot order: slot, original?
-fn caps(cs: &CSpace<MockKernel>) -> Vec<(Slot, bool)> {
-    let mut v: Vec<_> = cs.managed_caps().map(|(s, _, orig)| (s, orig)).collect();
-    v.sort();
-    v
-}
-
-fn run_of(first: Slot, n: u64) -> Vec<Slot> {
-    (0..n)
-        .map(|i| Slot {
-            cnode: first.cnode,
-            index: first.index + i,
-        })
-        .collect()
-}
 
 /// `first` and the slots after it that are in `among` (sorted), at most `n`.
 fn stretch_in(among: &[Slot], first: Slot, n: u64) -> Vec<Slot> {
