@@ -145,6 +145,13 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
             .and_then(|_| w.consistent(&[]))
             .map(|n| format!("clone B->C read-only: {n} mappings agree"));
     report(v, "mapping.clone_of_clone", r);
+    // The books now hold the two clones as runs (so the steps below check
+    // the run books, and their materialising, against the kernel).
+    sel4_root_task::Record::new("books")
+        .num("db_runs", w.mm.db.run_count() as u64)
+        .num("db_run_pages", w.mm.db.run_pages() as u64)
+        .num("cap_runs", m.cs.copy_run_count() as u64)
+        .emit();
 
     let r =
         w.mm.move_region(m, At(c, VC), At(a, VA2), N, Rights::READ)

@@ -303,10 +303,18 @@ impl Mm {
     ) -> Result<Vec<FrameId>, MmError> {
         let range = region(vaddr, n)?;
         self.check_free(asid, vaddr, n)?;
+        // As many frames per retype as the kernel allows: consecutive caps
+        // (and memory), so that the books keep the map as runs; one at a
+        // time where no untyped has room for a batch.
         let mut allocs = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            match m.alloc(ObjectType::Frame4K) {
-                Ok(a) => allocs.push(a),
+        while (allocs.len() as u64) < n {
+            let k = (n - allocs.len() as u64).min(cspace::types::RETYPE_FAN_OUT_LIMIT);
+            let got = match m.cs.alloc_many(ObjectType::Frame4K, 0, k, cspace::Placement::Anywhere) {
+                Ok(v) => Ok(v),
+                Err(_) => m.alloc(ObjectType::Frame4K).map(|a| alloc::vec![a]),
+            };
+            match got {
+                Ok(v) => allocs.extend(v),
                 Err(e) => {
                     for a in allocs {
                         let _ = m.cs.free(a.id);
