@@ -1,15 +1,19 @@
 //! memcpy, memmove, memset, memcmp, bcmp: the precompiled standard library
 //! for x86_64-unknown-linux-gnu expects libc to provide them.
-//! Written with `rep movsb`/`rep stosb` so the compiler cannot turn them into
+//! Written with `rep movs`/`rep stos` so the compiler cannot turn them into
 //! calls to themselves.
 
 /// # Safety
 /// As C's memcpy: `n` bytes readable at `src`, writable at `dst`, no overlap.
 #[no_mangle]
 pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // Eight bytes a step, then the tail a byte a step: a `rep` string
+    // instruction executes (and counts, under `-icount`) once per element.
     // SAFETY: the caller guarantees the ranges (C's contract).
     unsafe {
-        core::arch::asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _,
+        core::arch::asm!("rep movsq", "mov rcx, {tail}", "rep movsb",
+            tail = in(reg) n & 7,
+            inout("rcx") n >> 3 => _, inout("rdi") dst => _, inout("rsi") src => _,
             options(nostack, preserves_flags));
     }
     dst
@@ -36,9 +40,13 @@ pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut
 /// As C's memset: `n` bytes writable at `dst`.
 #[no_mangle]
 pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
+    // Eight bytes a step, then the tail (see `memcpy`).
+    let word = (c as u8 as u64) * 0x0101_0101_0101_0101;
     // SAFETY: the caller guarantees the range.
     unsafe {
-        core::arch::asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _, in("al") c as u8,
+        core::arch::asm!("rep stosq", "mov rcx, {tail}", "rep stosb",
+            tail = in(reg) n & 7,
+            inout("rcx") n >> 3 => _, inout("rdi") dst => _, in("rax") word,
             options(nostack, preserves_flags));
     }
     dst

@@ -112,28 +112,22 @@ fn block_run(caps: &[CapRef]) -> (u64, u32, usize) {
 }
 
 /// How many values `v(x)` at the start of `xs` are consecutive (`v(xs[0])`,
-/// `v(xs[0]) + 1`, ...). Compares eight at a time without branching inside
-/// a group (the per-page price of finding a run: a handful of instructions
-/// per eight caps under `-icount` rather than a compare-and-branch each).
+/// `v(xs[0]) + 1`, ...). The usual case, all of them, is one pass with no
+/// branch per value (a few instructions per cap under `-icount`); otherwise a
+/// second pass finds the first that is not.
 #[inline]
 pub fn consecutive_prefix<T>(xs: &[T], v: impl Fn(&T) -> u64) -> usize {
     let Some(first) = xs.first().map(&v) else { return 0 };
-    let mut done = 0;
-    for group in xs.chunks_exact(8) {
-        let base = first.wrapping_add(done as u64);
-        let diff = group
-            .iter()
-            .zip(0u64..)
-            .fold(0, |d, (x, k)| d | (v(x) ^ base.wrapping_add(k)));
-        if diff != 0 {
-            break;
-        }
-        done += 8;
-    }
-    done + xs[done..]
+    let diff = xs
         .iter()
         .zip(0u64..)
-        .take_while(|(x, k)| v(x) == first.wrapping_add(done as u64 + k))
+        .fold(0, |d, (x, k)| d | (v(x) ^ first.wrapping_add(k)));
+    if diff == 0 {
+        return xs.len();
+    }
+    xs.iter()
+        .zip(0u64..)
+        .take_while(|(x, k)| v(x) == first.wrapping_add(*k))
         .count()
 }
 
