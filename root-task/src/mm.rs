@@ -518,12 +518,12 @@ impl Mm {
                     caps: &caps,
                     deleted: &mut deleted,
                 };
-                space.unmap(&mut k, range).map_err(MmError::Unmap)?
+                space.unmap_count(&mut k, range).map_err(MmError::Unmap)?
             }
-            () => space.unmap(&mut m.vk(), range).map_err(MmError::Unmap)?,
+            () => space.unmap_count(&mut m.vk(), range).map_err(MmError::Unmap)?,
         };
         clock.lap(Phase::VSpace);
-        if released.len() != caps.len() {
+        if released != caps.len() {
             return Err(MmError::Inconsistent("unmap released a different number of caps"));
         }
         // The copies: those the kernel deleted with their unmap (runs of

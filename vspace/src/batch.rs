@@ -762,7 +762,7 @@ fn undo_map<K: VSpaceKernel + ?Sized>(
     mapped: usize,
     created: &[TableKey],
 ) -> Rollback {
-    let mut out = UnmapOutcome::default();
+    let mut out = UnmapOutcome::new(false, 0);
     let mut candidates: Candidates = created.iter().copied().map(candidate).collect();
     let mut on_empty = OnEmpty::Collect(&mut candidates);
     for r in Runs::new(segs, mapped, false) {

@@ -16,7 +16,8 @@
 //!   ranges, of any page sizes, into one all-or-nothing [`MapBatch`].
 //! - [`AddressSpace::unmap`] hands the frame caps back only once their unmap is complete: under seL4 5.0,
 //!   deleting a mapped cap that is not the frame's last copy leaves the entry in place, so a cap must be
-//!   unmapped before the caller deletes it.
+//!   unmapped before the caller deletes it. [`AddressSpace::unmap_count`] does the same but reports only
+//!   how many it unmapped, for a caller that keeps the caps itself (no list built per page).
 //! - [`AddressSpace::protect`] changes rights and cache attributes with `Page_Remap`.
 //! - [`AddressSpace::lookup`] answers from the shadow, without the kernel.
 //! - [`AddressSpace::destroy`] unmaps and frees everything and returns every frame cap ([`Teardown`]).

@@ -289,19 +289,33 @@ impl AddressSpace {
         k: &mut K,
         range: PageRange<S>,
     ) -> Result<Vec<(VirtAddr, CapRef)>, UnmapError> {
-        self.unmap_impl(k, range, true)
+        self.unmap_impl(k, range, true, true).map(|(list, _)| list)
+    }
+
+    /// [`Self::unmap`], returning only how many mappings it unmapped: the same kernel calls, shadow
+    /// update, reclaim and errors (a refusal's [`UnmapError::Kernel`] lists what was unmapped before it,
+    /// as `unmap`'s does), without building the list on success, for a caller that knows the caps already
+    /// (a memory manager's own books).
+    pub fn unmap_count<S: PageSize, K: VSpaceKernel + ?Sized>(
+        &mut self,
+        k: &mut K,
+        range: PageRange<S>,
+    ) -> Result<usize, UnmapError> {
+        self.unmap_impl(k, range, true, false).map(|(_, n)| n)
     }
 
     /// [`Self::unmap`]; with `fast`, a range inside one leaf table the space has, with no child table in
     /// its entries, is unmapped from that table's entries directly (same kernel calls, shadow and result as
-    /// the general path, which the tests check by running both).
+    /// the general path, which the tests check by running both). Gives the unmapped pages (with `list`;
+    /// empty otherwise) and their number.
     #[inline]
     pub(crate) fn unmap_impl<S: PageSize, K: VSpaceKernel + ?Sized>(
         &mut self,
         k: &mut K,
         range: PageRange<S>,
         fast: bool,
-    ) -> Result<Vec<(VirtAddr, CapRef)>, UnmapError> {
+        list: bool,
+    ) -> Result<(Vec<(VirtAddr, CapRef)>, usize), UnmapError> {
         if range.is_empty() {
             return Err(UnmapError::EmptyRange);
         }
@@ -319,7 +333,7 @@ impl AddressSpace {
                 let lo = leaf.index_of(start) as usize;
                 let hi = lo + range.len() as usize;
                 if self.shadow.at(slot).children.next_one(lo, hi).is_none() {
-                    return self.unmap_in_table(k, slot, leaf, base, lo, hi);
+                    return self.unmap_in_table(k, slot, leaf, base, lo, hi, list);
                 }
             }
         }
@@ -327,10 +341,7 @@ impl AddressSpace {
             return Err(UnmapError::SplitsMapping { vaddr, size });
         }
         let expect = range.len().min(self.shadow.frames_total() as u64) as usize;
-        let mut out = UnmapOutcome {
-            released: Vec::with_capacity(expect),
-            ..UnmapOutcome::default()
-        };
+        let mut out = UnmapOutcome::new(list, expect);
         let mut emptied = Candidates::new();
         let mut on_empty = match self.policy {
             TablePolicy::Reclaim => OnEmpty::Collect(&mut emptied),
@@ -351,6 +362,7 @@ impl AddressSpace {
 
     /// The unmap of entries `[lo, hi)` of the leaf table of `level` at `base` (slab slot `slot`), none of
     /// which holds a child table: its runs of frames, as the general path finds them.
+    #[allow(clippy::too_many_arguments)]
     fn unmap_in_table<K: VSpaceKernel + ?Sized>(
         &mut self,
         k: &mut K,
@@ -359,17 +371,15 @@ impl AddressSpace {
         base: u64,
         lo: usize,
         hi: usize,
-    ) -> Result<Vec<(VirtAddr, CapRef)>, UnmapError> {
+        list: bool,
+    ) -> Result<(Vec<(VirtAddr, CapRef)>, usize), UnmapError> {
         if hi - lo == 1 {
-            return self.unmap_one(k, slot, level, base, lo);
+            return self.unmap_one(k, slot, level, base, lo, list);
         }
         let Some(mut first) = self.shadow.at(slot).frames.next_one(lo, hi) else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         };
-        let mut out = UnmapOutcome {
-            released: Vec::with_capacity(hi - first),
-            ..UnmapOutcome::default()
-        };
+        let mut out = UnmapOutcome::new(list, hi - first);
         let mut emptied = Candidates::new();
         let mut on_empty = match self.policy {
             TablePolicy::Reclaim => OnEmpty::Collect(&mut emptied),
@@ -403,10 +413,11 @@ impl AddressSpace {
         level: TableLevel,
         base: u64,
         i: usize,
-    ) -> Result<Vec<(VirtAddr, CapRef)>, UnmapError> {
+        list: bool,
+    ) -> Result<(Vec<(VirtAddr, CapRef)>, usize), UnmapError> {
         let (t, by_cap, frame_count) = self.shadow.split_mut(slot);
         if !t.frames.get(i) {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         let cap = t.slots.caps[i];
         let size = frame_size_of(level);
@@ -439,7 +450,7 @@ impl AddressSpace {
                 TablePolicy::Reclaim => self.reclaim_one(k, level, base),
             }
         }
-        Ok(alloc::vec![(vaddr, cap)])
+        Ok((if list { alloc::vec![(vaddr, cap)] } else { Vec::new() }, 1))
     }
 
     /// Reclaims the table of `level` at `base` an unmap emptied (and its parents as they become empty).
@@ -455,14 +466,19 @@ impl AddressSpace {
     fn finish_unmap<K: VSpaceKernel + ?Sized>(
         &mut self,
         k: &mut K,
-        out: UnmapOutcome,
+        mut out: UnmapOutcome,
         emptied: Candidates,
-    ) -> Result<Vec<(VirtAddr, CapRef)>, UnmapError> {
+    ) -> Result<(Vec<(VirtAddr, CapRef)>, usize), UnmapError> {
+        if !out.failures.is_empty() && !out.list {
+            // The error lists what was unmapped: from the entries' caps, which the shadow keeps until a
+            // table is freed (below) or mapped again.
+            out.released = self.released_of(&out.spans);
+        }
         if !emptied.is_empty() {
             self.reclaim_pass(k, emptied, None);
         }
         match out.failures.first() {
-            None => Ok(out.released),
+            None => Ok((out.released, out.count)),
             Some(&(vaddr, _, failure)) => Err(UnmapError::Kernel {
                 vaddr: VirtAddr::new_unchecked(vaddr),
                 failure,
@@ -470,6 +486,23 @@ impl AddressSpace {
                 still_mapped: out.failures.len(),
             }),
         }
+    }
+
+    /// The pages of `spans` (see [`UnmapOutcome::spans`]) with their caps, ascending.
+    #[cold]
+    fn released_of(&self, spans: &[(usize, usize, usize, u64)]) -> Vec<(VirtAddr, CapRef)> {
+        let mut out = Vec::new();
+        for &(slot, lo, n, base) in spans {
+            let t = self.shadow.at(slot);
+            let eb = frame_size_of(t.level).bits();
+            let caps = &t.slots.caps[lo..lo + n];
+            out.extend(
+                caps.iter()
+                    .enumerate()
+                    .map(|(i, &cap)| (VirtAddr::new_unchecked(base + ((i as u64) << eb)), cap)),
+            );
+        }
+        out
     }
 
     /// Changes the rights and cache attribute of every mapping inside `range` (holes are allowed; a mapping
@@ -557,10 +590,7 @@ impl AddressSpace {
     /// frame cap (each unmapped: the caller may delete it, which under seL4 5.0 is safe only after the
     /// unmap) and the number of structures freed.
     pub fn destroy<K: VSpaceKernel + ?Sized>(mut self, k: &mut K) -> Result<Teardown, Box<DestroyError>> {
-        let mut out = UnmapOutcome {
-            released: Vec::with_capacity(self.shadow.frames_total()),
-            ..UnmapOutcome::default()
-        };
+        let mut out = UnmapOutcome::new(true, self.shadow.frames_total());
         let mut v = 0;
         while let Some((r, slot)) = self.shadow.next_run(v, USER_VADDR_END, None) {
             v = r.vaddr_of(r.count);
@@ -667,12 +697,17 @@ impl AddressSpace {
             };
             by_cap.remove_run(&caps[..done]);
             let (base, eb) = (run.vaddr_of(pos).as_u64(), size.bits());
-            out.released.extend(
-                caps[..done]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &cap)| (VirtAddr::new_unchecked(base + ((i as u64) << eb)), cap)),
-            );
+            out.count += done;
+            if out.list {
+                out.released.extend(
+                    caps[..done]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &cap)| (VirtAddr::new_unchecked(base + ((i as u64) << eb)), cap)),
+                );
+            } else if done > 0 {
+                out.spans.push((slot, lo, done, base));
+            }
             let refused = failure.map(|f| (r.vaddr_of(pos + done), caps[done], f));
             t.frames.set_range(lo, lo + done, false);
             t.used -= done as u16;
@@ -783,6 +818,17 @@ pub(crate) enum OnEmpty<'e> {
 /// before PDPTs; [`TableLevel`] orders from the root down), each level by ascending base.
 pub(crate) type Candidates = BinaryHeap<(TableLevel, Reverse<u64>)>;
 
+impl UnmapOutcome {
+    /// Nothing unmapped yet; room for `expect` pages in the list (with `list`).
+    pub(crate) fn new(list: bool, expect: usize) -> Self {
+        UnmapOutcome {
+            list,
+            released: if list { Vec::with_capacity(expect) } else { Vec::new() },
+            ..UnmapOutcome::default()
+        }
+    }
+}
+
 /// A table as a [`Candidates`] entry.
 pub(crate) fn candidate((level, base): TableKey) -> (TableLevel, Reverse<u64>) {
     (level, Reverse(base))
@@ -791,8 +837,15 @@ pub(crate) fn candidate((level, base): TableKey) -> (TableLevel, Reverse<u64>) {
 /// What [`AddressSpace::unmap_run`] did.
 #[derive(Default)]
 pub(crate) struct UnmapOutcome {
-    /// Unmapped pages and their caps, ascending.
+    /// Whether `released` lists the unmapped pages (else `spans` says where they were).
+    pub list: bool,
+    /// Unmapped pages and their caps, ascending (with `list`).
     pub released: Vec<(VirtAddr, CapRef)>,
+    /// How many pages were unmapped.
+    pub count: usize,
+    /// Without `list`: the unmapped entries, as (slab slot of the table, first entry, count, first
+    /// address), ascending; their caps stay in the table's record until it is freed or mapped again.
+    pub spans: Vec<(usize, usize, usize, u64)>,
     /// Pages the kernel refused to unmap (they stay mapped), with their caps, ascending.
     pub failures: Vec<(u64, CapRef, KernelFailure)>,
 }
