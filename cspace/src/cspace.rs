@@ -1353,20 +1353,22 @@ impl<K: KernelOps> CSpace<K> {
             return None;
         }
         let d0 = self.runs.key(first)?;
-        let (start, r) = self.runs.at_dest(d0)?;
-        let orig = r.src + (d0 - start);
-        // The originals stay in one CNode (runs never cross one).
-        if (orig & (pow2(self.layout.l2_bits) - 1)) + n > pow2(self.layout.l2_bits) {
-            return None;
-        }
+        // The first original, then each run met continuing it.
+        let mut orig = None;
         let mut done = 0;
         while done < n {
             let (start, r) = self.runs.at_dest(d0 + done)?;
             let off = d0 + done - start;
-            if r.src + off != orig + done {
+            let first_orig = *orig.get_or_insert(r.src + off);
+            if r.src + off != first_orig + done {
                 return None;
             }
             done += (r.n - off).min(n - done);
+        }
+        let orig = orig?;
+        // The originals stay in one CNode (runs never cross one).
+        if (orig & (pow2(self.layout.l2_bits) - 1)) + n > pow2(self.layout.l2_bits) {
+            return None;
         }
         // No untyped original: its copies would be revocable (checked a
         // word of slots at a time).

@@ -452,7 +452,6 @@ impl Mm {
             rights: crate::backend::vs_rights(rights),
         };
         let mapped = space.map(&mut k, range, &dests, rights, CacheAttr::WriteBack);
-        self.scratch.caps = dests;
         if let Err(e) = mapped {
             // The mappings were rolled back; delete the copies made, free the run.
             for &(i, k) in &runs {
@@ -462,6 +461,7 @@ impl Mm {
                 }
             }
             self.scratch.runs = runs;
+            self.scratch.caps = dests;
             let _ = m.cs.release_slots(run);
             return Err(MmError::Map(e));
         }
@@ -480,10 +480,10 @@ impl Mm {
             m.cs.adopt_copies_run(src, k as u64, dests).map_err(MmError::Cap)
         });
         self.scratch.runs = runs;
-        adopted?;
-        clock.lap(Phase::CSpace);
-        let dests = core::mem::take(&mut self.scratch.caps);
-        let r = self.record_clones(from, to, &dests, rights);
+        let r = adopted.and_then(|()| {
+            clock.lap(Phase::CSpace);
+            self.record_clones(from, to, &dests, rights)
+        });
         self.scratch.caps = dests;
         clock.lap(Phase::Database);
         r

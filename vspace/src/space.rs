@@ -469,6 +469,11 @@ impl AddressSpace {
         mut out: UnmapOutcome,
         emptied: Candidates,
     ) -> Result<(Vec<(VirtAddr, CapRef)>, usize), UnmapError> {
+        let count = if out.list {
+            out.released.len()
+        } else {
+            out.spans.iter().map(|s| s.2).sum()
+        };
         if !out.failures.is_empty() && !out.list {
             // The error lists what was unmapped: from the entries' caps, which the shadow keeps until a
             // table is freed (below) or mapped again.
@@ -478,7 +483,7 @@ impl AddressSpace {
             self.reclaim_pass(k, emptied, None);
         }
         match out.failures.first() {
-            None => Ok((out.released, out.count)),
+            None => Ok((out.released, count)),
             Some(&(vaddr, _, failure)) => Err(UnmapError::Kernel {
                 vaddr: VirtAddr::new_unchecked(vaddr),
                 failure,
@@ -697,7 +702,6 @@ impl AddressSpace {
             };
             by_cap.remove_run(&caps[..done]);
             let (base, eb) = (run.vaddr_of(pos).as_u64(), size.bits());
-            out.count += done;
             if out.list {
                 out.released.extend(
                     caps[..done]
@@ -841,8 +845,6 @@ pub(crate) struct UnmapOutcome {
     pub list: bool,
     /// Unmapped pages and their caps, ascending (with `list`).
     pub released: Vec<(VirtAddr, CapRef)>,
-    /// How many pages were unmapped.
-    pub count: usize,
     /// Without `list`: the unmapped entries, as (slab slot of the table, first entry, count, first
     /// address), ascending; their caps stay in the table's record until it is freed or mapped again.
     pub spans: Vec<(usize, usize, usize, u64)>,
