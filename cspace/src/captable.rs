@@ -885,7 +885,6 @@ impl CapTable {
     }
 }
 
-#[cfg(test)]
 impl CapTable {
     /// Checks the table's invariants: every table entry names a live record
     /// in that slot and every live record is in the table; the children

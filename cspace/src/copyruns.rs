@@ -78,7 +78,6 @@ impl CopyRuns {
     }
 
     /// Copies in runs.
-    #[cfg(test)]
     pub fn copies(&self) -> u64 {
         self.copies
     }
@@ -228,7 +227,6 @@ impl CopyRuns {
     }
 
     /// Checks the two indices against each other (test and debug checker).
-    #[cfg(test)]
     pub fn check(&self) -> Result<(), alloc::string::String> {
         use alloc::format;
         let mut prev_end = 0;

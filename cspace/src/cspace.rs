@@ -2184,26 +2184,14 @@ impl<K: KernelOps> CSpace<K> {
     }
 }
 
-#[cfg(test)]
 impl<K: KernelOps> CSpace<K> {
-    /// Whether the cap, slot and reserved-slot books of the two managers
-    /// are the same, down to the arena indices, the vacant list and the
-    /// allocator's hints (so that every later call behaves the same).
-    pub(crate) fn same_cap_books(&self, other: &Self) -> bool {
-        self.caps == other.caps
-            && self.runs == other.runs
-            && self.slots == other.slots
-            && self.reserved == other.reserved
-            && self.copies == other.copies
-            && self.poisoned == other.poisoned
-    }
-
-    /// Checks the cap books' invariants (see [`CSpace`]): those of the cap
+    /// Checks the cap books' invariants (see [`CSpace`]; public so that a
+    /// manager can audit them on the real kernel too): those of the cap
     /// table, of the copy runs' indices, and between them and the slot
     /// books: a run's sources hold originals; its destinations hold no
     /// record and are neither free nor reserved; no reserved slot holds a
     /// record; `copies` counts the copies with records and in runs.
-    pub(crate) fn check_books(&self) -> Result<(), alloc::string::String> {
+    pub fn check_books(&self) -> Result<(), alloc::string::String> {
         use alloc::format;
         self.caps.check()?;
         self.runs.check()?;
@@ -2240,6 +2228,21 @@ impl<K: KernelOps> CSpace<K> {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl<K: KernelOps> CSpace<K> {
+    /// Whether the cap, slot and reserved-slot books of the two managers
+    /// are the same, down to the arena indices, the vacant list and the
+    /// allocator's hints (so that every later call behaves the same).
+    pub(crate) fn same_cap_books(&self, other: &Self) -> bool {
+        self.caps == other.caps
+            && self.runs == other.runs
+            && self.slots == other.slots
+            && self.reserved == other.reserved
+            && self.copies == other.copies
+            && self.poisoned == other.poisoned
     }
 
     /// The cap books as the kernel would see them, whatever the

@@ -1,5 +1,7 @@
-//! The seL4-facing layer: the kernel traits of `cspace` and `vspace`
-//! implemented with one invocation each through the generated `sel4` crate.
+//! The seL4-facing layer: the memory manager's one kernel trait,
+//! [`memory_manager::Kernel`] (with cspace's `KernelOps`), implemented with
+//! one invocation each through the generated `sel4` crate. Nothing else in
+//! the manager reaches the kernel.
 //!
 //! The seL4-free crates name object types, rights and errors with their own
 //! enums; here they become the kernel build's numbers (`sel4::object_type`,
@@ -7,10 +9,11 @@
 //! against the kernel tree's at compile time.
 
 use cspace::{CPtr as CsCPtr, CapData as CsCapData, CapPath, KernelError, KernelOps, ObjectType, RetypeDest};
-use sel4::{cap, cap_type, init, object_type, size_bits, Cap, CapData, CapRights, Error, VmAttributes, Word};
+use memory_manager::Phase;
 #[cfg(sel4_batched_leaf)]
-use vspace::VSpaceKernel as _;
-use vspace::{CacheAttr, CapRef, FrameSize, KernelFailure, TableLevel, VirtAddr};
+use memory_manager::RunRefusal;
+use sel4::{cap, cap_type, init, object_type, size_bits, Cap, CapData, CapRights, Error, VmAttributes, Word};
+use vspace::{CacheAttr, FrameSize, TableLevel};
 
 use crate::manager::Manager;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -78,26 +81,10 @@ pub fn cs_err(e: Error) -> KernelError {
     }
 }
 
-/// `sel4::Error` as the vspace crate names it.
-pub fn vs_err(e: Error) -> KernelFailure {
-    match e {
-        Error::InvalidArgument => KernelFailure::InvalidArgument,
-        Error::InvalidCapability => KernelFailure::InvalidCapability,
-        Error::IllegalOperation => KernelFailure::IllegalOperation,
-        Error::RangeError => KernelFailure::RangeError,
-        Error::AlignmentError => KernelFailure::AlignmentError,
-        Error::FailedLookup => KernelFailure::FailedLookup,
-        Error::TruncatedMessage => KernelFailure::TruncatedMessage,
-        Error::DeleteFirst => KernelFailure::DeleteFirst,
-        Error::RevokeFirst => KernelFailure::RevokeFirst,
-        Error::NotEnoughMemory => KernelFailure::NotEnoughMemory,
-    }
-}
-
-/// A kernel invocation, timed as [`Phase::Kernel`](crate::phases::Phase::Kernel) when phases are on.
+/// A kernel invocation, timed as [`Phase::Kernel`] when phases are on.
 #[inline(always)]
 pub fn kernel<R>(f: impl FnOnce() -> R) -> R {
-    crate::phases::nested(crate::phases::Phase::Kernel, f)
+    crate::phases::nested(Phase::Kernel, f)
 }
 
 /// A run invocation: timed like [`kernel`], and counted (see [`run_calls`]).
@@ -150,8 +137,21 @@ pub fn vs_attr(a: CacheAttr) -> VmAttributes {
     }
 }
 
-/// `cspace::KernelOps` on the real kernel.
-pub struct Sel4Ops;
+/// The manager's kernel on the real kernel: `cspace::KernelOps` and
+/// `memory_manager::Kernel`, one invocation per method.
+pub struct Sel4Ops {
+    /// The benchmark's phase stopwatch of the current operation.
+    clock: crate::phases::Clock,
+}
+
+impl Sel4Ops {
+    /// The kernel.
+    pub fn new() -> Self {
+        Sel4Ops {
+            clock: crate::phases::Clock::start(),
+        }
+    }
+}
 
 impl KernelOps for Sel4Ops {
     fn untyped_retype(
@@ -239,172 +239,6 @@ impl KernelOps for Sel4Ops {
     }
 }
 
-/// The vspace crate's kernel operations: paging-structure objects come from
-/// (and go back to) the CSpace manager; maps are one invocation each.
-pub struct VsKernel<'a> {
-    /// Where tables and roots come from.
-    pub cs: &'a mut cspace::CSpace<Sel4Ops>,
-    /// Which CSpace object each table/root cap is.
-    pub objects: &'a mut hashbrown::HashMap<u64, cspace::ObjectId>,
-}
-
-impl VsKernel<'_> {
-    fn alloc(&mut self, ty: ObjectType) -> Result<CapRef, KernelFailure> {
-        let a = self.cs.alloc(ty, 0).map_err(|_| KernelFailure::NotEnoughMemory)?;
-        self.objects.insert(a.cptr.0, a.id);
-        Ok(CapRef(a.cptr.0))
-    }
-
-    fn free(&mut self, c: CapRef) {
-        if let Some(id) = self.objects.remove(&c.0) {
-            // A failure leaves the object accounted as live, visible in the figures.
-            let _ = self.cs.free(id);
-        }
-    }
-}
-
-/// The batched leaf-table invocations (kernel patch 0005), when the kernel
-/// has them: a run of frame caps in consecutive slots of one CNode is mapped
-/// or unmapped in one kernel entry.
-#[cfg(sel4_batched_leaf)]
-impl VsKernel<'_> {
-    /// How many caps at the start of `caps` are consecutive slots of one
-    /// CNode (a run invocation takes them from one CNode).
-    pub fn run_prefix(&self, caps: &[CapRef]) -> usize {
-        self.run_prefix_by(caps, |c| c.0)
-    }
-
-    /// [`run_prefix`](Self::run_prefix) of the cptrs `cptr(x)` of `xs`.
-    #[inline]
-    pub fn run_prefix_by<T>(&self, xs: &[T], cptr: impl Fn(&T) -> u64) -> usize {
-        let Some(first) = xs.first().map(&cptr) else { return 0 };
-        let l = self.cs.layout();
-        let Some(a) = l.slot_of(CsCPtr(first)) else { return 0 };
-        // Consecutive cptrs stay in one CNode up to its last slot.
-        let room = l.capacity(a.cnode).saturating_sub(a.index) as usize;
-        let xs = &xs[..xs.len().min(room.max(1))];
-        vspace::consecutive_prefix(xs, cptr)
-    }
-    /// The path of the cap `cptr` names (a managed slot).
-    pub fn path_of(&self, cptr: CapRef) -> Result<CapPath, KernelFailure> {
-        let slot = self.cs.layout().slot_of(CsCPtr(cptr.0));
-        slot.map(|s| self.cs.path(s)).ok_or(KernelFailure::InvalidCapability)
-    }
-}
-
-/// Splits the `len` entries of a leaf run into pieces, in order: from entry
-/// `done`, `piece(s, done)` entries can go in one run invocation; if they are
-/// at least [`MIN_RUN`], `run(s, done, k)` does them, otherwise `one(s, done)`
-/// does entry `done` alone. A failure reports how many entries were done
-/// before it (a run invocation is all or nothing).
-#[cfg(sel4_batched_leaf)]
-pub fn in_runs<S>(
-    s: &mut S,
-    len: usize,
-    piece: impl Fn(&S, usize) -> usize,
-    mut run: impl FnMut(&mut S, usize, usize) -> Result<(), KernelFailure>,
-    mut one: impl FnMut(&mut S, usize) -> Result<(), KernelFailure>,
-) -> Result<(), vspace::RunFailure> {
-    let mut done = 0;
-    while done < len {
-        let k = match piece(s, done) {
-            k if k >= MIN_RUN => run(s, done, k).map(|()| k),
-            _ => one(s, done).map(|()| 1),
-        }
-        .map_err(|failure| vspace::RunFailure { done, failure })?;
-        done += k;
-    }
-    Ok(())
-}
-
-/// `X86PageTable_MapRun` of the `n` entries of `run` from its first, the
-/// frame caps taken from the slots from `src` on.
-#[cfg(sel4_batched_leaf)]
-pub fn map_run(
-    root: CapRef,
-    run: &vspace::LeafRun,
-    n: usize,
-    rights: vspace::Rights,
-    attr: CacheAttr,
-    src: CapPath,
-) -> Result<(), KernelFailure> {
-    run_kernel(|| {
-        Cap::<cap_type::X86PageTable>::from_bits(run.table.0).x86_page_table_map_run(
-            sel4::CPtr(root.0),
-            run.first_index as Word,
-            n as Word,
-            vs_rights(rights),
-            vs_attr(attr),
-            cnode(src.root),
-            src.index,
-            src.depth as Word,
-        )
-    })
-    .map_err(vs_err)
-}
-
-/// `X86PageTable_CopyMapRun`: each frame cap in the slots from `src` on is
-/// copied (with `cap_rights`) into the slots from `dest` on, and the copies
-/// mapped in the `n` entries of `run` from its first.
-#[cfg(sel4_batched_leaf)]
-#[allow(clippy::too_many_arguments)]
-pub fn copy_map_run(
-    root: CapRef,
-    run: &vspace::LeafRun,
-    n: usize,
-    rights: vspace::Rights,
-    attr: CacheAttr,
-    src: CapPath,
-    dest: CapPath,
-    cap_rights: CapRights,
-) -> Result<(), KernelFailure> {
-    run_kernel(|| {
-        Cap::<cap_type::X86PageTable>::from_bits(run.table.0).x86_page_table_copy_map_run(
-            sel4::CPtr(root.0),
-            run.first_index as Word,
-            n as Word,
-            vs_rights(rights),
-            vs_attr(attr),
-            cnode(src.root),
-            src.index,
-            src.depth as Word,
-            cnode(dest.root),
-            dest.index,
-            dest.depth as Word,
-            cap_rights,
-        )
-    })
-    .map_err(vs_err)
-}
-
-/// `X86PageTable_UnmapRun` of the `n` entries of `run` from its first, which
-/// the frame caps in the slots from `caps` on hold; with `delete`, the caps
-/// are deleted too.
-#[cfg(sel4_batched_leaf)]
-pub fn unmap_run(run: &vspace::LeafRun, n: usize, caps: CapPath, delete: bool) -> Result<(), KernelFailure> {
-    run_kernel(|| {
-        Cap::<cap_type::X86PageTable>::from_bits(run.table.0).x86_page_table_unmap_run(
-            run.first_index as Word,
-            n as Word,
-            cnode(caps.root),
-            caps.index,
-            caps.depth as Word,
-            delete as Word,
-        )
-    })
-    .map_err(vs_err)
-}
-
-/// The part of `run` from its `from`-th entry.
-#[cfg(sel4_batched_leaf)]
-pub fn sub_run(run: &vspace::LeafRun, from: usize) -> vspace::LeafRun {
-    vspace::LeafRun {
-        first_index: run.first_index + from as u16,
-        vaddr: run.vaddr_of(from),
-        ..*run
-    }
-}
-
 /// Whether the kernel has the batched leaf-table invocations, as found by
 /// [`detect_batched_leaf`] at start-up. Until then, and always when the
 /// bindings were generated without them, the per-page path is used.
@@ -463,48 +297,25 @@ pub fn detect_batched_leaf(m: &mut Manager) -> Result<bool, alloc::string::Strin
     }
 }
 
-/// A run of at least this many pages goes through a run invocation: one
-/// page is cheaper with the stock per-page invocation.
-#[cfg(sel4_batched_leaf)]
-pub const MIN_RUN: usize = 2;
-
-fn level_type(level: TableLevel) -> ObjectType {
-    match level {
-        TableLevel::Pdpt => ObjectType::Pdpt,
-        TableLevel::Pd => ObjectType::PageDirectory,
-        TableLevel::Pt => ObjectType::PageTable,
-    }
+fn vroot(c: cspace::CPtr) -> sel4::CPtr {
+    sel4::CPtr(c.0)
 }
 
-impl vspace::VSpaceKernel for VsKernel<'_> {
-    fn alloc_root(&mut self) -> Result<CapRef, KernelFailure> {
-        self.alloc(ObjectType::Pml4)
+/// The error of a refused run invocation. The generated wrapper keeps only
+/// the error code, not the entry index the kernel sends in the last message
+/// register, so the entry is unknown here.
+#[cfg(sel4_batched_leaf)]
+fn run_err(e: Error) -> RunRefusal {
+    RunRefusal::from(cs_err(e))
+}
+
+impl memory_manager::Kernel for Sel4Ops {
+    fn asid_assign(&mut self, root: CsCPtr) -> Result<(), KernelError> {
+        init::ASID_POOL.x86_asid_pool_assign(vroot(root)).map_err(cs_err)
     }
 
-    fn assign_asid(&mut self, root: CapRef) -> Result<(), KernelFailure> {
-        init::ASID_POOL.x86_asid_pool_assign(sel4::CPtr(root.0)).map_err(vs_err)
-    }
-
-    fn free_root(&mut self, root: CapRef) {
-        self.free(root)
-    }
-
-    fn alloc_table(&mut self, level: TableLevel) -> Result<CapRef, KernelFailure> {
-        self.alloc(level_type(level))
-    }
-
-    fn free_table(&mut self, _level: TableLevel, table: CapRef) {
-        self.free(table)
-    }
-
-    fn map_table(
-        &mut self,
-        level: TableLevel,
-        table: CapRef,
-        root: CapRef,
-        vaddr: VirtAddr,
-    ) -> Result<(), KernelFailure> {
-        let (root, va, attr) = (sel4::CPtr(root.0), vaddr.as_u64(), VmAttributes::DEFAULT);
+    fn table_map(&mut self, level: TableLevel, table: CsCPtr, root: CsCPtr, va: u64) -> Result<(), KernelError> {
+        let (root, attr) = (vroot(root), VmAttributes::DEFAULT);
         match level {
             TableLevel::Pdpt => {
                 Cap::<cap_type::X86Pdpt>::from_bits(table.0).x86_pdpt_map(Cap::from_cptr(root), va, attr)
@@ -514,115 +325,138 @@ impl vspace::VSpaceKernel for VsKernel<'_> {
             }
             TableLevel::Pt => Cap::<cap_type::X86PageTable>::from_bits(table.0).x86_page_table_map(root, va, attr),
         }
-        .map_err(vs_err)
+        .map_err(cs_err)
     }
 
-    fn unmap_table(&mut self, level: TableLevel, table: CapRef) -> Result<(), KernelFailure> {
+    fn table_unmap(&mut self, level: TableLevel, table: CsCPtr) -> Result<(), KernelError> {
         match level {
             TableLevel::Pdpt => Cap::<cap_type::X86Pdpt>::from_bits(table.0).x86_pdpt_unmap(),
             TableLevel::Pd => Cap::<cap_type::X86PageDirectory>::from_bits(table.0).x86_page_directory_unmap(),
             TableLevel::Pt => Cap::<cap_type::X86PageTable>::from_bits(table.0).x86_page_table_unmap(),
         }
-        .map_err(vs_err)
+        .map_err(cs_err)
     }
 
-    fn map_frame(
+    fn page_map(
         &mut self,
-        frame: CapRef,
-        root: CapRef,
-        vaddr: VirtAddr,
+        frame: CsCPtr,
+        root: CsCPtr,
+        vaddr: u64,
         _size: FrameSize,
         rights: vspace::Rights,
         attr: CacheAttr,
-    ) -> Result<(), KernelFailure> {
-        kernel(|| {
-            cap::Frame::from_bits(frame.0).x86_page_map(
-                sel4::CPtr(root.0),
-                vaddr.as_u64(),
+    ) -> Result<(), KernelError> {
+        kernel(|| cap::Frame::from_bits(frame.0).x86_page_map(vroot(root), vaddr, vs_rights(rights), vs_attr(attr)))
+            .map_err(cs_err)
+    }
+
+    fn page_remap(
+        &mut self,
+        frame: CsCPtr,
+        root: CsCPtr,
+        rights: vspace::Rights,
+        attr: CacheAttr,
+    ) -> Result<(), KernelError> {
+        cap::Frame::from_bits(frame.0)
+            .x86_page_remap(vroot(root), vs_rights(rights), vs_attr(attr))
+            .map_err(cs_err)
+    }
+
+    fn page_unmap(&mut self, frame: CsCPtr) -> Result<(), KernelError> {
+        kernel(|| cap::Frame::from_bits(frame.0).x86_page_unmap()).map_err(cs_err)
+    }
+
+    fn has_runs(&self) -> bool {
+        batched_leaf()
+    }
+
+    #[cfg(sel4_batched_leaf)]
+    fn map_run(
+        &mut self,
+        table: CsCPtr,
+        root: CsCPtr,
+        first: u16,
+        n: usize,
+        rights: vspace::Rights,
+        attr: CacheAttr,
+        src: CapPath,
+    ) -> Result<(), RunRefusal> {
+        run_kernel(|| {
+            Cap::<cap_type::X86PageTable>::from_bits(table.0).x86_page_table_map_run(
+                vroot(root),
+                first as Word,
+                n as Word,
                 vs_rights(rights),
                 vs_attr(attr),
+                cnode(src.root),
+                src.index,
+                src.depth as Word,
             )
         })
-        .map_err(vs_err)
-    }
-
-    fn remap_frame(
-        &mut self,
-        frame: CapRef,
-        root: CapRef,
-        rights: vspace::Rights,
-        attr: CacheAttr,
-    ) -> Result<(), KernelFailure> {
-        cap::Frame::from_bits(frame.0)
-            .x86_page_remap(sel4::CPtr(root.0), vs_rights(rights), vs_attr(attr))
-            .map_err(vs_err)
-    }
-
-    fn unmap_frame(&mut self, frame: CapRef) -> Result<(), KernelFailure> {
-        kernel(|| cap::Frame::from_bits(frame.0).x86_page_unmap()).map_err(vs_err)
+        .map_err(run_err)
     }
 
     #[cfg(sel4_batched_leaf)]
-    fn map_frames_run(
+    fn copy_map_run(
         &mut self,
-        root: CapRef,
-        run: &vspace::LeafRun,
-        frames: &[CapRef],
+        table: CsCPtr,
+        root: CsCPtr,
+        first: u16,
+        n: usize,
         rights: vspace::Rights,
         attr: CacheAttr,
-    ) -> Result<(), vspace::RunFailure> {
-        if run.level != TableLevel::Pt || !batched_leaf() {
-            return map_each(self, root, run, frames, rights, attr);
-        }
-        // Each piece of caps in consecutive slots of one CNode in one entry
-        // (all or nothing: on a refusal no entry of it was written).
-        in_runs(
-            self,
-            frames.len(),
-            |k, d| k.run_prefix(&frames[d..]),
-            |k, d, n| map_run(root, &sub_run(run, d), n, rights, attr, k.path_of(frames[d])?),
-            |k, d| k.map_frame(frames[d], root, run.vaddr_of(d), run.size, rights, attr),
-        )
+        src: CapPath,
+        dest: CapPath,
+        copy_rights: cspace::Rights,
+    ) -> Result<(), RunRefusal> {
+        run_kernel(|| {
+            Cap::<cap_type::X86PageTable>::from_bits(table.0).x86_page_table_copy_map_run(
+                vroot(root),
+                first as Word,
+                n as Word,
+                vs_rights(rights),
+                vs_attr(attr),
+                cnode(src.root),
+                src.index,
+                src.depth as Word,
+                cnode(dest.root),
+                dest.index,
+                dest.depth as Word,
+                cs_rights(copy_rights),
+            )
+        })
+        .map_err(run_err)
     }
 
     #[cfg(sel4_batched_leaf)]
-    fn unmap_frames_run(&mut self, run: &vspace::LeafRun, frames: &[CapRef]) -> Result<(), vspace::RunFailure> {
-        if run.level != TableLevel::Pt || !batched_leaf() {
-            return unmap_each(self, frames);
-        }
-        in_runs(
-            self,
-            frames.len(),
-            |k, d| k.run_prefix(&frames[d..]),
-            |k, d, n| unmap_run(&sub_run(run, d), n, k.path_of(frames[d])?, false),
-            |k, d| k.unmap_frame(frames[d]),
-        )
+    fn unmap_run(
+        &mut self,
+        table: CsCPtr,
+        first: u16,
+        n: usize,
+        caps: CapPath,
+        delete: bool,
+    ) -> Result<(), RunRefusal> {
+        run_kernel(|| {
+            Cap::<cap_type::X86PageTable>::from_bits(table.0).x86_page_table_unmap_run(
+                first as Word,
+                n as Word,
+                cnode(caps.root),
+                caps.index,
+                caps.depth as Word,
+                delete as Word,
+            )
+        })
+        .map_err(run_err)
     }
-}
 
-/// Maps `frames` one page at a time.
-#[cfg(sel4_batched_leaf)]
-fn map_each(
-    k: &mut VsKernel<'_>,
-    root: CapRef,
-    run: &vspace::LeafRun,
-    frames: &[CapRef],
-    rights: vspace::Rights,
-    attr: CacheAttr,
-) -> Result<(), vspace::RunFailure> {
-    for (i, &frame) in frames.iter().enumerate() {
-        k.map_frame(frame, root, run.vaddr_of(i), run.size, rights, attr)
-            .map_err(|failure| vspace::RunFailure { done: i, failure })?;
+    #[inline(always)]
+    fn start_op(&mut self) {
+        self.clock = crate::phases::Clock::start();
     }
-    Ok(())
-}
 
-/// Unmaps `frames` one page at a time.
-#[cfg(sel4_batched_leaf)]
-fn unmap_each(k: &mut VsKernel<'_>, frames: &[CapRef]) -> Result<(), vspace::RunFailure> {
-    for (i, &frame) in frames.iter().enumerate() {
-        k.unmap_frame(frame)
-            .map_err(|failure| vspace::RunFailure { done: i, failure })?;
+    #[inline(always)]
+    fn lap(&mut self, phase: Phase) {
+        self.clock.lap(phase);
     }
-    Ok(())
 }

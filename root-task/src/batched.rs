@@ -433,27 +433,27 @@ mod imp {
     /// records (frame, address, size, rights, leaf table; the cap slots may
     /// differ), the same database invariants, and the same figures afterwards.
     fn manager_paths_agree(m: &mut Manager) -> Outcome {
-        use crate::mm::{At, Mm};
+        use memory_manager::{At, Mm};
         const SRC: Word = 0x10_0000_0000;
         const DST: Word = 0x20_0000_0000 + 37 * PAGE;
         const ALT: Word = 0x30_0000_0000 + 500 * PAGE;
         const PAGES: u64 = 700;
         let rw = vspace::Rights::READ | vspace::Rights::WRITE;
-        let err = |e: crate::mm::MmError| format!("{e:?}");
+        let err = |e: &dyn core::fmt::Debug| format!("{e:?}");
         let mut mm = Mm::new();
         let mut spaces = Vec::new();
         for _ in 0..3 {
             spaces.push(mm.create_space(m).map_err(|e| format!("{e:?}"))?);
         }
         let (s, d, a) = (spaces[0], spaces[1], spaces[2]);
-        let frames = mm.map_new(m, s, SRC, PAGES, rw).map_err(err)?;
+        let frames = mm.map_new(m, s, SRC, PAGES, rw).map_err(|e| err(&e))?;
         // Page tables stay once made (a table freed goes to `padding` until
         // its untyped chunk is free): the first round makes them, the next
         // two compare the paths from the same figures.
         for x in [d, a] {
-            mm.space_mut(x)
-                .ok_or("space")?
-                .set_table_policy(vspace::TablePolicy::Retain);
+            if !mm.set_table_policy(x, vspace::TablePolicy::Retain) {
+                return Err("space".into());
+            }
         }
         let mut base = m.cs.stats();
         let mut seen = Vec::new();
@@ -461,9 +461,11 @@ mod imp {
             crate::backend::use_batched_leaf(batched);
             let calls = crate::backend::run_calls();
             let r = (|| {
-                mm.clone_region(m, At(s, SRC), At(d, DST), PAGES, rw).map_err(err)?;
-                mm.move_region(m, At(d, DST), At(a, ALT), PAGES, rw).map_err(err)?;
-                mm.db.check().map_err(|e| format!("database: {e:?}"))?;
+                mm.clone_region(m, At(s, SRC), At(d, DST), PAGES, rw)
+                    .map_err(|e| err(&e))?;
+                mm.move_region(m, At(d, DST), At(a, ALT), PAGES, rw)
+                    .map_err(|e| err(&e))?;
+                mm.check(m).map_err(|e| format!("books: {e}"))?;
                 let recs: Vec<_> = (0..PAGES)
                     .map(|i| {
                         mm.what_backs(a, ALT + i * PAGE)
@@ -471,7 +473,7 @@ mod imp {
                     })
                     .collect();
                 let copies = m.cs.stats();
-                mm.destroy_region(m, a, ALT, PAGES).map_err(err)?;
+                mm.destroy_region(m, a, ALT, PAGES).map_err(|e| err(&e))?;
                 Ok::<_, String>((recs, copies))
             })();
             crate::backend::use_batched_leaf(true);
@@ -500,10 +502,10 @@ mod imp {
             return Err("the two paths left different records or figures".into());
         }
         for f in frames {
-            mm.free_frame(m, f).map_err(err)?;
+            mm.free_frame(m, f).map_err(|e| err(&e))?;
         }
         for x in spaces {
-            mm.destroy_space(m, x).map_err(err)?;
+            mm.destroy_space(m, x).map_err(|e| err(&e))?;
         }
         Ok(format!(
             "clone+move+destroy of {PAGES} pages across leaf tables: same {PAGES} records and figures on both paths"
@@ -906,7 +908,7 @@ mod imp {
         let tcb = m.alloc(ObjectType::Tcb).map_err(e("tcb"))?;
         let ep = m.alloc(ObjectType::Endpoint).map_err(e("endpoint"))?;
         let badged = m.cs.mint(ep.slot, cspace::Rights::all(), BADGE).map_err(e("mint"))?;
-        let (root, guard) = m.cspace_root();
+        let (root, guard) = crate::manager::cspace_root(m);
         let t = cap::Tcb::from_bits(tcb.cptr.0);
         t.tcb_configure(
             m.cptr(badged),

@@ -14,7 +14,7 @@ mod bench;
 mod checks;
 mod manager;
 mod mapping_checks;
-mod mm;
+
 mod mm_bench;
 mod objects;
 mod phases;
@@ -46,7 +46,7 @@ fn main(bi: &'static BootInfo) -> Verdict {
     let (empty, used_untyped) = objs.hand_over();
     let mut taken = alloc::vec![used_untyped];
     taken.extend(sel4_root_task::heap::boot_resources().untyped);
-    let mut m = match manager::Manager::new(bi, empty, &taken) {
+    let mut m = match manager::new(bi, empty, &taken) {
         Ok(m) => {
             v.check("manager.init", true, &alloc::format!("{:?}", m.cs.stats()));
             m

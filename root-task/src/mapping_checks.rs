@@ -4,7 +4,6 @@
 //! (`X86Page_GetAddress` on every recorded cap).
 
 use crate::manager::Manager;
-use crate::mm::{At, Mm, MmError};
 use crate::probe::{Access, ProbeThread};
 use alloc::format;
 use alloc::string::String;
@@ -12,6 +11,7 @@ use alloc::vec::Vec;
 use cspace::ObjectType;
 use hashbrown::HashMap;
 use mapping_db::{AsId, FrameId};
+use memory_manager::{At, CloneError, DestroyError, Mm, RevokeError};
 use sel4_root_task::Verdict;
 use vspace::Rights;
 
@@ -40,11 +40,11 @@ impl World {
     /// record's cap is a frame at the record's physical address, every
     /// mapped address reads its frame's tag, every listed address that is
     /// not recorded faults, and the database's invariants hold.
-    fn consistent(&self, unmapped: &[(AsId, u64)]) -> Result<usize, String> {
-        self.mm.db.check().map_err(|e| format!("db.check: {e:?}"))?;
+    fn consistent(&self, m: &Manager, unmapped: &[(AsId, u64)]) -> Result<usize, String> {
+        self.mm.check(m).map_err(|e| format!("books: {e}"))?;
         let mut n = 0;
         for &asid in &self.spaces {
-            for r in self.mm.db.mappings_in(asid) {
+            for r in self.mm.db().mappings_in(asid) {
                 let paddr = sel4::cap::Frame::from_bits(r.cap.0).x86_page_get_address();
                 if paddr != Ok(r.frame.paddr) {
                     return Err(format!(
@@ -103,7 +103,7 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
     let setup = (|| -> Result<String, String> {
         for _ in 0..3 {
             let id = w.mm.create_space(m).map_err(|e| format!("{e:?}"))?;
-            let space = w.mm.space_mut(id).ok_or("space")?;
+            let space = w.mm.space_unbooked(id).ok_or("space")?;
             let p = ProbeThread::start(m, space, PRIO).map_err(|e| format!("{e:?}"))?;
             w.spaces.push(id);
             w.probes.push(p);
@@ -117,7 +117,7 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
                 .map_err(|e| format!("{e:?}"))?;
             w.tags.insert(*f, tag);
         }
-        let n = w.consistent(&[])?;
+        let n = w.consistent(m, &[])?;
         Ok(format!("{n} pages mapped in A and tagged; db, kernel and thread agree"))
     })();
     if !report(v, "mapping.setup", setup) {
@@ -130,7 +130,7 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
     let r =
         w.mm.clone_region(m, At(a, VA), At(b, VB), N, RW)
             .map_err(|e| format!("{e:?}"))
-            .and_then(|_| w.consistent(&[]))
+            .and_then(|_| w.consistent(m, &[]))
             .map(|n| {
                 format!(
                     "clone A->B: {n} mappings agree; frame 0 mapped by {} spaces",
@@ -142,28 +142,28 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
     let r =
         w.mm.clone_region(m, At(b, VB), At(c, VC), N, Rights::READ)
             .map_err(|e| format!("{e:?}"))
-            .and_then(|_| w.consistent(&[]))
+            .and_then(|_| w.consistent(m, &[]))
             .map(|n| format!("clone B->C read-only: {n} mappings agree"));
     report(v, "mapping.clone_of_clone", r);
     // The books now hold the two clones as runs (so the steps below check
     // the run books, and their materialising, against the kernel).
     sel4_root_task::Record::new("books")
-        .num("db_runs", w.mm.db.run_count() as u64)
-        .num("db_run_pages", w.mm.db.run_pages() as u64)
+        .num("db_runs", w.mm.db().run_count() as u64)
+        .num("db_run_pages", w.mm.db().run_pages() as u64)
         .num("cap_runs", m.cs.copy_run_count() as u64)
         .emit();
 
     let r =
         w.mm.move_region(m, At(c, VC), At(a, VA2), N, Rights::READ)
             .map_err(|e| format!("{e:?}"))
-            .and_then(|_| w.consistent(&pages(VC).map(|va| (c, va)).collect::<Vec<_>>()))
+            .and_then(|_| w.consistent(m, &pages(VC).map(|va| (c, va)).collect::<Vec<_>>()))
             .map(|n| format!("move C->A: C faults on every page, {n} mappings agree"));
     report(v, "mapping.move", r);
 
     let r =
         w.mm.destroy_region(m, b, VB, N)
             .map_err(|e| format!("{e:?}"))
-            .and_then(|_| w.consistent(&unmapped_b))
+            .and_then(|_| w.consistent(m, &unmapped_b))
             .map(|n| format!("destroy B: B faults on every page, copies deleted, {n} mappings agree"));
     report(v, "mapping.destroy", r);
 
@@ -181,22 +181,22 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
             let who = w.mm.who_maps(*f);
             total += w.mm.revoke_frame(m, f.slot.0).map_err(|e| format!("{e:?}"))?;
             unmapped.extend(who.iter().map(|r| (r.asid, r.vaddr)));
-            if w.mm.db.copies_of(*f).count() != 1 {
+            if w.mm.db().copies_of(*f).count() != 1 {
                 return Err(format!("{f:?}: copies left after revoke"));
             }
         }
-        let n = w.consistent(&unmapped)?;
+        let n = w.consistent(m, &unmapped)?;
         let now = m.cs.stats();
         // Every copy is gone (the originals stay, unmapped; the leaf table of
         // A's original region was reclaimed with its last mapping).
-        if n != 0 || now.copies_live != after_setup.copies_live || w.mm.db.cap_count() != frames.len() {
+        if n != 0 || now.copies_live != after_setup.copies_live || w.mm.db().cap_count() != frames.len() {
             return Err(format!(
                 "after revoke: {n} mappings; figures {now:?} vs {after_setup:?}"
             ));
         }
         Ok(format!(
             "{total} mappings revoked; every thread faults at each; {} caps left (the originals), copies as before",
-            w.mm.db.cap_count()
+            w.mm.db().cap_count()
         ))
     })();
     report(v, "mapping.revoke_frame", r);
@@ -219,7 +219,10 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
         if now != base {
             return Err(format!("figures before {base:?} after {now:?}"));
         }
-        Ok(format!("everything returned; {} records left in the db", w.mm.db.len()))
+        Ok(format!(
+            "everything returned; {} records left in the db",
+            w.mm.db().len()
+        ))
     })();
     report(v, "mapping.teardown_exact", r);
     // Bytes per mapping record, both directions and the cap copy's node
@@ -245,7 +248,7 @@ fn first(w: &World) -> FrameId {
 fn bad_requests(m: &mut Manager, w: &mut World) -> Result<String, String> {
     let (a, b) = (w.spaces[0], w.spaces[1]);
     let ep = m.alloc(ObjectType::Endpoint).map_err(|e| format!("{e:?}"))?;
-    let snapshot = |m: &Manager, w: &World| (m.cs.stats(), w.mm.db.len(), w.mm.db.cap_count());
+    let snapshot = |m: &Manager, w: &World| (m.cs.stats(), w.mm.db().len(), w.mm.db().cap_count());
     let before = snapshot(m, w);
     // Clone onto an occupied address (A's own region).
     let occupied = w.mm.clone_region(m, At(a, VA), At(a, VA2), N, RW);
@@ -257,10 +260,10 @@ fn bad_requests(m: &mut Manager, w: &mut World) -> Result<String, String> {
     let rights = w.mm.clone_region(m, At(a, VA2), At(b, VB), N, RW);
     let after = snapshot(m, w);
     m.cs.free(ep.id).map_err(|e| format!("{e:?}"))?;
-    let ok = matches!(occupied, Err(MmError::DestinationOccupied { .. }))
-        && matches!(unmapped, Err(MmError::NotMapped { .. }))
-        && matches!(not_frame, Err(MmError::NotAFrame(_)))
-        && matches!(rights, Err(MmError::RightsExceed))
+    let ok = matches!(occupied, Err(CloneError::Occupied { .. }))
+        && matches!(unmapped, Err(DestroyError::NotMapped { .. }))
+        && matches!(not_frame, Err(RevokeError::NotAFrame(_)))
+        && matches!(rights, Err(CloneError::RightsExceed))
         && before == after;
     let text = format!(
         "{:?}; {:?}; {:?}; {:?}",
@@ -270,7 +273,7 @@ fn bad_requests(m: &mut Manager, w: &mut World) -> Result<String, String> {
         rights.err()
     );
     if ok {
-        w.consistent(&[]).map(|_| text)
+        w.consistent(m, &[]).map(|_| text)
     } else {
         Err(format!("{text}; figures before {before:?} after {after:?}"))
     }

@@ -16,11 +16,11 @@
 
 use crate::bench::{self, Measurement};
 use crate::manager::Manager;
-use crate::mm::{At, Mm};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use mapping_db::AsId;
+use memory_manager::{At, Mm};
 use sel4::{cap, rdtsc, CapRights, VmAttributes};
 use sel4_root_task::Verdict;
 use vspace::{Rights, TablePolicy};
@@ -75,14 +75,19 @@ fn breakdown(m: &mut Manager, mm: &mut Mm, s: AsId, d: AsId, e: AsId, n: u64) ->
     let mut samples = [[[0u64; ITERS]; 7]; 3];
     for it in 0..ITERS {
         phases::enable(true);
-        let r = mm.clone_region(m, At(s, SRC), At(d, DST), n, rw);
+        let r = mm
+            .clone_region(m, At(s, SRC), At(d, DST), n, rw)
+            .map_err(|e| format!("{e:?}"));
         let c = phases::take();
-        let r = r.and_then(|()| mm.move_region(m, At(d, DST), At(e, ALT), n, rw));
+        let r = r.and_then(|()| {
+            mm.move_region(m, At(d, DST), At(e, ALT), n, rw)
+                .map_err(|e| format!("{e:?}"))
+        });
         let mv = phases::take();
-        let r = r.and_then(|()| mm.destroy_region(m, e, ALT, n));
+        let r = r.and_then(|()| mm.destroy_region(m, e, ALT, n).map_err(|e| format!("{e:?}")));
         let x = phases::take();
         phases::enable(false);
-        r.map_err(|e| format!("breakdown {n}: {e:?}"))?;
+        r.map_err(|e| format!("breakdown {n}: {e}"))?;
         for p in 0..7 {
             samples[0][p][it] = c[p];
             samples[1][p][it] = mv[p];
@@ -129,7 +134,9 @@ fn run_inner(m: &mut Manager) -> Result<(), String> {
     let frames = mm.map_new(m, s, SRC, max, rw).map_err(|e| format!("{e:?}"))?;
     // Page tables: made once in every destination, kept from then on.
     for (x, va) in [(d, DST), (e, ALT), (d0, DST), (e0, ALT)] {
-        mm.space_mut(x).ok_or("space")?.set_table_policy(TablePolicy::Retain);
+        if !mm.set_table_policy(x, TablePolicy::Retain) {
+            return Err("space".into());
+        }
         mm.clone_region(m, At(s, SRC), At(x, va), max, rw)
             .map_err(|e| format!("{e:?}"))?;
         mm.destroy_region(m, x, va, max).map_err(|e| format!("{e:?}"))?;

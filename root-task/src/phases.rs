@@ -11,51 +11,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use sel4::rdtsc;
 
-/// The phases, in the order an operation goes through them.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Phase {
-    /// Finding the source pages' records in the mapping database (and, for
-    /// clone, checking the requested rights against them).
-    Lookup,
-    /// Checking that the destination pages are free (the space's shadow).
-    CheckFree,
-    /// Slots for the copies and the source slots' paths.
-    Slots,
-    /// The vspace crate's shadow update and the kernel invocations it makes.
-    VSpace,
-    /// Of [`VSpace`](Self::VSpace): the kernel invocations alone.
-    Kernel,
-    /// Telling cspace what the kernel did (copies made, caps deleted).
-    CSpace,
-    /// The mapping database's records.
-    Database,
-}
-
-impl Phase {
-    /// Every phase, in order.
-    pub const ALL: [Phase; 7] = [
-        Phase::Lookup,
-        Phase::CheckFree,
-        Phase::Slots,
-        Phase::VSpace,
-        Phase::Kernel,
-        Phase::CSpace,
-        Phase::Database,
-    ];
-
-    /// The name in benchmark records.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Lookup => "lookup",
-            Phase::CheckFree => "check_free",
-            Phase::Slots => "slots",
-            Phase::VSpace => "vspace",
-            Phase::Kernel => "kernel",
-            Phase::CSpace => "cspace",
-            Phase::Database => "database",
-        }
-    }
-}
+pub use memory_manager::Phase;
 
 static ON: AtomicBool = AtomicBool::new(false);
 static ACC: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];

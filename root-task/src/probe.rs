@@ -207,7 +207,7 @@ impl ProbeThread {
         let fault_badged =
             m.cs.mint(results.slot, CsRights::all(), BADGE_FAULT)
                 .map_err(ProbeError::Cap)?;
-        let (root, guard) = m.cspace_root();
+        let (root, guard) = crate::manager::cspace_root(m);
         let tcb_cap = cap::Tcb::from_bits(tcb.cptr.0);
         tcb_cap
             .tcb_configure(

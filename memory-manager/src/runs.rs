@@ -1,0 +1,288 @@
+//! Runs: consecutive pages of one leaf table whose caps sit in consecutive
+//! slots of one CNode, which a kernel with the run invocations (patch 0005)
+//! updates in one entry; and the two vspace kernels of the batched clone and
+//! destroy, which turn a leaf-table run into `CopyMapRun` / `UnmapRun`
+//! invocations.
+
+use alloc::vec::Vec;
+use cspace::CPtr;
+use mapping_db::CapSlot;
+use vspace::{CacheAttr, CapRef, FrameSize, KernelFailure, LeafRun, Rights, RunFailure, TableLevel, VirtAddr};
+
+use crate::kernel::{vs_failure, Kernel};
+use crate::resources::VsKernel;
+
+/// A run of at least this many pages goes through a run invocation: one
+/// page is cheaper with the stock per-page invocation.
+pub const MIN_RUN: usize = 2;
+
+/// The largest region the batched clone takes (a larger one goes per page:
+/// its slot run would span CNodes).
+pub const MAX_BATCHED_CLONE: u64 = 4096;
+
+const PAGE: u64 = 1 << 12;
+
+/// Does `f(i)` for `i` in `0..n` in order; a failure reports how many were done.
+pub(crate) fn each(n: usize, mut f: impl FnMut(usize) -> Result<(), KernelFailure>) -> Result<(), RunFailure> {
+    for i in 0..n {
+        f(i).map_err(|failure| RunFailure { done: i, failure })?;
+    }
+    Ok(())
+}
+
+/// Splits the `len` entries of a leaf run into pieces, in order: from entry
+/// `done`, `piece(s, done)` entries can go in one run invocation; if they are
+/// at least [`MIN_RUN`], `run(s, done, k)` does them, otherwise `one(s, done)`
+/// does entry `done` alone. A failure reports how many entries were done
+/// before it (a run invocation is all or nothing).
+pub(crate) fn in_runs<S>(
+    s: &mut S,
+    len: usize,
+    piece: impl Fn(&S, usize) -> usize,
+    mut run: impl FnMut(&mut S, usize, usize) -> Result<(), KernelFailure>,
+    mut one: impl FnMut(&mut S, usize) -> Result<(), KernelFailure>,
+) -> Result<(), RunFailure> {
+    let mut done = 0;
+    while done < len {
+        let k = match piece(s, done) {
+            k if k >= MIN_RUN => run(s, done, k).map(|()| k),
+            _ => one(s, done).map(|()| 1),
+        }
+        .map_err(|failure| RunFailure { done, failure })?;
+        done += k;
+    }
+    Ok(())
+}
+
+/// The part of `run` from its `from`-th entry.
+pub(crate) fn sub_run(run: &LeafRun, from: usize) -> LeafRun {
+    LeafRun {
+        first_index: run.first_index + from as u16,
+        vaddr: run.vaddr_of(from),
+        ..*run
+    }
+}
+
+/// The `VSpaceKernel` methods a wrapper kernel passes straight to its
+/// `inner` kernel: everything but the frame maps and unmaps it specialises.
+macro_rules! delegate_to_inner {
+    () => {
+        fn alloc_root(&mut self) -> Result<CapRef, KernelFailure> {
+            self.inner.alloc_root()
+        }
+        fn assign_asid(&mut self, root: CapRef) -> Result<(), KernelFailure> {
+            self.inner.assign_asid(root)
+        }
+        fn free_root(&mut self, root: CapRef) {
+            self.inner.free_root(root)
+        }
+        fn alloc_table(&mut self, level: TableLevel) -> Result<CapRef, KernelFailure> {
+            self.inner.alloc_table(level)
+        }
+        fn free_table(&mut self, level: TableLevel, table: CapRef) {
+            self.inner.free_table(level, table)
+        }
+        fn map_table(
+            &mut self,
+            level: TableLevel,
+            table: CapRef,
+            root: CapRef,
+            vaddr: VirtAddr,
+        ) -> Result<(), KernelFailure> {
+            self.inner.map_table(level, table, root, vaddr)
+        }
+        fn unmap_table(&mut self, level: TableLevel, table: CapRef) -> Result<(), KernelFailure> {
+            self.inner.unmap_table(level, table)
+        }
+        fn remap_frame(
+            &mut self,
+            frame: CapRef,
+            root: CapRef,
+            rights: Rights,
+            attr: CacheAttr,
+        ) -> Result<(), KernelFailure> {
+            self.inner.remap_frame(frame, root, rights, attr)
+        }
+        fn unmap_frame(&mut self, frame: CapRef) -> Result<(), KernelFailure> {
+            self.inner.unmap_frame(frame)
+        }
+    };
+}
+
+/// The vspace kernel for a batched clone: the "frames" vspace maps are the
+/// destination slots of the copies, still empty; a leaf-table run is copied
+/// and mapped in one `X86PageTable_CopyMapRun` when its sources are
+/// consecutive slots of one CNode, otherwise page by page (`CNode_Copy`,
+/// then `X86Page_Map`). Everything else goes to the manager's kernel.
+pub(crate) struct CopyMapKernel<'a, 'b, K: Kernel> {
+    pub(crate) inner: VsKernel<'a, K>,
+    /// The destination slots are the consecutive cptrs from `dest_base`.
+    pub(crate) dest_base: u64,
+    /// The source cap of each destination, in order.
+    pub(crate) srcs: &'b [CapSlot],
+    /// The copies made, as (first destination index, count): each a run of
+    /// consecutive source slots of one CNode, or one copy.
+    pub(crate) runs: &'b mut Vec<(usize, usize)>,
+    /// The copies' cap rights.
+    pub(crate) rights: cspace::Rights,
+}
+
+impl<K: Kernel> CopyMapKernel<'_, '_, K> {
+    fn offset(&self, dest: CapRef) -> usize {
+        (dest.0 - self.dest_base) as usize
+    }
+
+    fn copy_one(&mut self, i: usize) -> Result<(), KernelFailure> {
+        let d = self.inner.path_of(self.dest_base + i as u64)?;
+        let s = self.inner.path_of(self.srcs[i].0)?;
+        let rights = self.rights;
+        self.inner.k().cnode_copy(d, s, rights).map_err(vs_failure)?;
+        self.runs.push((i, 1));
+        Ok(())
+    }
+
+    /// `X86PageTable_CopyMapRun` of the `n` destinations from `i` (their
+    /// sources consecutive slots of one CNode) into `run`'s entries.
+    fn copy_map_run(
+        &mut self,
+        root: CapRef,
+        run: &LeafRun,
+        i: usize,
+        n: usize,
+        rights: Rights,
+        attr: CacheAttr,
+    ) -> Result<(), KernelFailure> {
+        let s = self.inner.path_of(self.srcs[i].0)?;
+        let d = self.inner.path_of(self.dest_base + i as u64)?;
+        let copy_rights = self.rights;
+        self.inner
+            .k()
+            .copy_map_run(
+                CPtr(run.table.0),
+                CPtr(root.0),
+                run.first_index,
+                n,
+                rights,
+                attr,
+                s,
+                d,
+                copy_rights,
+            )
+            .map_err(|r| vs_failure(r.error))?;
+        self.runs.push((i, n));
+        Ok(())
+    }
+}
+
+impl<K: Kernel> vspace::VSpaceKernel for CopyMapKernel<'_, '_, K> {
+    delegate_to_inner!();
+
+    fn map_frame(
+        &mut self,
+        frame: CapRef,
+        root: CapRef,
+        vaddr: VirtAddr,
+        size: FrameSize,
+        rights: Rights,
+        attr: CacheAttr,
+    ) -> Result<(), KernelFailure> {
+        let i = self.offset(frame);
+        if !self.runs.iter().rev().any(|&(a, k)| (a..a + k).contains(&i)) {
+            self.copy_one(i)?;
+        }
+        self.inner.map_frame(frame, root, vaddr, size, rights, attr)
+    }
+
+    fn map_frames_run(
+        &mut self,
+        root: CapRef,
+        run: &LeafRun,
+        frames: &[CapRef],
+        rights: Rights,
+        attr: CacheAttr,
+    ) -> Result<(), RunFailure> {
+        let i = self.offset(frames[0]);
+        if run.level != TableLevel::Pt {
+            return each(frames.len(), |k| {
+                self.map_frame(frames[k], root, run.vaddr_of(k), run.size, rights, attr)
+            });
+        }
+        // Each piece whose sources are consecutive slots of one CNode in one
+        // entry; the rest per page. The destinations are consecutive slots
+        // of one CNode by construction (one `alloc_slots` run).
+        let len = frames.len();
+        in_runs(
+            self,
+            len,
+            |k, d| k.inner.run_prefix_by(&k.srcs[i + d..i + len], |s| s.0),
+            |k, d, n| k.copy_map_run(root, &sub_run(run, d), i + d, n, rights, attr),
+            |k, d| k.map_frame(frames[d], root, run.vaddr_of(d), run.size, rights, attr),
+        )
+    }
+
+    fn unmap_frames_run(&mut self, run: &LeafRun, frames: &[CapRef]) -> Result<(), RunFailure> {
+        self.inner.unmap_frames_run(run, frames)
+    }
+}
+
+/// The vspace kernel for a batched destroy: a leaf-table run whose caps are
+/// all copies in consecutive slots of one CNode is unmapped, and the copies
+/// deleted, in one `X86PageTable_UnmapRun`; other runs go to the manager's
+/// kernel (per page, or UnmapRun without deletion).
+pub(crate) struct UnmapDeleteKernel<'a, 'b, K: Kernel> {
+    pub(crate) inner: VsKernel<'a, K>,
+    /// The region's first page: page i is at `base + i * PAGE`.
+    pub(crate) base: u64,
+    /// Page i's cap, and whether it is a copy (not the frame's original),
+    /// which the kernel may delete with its unmap.
+    pub(crate) caps: &'b [(CapSlot, bool)],
+    /// The runs of pages whose caps the kernel deleted: (first page, count).
+    pub(crate) deleted: &'b mut Vec<(usize, usize)>,
+}
+
+impl<K: Kernel> vspace::VSpaceKernel for UnmapDeleteKernel<'_, '_, K> {
+    delegate_to_inner!();
+
+    fn map_frame(
+        &mut self,
+        frame: CapRef,
+        root: CapRef,
+        vaddr: VirtAddr,
+        size: FrameSize,
+        rights: Rights,
+        attr: CacheAttr,
+    ) -> Result<(), KernelFailure> {
+        self.inner.map_frame(frame, root, vaddr, size, rights, attr)
+    }
+
+    fn unmap_frames_run(&mut self, run: &LeafRun, frames: &[CapRef]) -> Result<(), RunFailure> {
+        if run.level != TableLevel::Pt {
+            return self.inner.unmap_frames_run(run, frames);
+        }
+        let first = ((run.vaddr_of(0).as_u64() - self.base) / PAGE) as usize;
+        let caps = &self.caps[first..first + frames.len()];
+        // Pieces of copies in consecutive slots of one CNode: unmapped and
+        // deleted in one entry; pieces of originals: unmapped in one entry.
+        in_runs(
+            self,
+            frames.len(),
+            |k, d| {
+                let same = caps[d..].iter().take_while(|c| c.1 == caps[d].1).count();
+                k.inner.run_prefix_by(&frames[d..d + same], |c| c.0)
+            },
+            |k, d, n| {
+                let path = k.inner.path_of(frames[d].0)?;
+                let sub = sub_run(run, d);
+                k.inner
+                    .k()
+                    .unmap_run(CPtr(sub.table.0), sub.first_index, n, path, caps[d].1)
+                    .map_err(|r| vs_failure(r.error))?;
+                if caps[d].1 {
+                    k.deleted.push((first + d, n));
+                }
+                Ok(())
+            },
+            |k, d| k.inner.unmap_frame(frames[d]),
+        )
+    }
+}
