@@ -390,6 +390,7 @@ struct ObjectRecord {
 /// materialised at most once, at the per-cap price it saved, so the
 /// amortised cost of any sequence is at most what it was without runs (plus
 /// a run look-up, `O(log runs)`, on the paths that miss a record).
+#[derive(Clone)]
 pub struct CSpace<K: KernelOps> {
     kernel: K,
     layout: Layout,

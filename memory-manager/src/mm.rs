@@ -44,7 +44,9 @@ pub struct At(pub AsId, pub u64);
 
 /// The memory manager's books: the address spaces, the mapping database and
 /// the frames it allocated. Private: every change goes through an operation
-/// that keeps them in step with the kernel and with cspace.
+/// that keeps them in step with the kernel and with cspace. (`Clone` forks
+/// the books, for host tests that fork the kernel model with them.)
+#[derive(Clone)]
 pub struct Mm {
     db: MappingDb,
     spaces: HashMap<AsId, AddressSpace>,
@@ -56,7 +58,7 @@ pub struct Mm {
     scratch: Scratch,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Scratch {
     slots: Vec<Slot>,
     copies: Vec<Slot>,

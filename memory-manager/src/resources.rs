@@ -12,6 +12,8 @@ use crate::kernel::{vs_failure, Kernel};
 use crate::runs;
 
 /// The CSpace and the record of which paging-structure cap is which object.
+/// (`Clone` with a cloneable kernel: for host tests that fork a model.)
+#[derive(Clone)]
 pub struct Manager<K: Kernel> {
     /// Slots, untyped memory, cap operations. Objects the manager's books
     /// hold (frames of [`Mm`](crate::Mm), paging structures) must not be

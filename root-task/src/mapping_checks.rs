@@ -29,6 +29,9 @@ struct World {
     probes: Vec<ProbeThread>,
     /// The word each frame holds at offset 0 (written through its first mapping).
     tags: HashMap<FrameId, u64>,
+    /// Every cap the database ever recorded (the teardown asks the kernel
+    /// that each slot is empty again).
+    seen_caps: core::cell::RefCell<hashbrown::HashSet<u64>>,
 }
 
 impl World {
@@ -37,9 +40,11 @@ impl World {
     }
 
     /// Compares the database with the kernel and with the threads: every
-    /// record's cap is a frame at the record's physical address, every
-    /// mapped address reads its frame's tag, every listed address that is
-    /// not recorded faults, and the database's invariants hold.
+    /// record's cap is a frame at the record's physical address, and it is
+    /// the cap doing the mapping (unmapped through it, the thread faults at
+    /// the record's address; mapped again, it reads the tag); every mapped
+    /// address reads its frame's tag, every listed address that is not
+    /// recorded faults, and the books' invariants hold ([`Mm::check`]).
     fn consistent(&self, m: &Manager, unmapped: &[(AsId, u64)]) -> Result<usize, String> {
         self.mm.check(m).map_err(|e| format!("books: {e}"))?;
         let mut n = 0;
@@ -52,6 +57,7 @@ impl World {
                         r.cap.0, r.frame.paddr
                     ));
                 }
+                self.seen_caps.borrow_mut().insert(r.cap.0);
                 let want = Access::Done(self.tags[&r.frame]);
                 let got = self.probe(asid).read(r.vaddr).map_err(|e| format!("{e:?}"))?;
                 if got != want {
@@ -59,6 +65,38 @@ impl World {
                         "{asid:?} {:#x}: thread saw {got:x?}, db says {want:x?}",
                         r.vaddr
                     ));
+                }
+                // The recorded cap is the one that maps the page: unmapped
+                // through it, the thread faults there; mapped back (same
+                // address, rights and attributes), the page is as before.
+                let frame = sel4::cap::Frame::from_bits(r.cap.0);
+                frame
+                    .x86_page_unmap()
+                    .map_err(|e| format!("unmap through {:#x}: {e:?}", r.cap.0))?;
+                let got = self.probe(asid).read(r.vaddr).map_err(|e| format!("{e:?}"))?;
+                let root = self.mm.space(asid).ok_or("space")?.root();
+                let rights = sel4::CapRights {
+                    read: r.rights.contains(mapping_db::Rights::READ),
+                    write: r.rights.contains(mapping_db::Rights::WRITE),
+                    grant: false,
+                };
+                frame
+                    .x86_page_map(sel4::CPtr(root.0), r.vaddr, rights, sel4::VmAttributes::DEFAULT)
+                    .map_err(|e| format!("map back through {:#x}: {e:?}", r.cap.0))?;
+                if got
+                    != (Access::Fault {
+                        addr: r.vaddr,
+                        write: false,
+                    })
+                {
+                    return Err(format!(
+                        "{asid:?} {:#x}: unmapped through the recorded cap {:#x}, the thread saw {got:x?}",
+                        r.vaddr, r.cap.0
+                    ));
+                }
+                let got = self.probe(asid).read(r.vaddr).map_err(|e| format!("{e:?}"))?;
+                if got != want {
+                    return Err(format!("{asid:?} {:#x}: after mapping back, {got:x?}", r.vaddr));
                 }
                 let who = self.mm.who_maps(r.frame);
                 if !who.iter().any(|w| w.asid == asid && w.vaddr == r.vaddr) {
@@ -99,6 +137,7 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
         spaces: Vec::new(),
         probes: Vec::new(),
         tags: HashMap::new(),
+        seen_caps: Default::default(),
     };
     let setup = (|| -> Result<String, String> {
         for _ in 0..3 {
@@ -219,8 +258,10 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
         if now != base {
             return Err(format!("figures before {base:?} after {now:?}"));
         }
+        let (slots, untypeds) = kernel_agrees_torn_down(m, &w)?;
         Ok(format!(
-            "everything returned; {} records left in the db",
+            "everything returned; {} records left in the db; the kernel has the {slots} freed slots empty \
+             and retypes the {untypeds} untypeds that held the frames to their full size",
             w.mm.db().len()
         ))
     })();
@@ -239,6 +280,92 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
         .num("in_run_512_bytes", cost.in_run(512) as u64)
         .emit();
     v.check("mapping.cost", true, &format!("{cost:?}"));
+}
+
+/// Asks the kernel, not the books, that the scenario left nothing: every
+/// slot a recorded cap was in is empty (a `CNode_Copy` from it fails with
+/// `FailedLookup`), and every untyped that held the frames (the smallest one
+/// the books hold whole) retypes into one untyped of its full size (its
+/// children are all gone). Returns how many slots and untypeds were asked.
+fn kernel_agrees_torn_down(m: &mut Manager, w: &World) -> Result<(usize, usize), String> {
+    let scratch = m.cs.alloc_slot().map_err(|e| format!("{e:?}"))?;
+    let sp = m.cs.path(scratch);
+    let cnode = |c: cspace::CPtr| sel4::cap::CNode::from_bits(c.0);
+    let r = (|| {
+        let l = *m.cs.layout();
+        let seen = w.seen_caps.borrow();
+        let mut slots = 0;
+        for &c in seen.iter() {
+            let Some(slot) = l.slot_of(cspace::CPtr(c)) else {
+                return Err(format!("{c:#x}: not a managed slot"));
+            };
+            if slot == scratch {
+                continue;
+            }
+            let p = m.cs.path(slot);
+            let r = cnode(sp.root).cnode_copy(
+                sp.index,
+                sp.depth,
+                cnode(p.root),
+                p.index,
+                p.depth,
+                sel4::CapRights::ALL,
+            );
+            if r != Err(sel4::Error::FailedLookup) {
+                if r.is_ok() {
+                    cnode(sp.root)
+                        .cnode_delete(sp.index, sp.depth)
+                        .map_err(|e| format!("{e:?}"))?;
+                }
+                return Err(format!(
+                    "slot {c:#x} is not empty in the kernel: copy from it answered {r:?}"
+                ));
+            }
+            slots += 1;
+        }
+        let mut nodes = Vec::new();
+        for f in w.tags.keys() {
+            let holder =
+                m.cs.untypeds()
+                    .nodes()
+                    .filter(|(_, n)| matches!(n.state, cspace::NodeState::Fresh))
+                    .filter(|(_, n)| n.paddr <= f.paddr && f.paddr < n.paddr + n.size())
+                    .min_by_key(|(_, n)| n.size_bits)
+                    .map(|(id, n)| (id, n.slot, n.size_bits));
+            match holder {
+                Some(h) if !nodes.contains(&h) => nodes.push(h),
+                Some(_) => {}
+                None => return Err(format!("frame {f:?}: no whole untyped holds it")),
+            }
+        }
+        let d = l
+            .retype_dest(cspace::SlotRange {
+                cnode: scratch.cnode,
+                start: scratch.index,
+                len: 1,
+            })
+            .ok_or("scratch slot: no retype destination")?;
+        for &(_, slot, bits) in &nodes {
+            let ut = sel4::Cap::<sel4::cap_type::Untyped>::from_bits(m.cptr(slot));
+            let ty = crate::backend::object_type_number(ObjectType::Untyped);
+            ut.untyped_retype(
+                ty,
+                bits as sel4::Word,
+                cnode(d.root),
+                d.node_index,
+                d.node_depth as sel4::Word,
+                d.offset,
+                1,
+            )
+            .map_err(|e| format!("untyped {slot:?} of 2^{bits} bytes does not retype whole: {e:?}"))?;
+            cnode(sp.root)
+                .cnode_delete(sp.index, sp.depth)
+                .map_err(|e| format!("{e:?}"))?;
+        }
+        Ok((slots, nodes.len()))
+    })();
+    m.cs.release_slot(scratch).map_err(|e| format!("{e:?}"))?;
+    r
 }
 
 fn first(w: &World) -> FrameId {

@@ -81,8 +81,10 @@ pub struct Teardown {
 /// space never asks the kernel what its shadow knows: it allocates only the tables that are missing, and
 /// it refuses overlaps, misuse of caps and out-of-range addresses before any kernel call.
 ///
-/// Dropping a space leaks its kernel objects: call [`AddressSpace::destroy`].
-#[derive(Debug)]
+/// Dropping a space leaks its kernel objects: call [`AddressSpace::destroy`]. A clone is a second
+/// shadow of the same kernel objects: it is for host tests that fork a space together with a model of
+/// the kernel; used with the real kernel, the two would diverge.
+#[derive(Debug, Clone)]
 pub struct AddressSpace {
     root: CapRef,
     pub(crate) shadow: Shadow,
