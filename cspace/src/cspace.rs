@@ -950,6 +950,12 @@ impl<K: KernelOps> CSpace<K> {
         }
     }
 
+    /// How many merges of emptied untyped pieces the kernel refused so far
+    /// (the pieces stay split; [`reclaim_idle`](Self::reclaim_idle) retries).
+    pub fn reclaim_failures(&self) -> u64 {
+        self.reclaim_failures
+    }
+
     /// Retries the merges of idle split untypeds (after revokes failed).
     /// Returns how many splits were undone, or the first kernel error.
     pub fn reclaim_idle(&mut self) -> Result<u64, KernelError> {

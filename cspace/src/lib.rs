@@ -102,6 +102,8 @@
 
 extern crate alloc;
 
+#[cfg(any(test, feature = "mock"))]
+pub mod audit;
 mod captable;
 mod copyruns;
 pub mod cspace;

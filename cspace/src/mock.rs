@@ -15,7 +15,29 @@
 //!   to the object size, device untypeds only for frames/untypeds;
 //! - `CNode_Copy/Mint/Move/Delete/Revoke` and `TCB_SetSpace` (guard data);
 //! - failure injection: [`MockKernel::fail_call`] makes a given call fail with
-//!   no effect.
+//!   no effect;
+//! - x86_64 paging (module [`paging`]): PML4/PDPT/PD/PT objects with their
+//!   entries, the mapping recorded in each frame and paging-structure cap
+//!   (kept in the cap's slot, so `CNode_Move` carries it and a copy derives
+//!   what `Arch_deriveCap` derives), the initial thread's ASID pool, the
+//!   invocations `ASIDPool_Assign`, `PDPT/PageDirectory/PageTable_Map` and
+//!   `_Unmap`, `Page_Map/Remap/Unmap`, and patch 0005's `MapRun`,
+//!   `CopyMapRun`, `UnmapRun`; deleting the final cap of an object runs 5.0's
+//!   `Arch_finaliseCap` (a non-final mapped frame cap leaves its entry).
+//!
+//! # Calls and counts
+//! Every invocation (the [`KernelOps`] methods and the paging invocations)
+//! goes through one entry point: it is numbered (from 1, [`MockKernel::calls`]),
+//! counted by kind in [`MockKernel::counts`] (indices [`CALL_RETYPE`] ..
+//! [`CALL_UNMAP_RUN`]), and fails with no effect if a failure was injected for
+//! its number. Queries ([`MockKernel::lookup`], [`MockKernel::translate`], ...)
+//! are neither counted nor subject to failures.
+//!
+//! # Conventions the model adds
+//! A lookup failure of the invoked cap is a cap fault in the kernel (no
+//! reply); the model reports `InvalidCapability`, as for an empty slot. A
+//! lookup failure of an extra cap (a CNode root, a VSpace root) is a fault
+//! too; the model reports `FailedLookup`.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -28,6 +50,46 @@ use crate::kernel::KernelOps;
 use crate::layout::{CapPath, RetypeDest};
 use crate::types::{CPtr, CapData, KernelError, ObjectType, Rights, RETYPE_FAN_OUT_LIMIT, SLOT_BITS, WORD_BITS};
 use crate::untyped::BootUntyped;
+
+pub mod paging;
+
+pub use paging::{CapMapping, PagingEntry, PagingLevel, IT_ASID, PPTR_USER_TOP_SMP, PPTR_USER_TOP_UP};
+
+/// [`MockKernel::counts`] index of `Untyped_Retype`.
+pub const CALL_RETYPE: usize = 0;
+/// [`MockKernel::counts`] index of `CNode_Copy`.
+pub const CALL_COPY: usize = 1;
+/// [`MockKernel::counts`] index of `CNode_Mint`.
+pub const CALL_MINT: usize = 2;
+/// [`MockKernel::counts`] index of `CNode_Move`.
+pub const CALL_MOVE: usize = 3;
+/// [`MockKernel::counts`] index of `CNode_Delete`.
+pub const CALL_DELETE: usize = 4;
+/// [`MockKernel::counts`] index of `CNode_Revoke`.
+pub const CALL_REVOKE: usize = 5;
+/// [`MockKernel::counts`] index of `TCB_SetSpace`.
+pub const CALL_SET_SPACE: usize = 6;
+/// [`MockKernel::counts`] index of `X86ASIDPool_Assign` ([`MockKernel::asid_pool_assign`]).
+pub const CALL_ASID_POOL_ASSIGN: usize = 7;
+/// [`MockKernel::counts`] index of `X86PDPT_Map`, `X86PageDirectory_Map`,
+/// `X86PageTable_Map` ([`MockKernel::table_map`]).
+pub const CALL_TABLE_MAP: usize = 8;
+/// [`MockKernel::counts`] index of the table unmaps ([`MockKernel::table_unmap`]).
+pub const CALL_TABLE_UNMAP: usize = 9;
+/// [`MockKernel::counts`] index of `X86Page_Map` ([`MockKernel::page_map`]).
+pub const CALL_PAGE_MAP: usize = 10;
+/// [`MockKernel::counts`] index of `X86Page_Remap` ([`MockKernel::page_remap`]).
+pub const CALL_PAGE_REMAP: usize = 11;
+/// [`MockKernel::counts`] index of `X86Page_Unmap` ([`MockKernel::page_unmap`]).
+pub const CALL_PAGE_UNMAP: usize = 12;
+/// [`MockKernel::counts`] index of `X86PageTable_MapRun` ([`MockKernel::map_run`]).
+pub const CALL_MAP_RUN: usize = 13;
+/// [`MockKernel::counts`] index of `X86PageTable_CopyMapRun` ([`MockKernel::copy_map_run`]).
+pub const CALL_COPY_MAP_RUN: usize = 14;
+/// [`MockKernel::counts`] index of `X86PageTable_UnmapRun` ([`MockKernel::unmap_run`]).
+pub const CALL_UNMAP_RUN: usize = 15;
+/// Number of call kinds (the length of [`MockKernel::counts`]).
+pub const CALL_KINDS: usize = 16;
 
 /// A kernel object of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -110,6 +172,9 @@ struct Cte {
     parent: Option<CteRef>,
     children: Vec<CteRef>,
     revocable: bool,
+    /// The mapping the cap records (frame, paging-structure and PML4 caps;
+    /// see [`CapMapping`]). Part of the cap in seL4, so it lives in the slot.
+    vm: Option<CapMapping>,
 }
 
 /// What [`MockKernel::untyped`] reports.
@@ -139,9 +204,24 @@ pub struct MockKernel {
     next_obj: u64,
     calls: u64,
     fail: BTreeMap<u64, KernelError>,
-    /// Calls made so far, by kind (retype, copy, mint, move, delete, revoke,
-    /// set_space).
-    pub counts: [u64; 7],
+    /// Entries of the live paging structures (PML4, PDPT, PD, PT objects),
+    /// sparse: index -> entry. An object's table goes with the object, so an
+    /// object retyped from the same memory starts empty.
+    tables: HashMap<ObjId, BTreeMap<u16, PagingEntry>>,
+    /// The initial thread's ASID pool (base 0): ASID -> PML4 object
+    /// (`asid_map_vspace`); absent: `asid_map_none`.
+    asid_pool: BTreeMap<u64, ObjId>,
+    /// `PPTR_USER_TOP` of the modelled configuration.
+    user_top: u64,
+    /// Calls made so far, by kind: index [`CALL_RETYPE`] (0) retype,
+    /// [`CALL_COPY`] (1) copy, [`CALL_MINT`] (2) mint, [`CALL_MOVE`] (3) move,
+    /// [`CALL_DELETE`] (4) delete, [`CALL_REVOKE`] (5) revoke,
+    /// [`CALL_SET_SPACE`] (6) set_space, [`CALL_ASID_POOL_ASSIGN`] (7),
+    /// [`CALL_TABLE_MAP`] (8), [`CALL_TABLE_UNMAP`] (9), [`CALL_PAGE_MAP`]
+    /// (10), [`CALL_PAGE_REMAP`] (11), [`CALL_PAGE_UNMAP`] (12),
+    /// [`CALL_MAP_RUN`] (13), [`CALL_COPY_MAP_RUN`] (14), [`CALL_UNMAP_RUN`]
+    /// (15).
+    pub counts: [u64; CALL_KINDS],
 }
 
 fn mask(bits: u8) -> u64 {
@@ -154,10 +234,14 @@ fn mask(bits: u8) -> u64 {
 
 impl MockKernel {
     /// Boots a model: a boot CNode of `root_bits` (its own cap in slot 2,
-    /// guard `64 - root_bits`, like the kernel's `create_root_cnode`), a few
-    /// opaque boot caps, the untyped caps `(paddr, size_bits, is_device)` from
-    /// slot 16, and the rest of the boot CNode empty. Returns the model and
-    /// the matching [`Config`] (default parameters).
+    /// guard `64 - root_bits`, like the kernel's `create_root_cnode`), the
+    /// initial thread's VSpace in slot 3 (a PML4 cap with ASID [`IT_ASID`] of
+    /// the initial thread's ASID pool, its user half empty: the root task's
+    /// own image is not modelled), a few opaque boot caps, the untyped caps
+    /// `(paddr, size_bits, is_device)` from slot 16, and the rest of the boot
+    /// CNode empty. Returns the model and the matching [`Config`] (default
+    /// parameters). The user top is the uniprocessor one
+    /// ([`MockKernel::set_user_top`] changes it).
     pub fn boot(root_bits: u8, untypeds: &[(u64, u8, bool)]) -> (MockKernel, Config) {
         let mut k = MockKernel {
             objects: HashMap::new(),
@@ -166,7 +250,10 @@ impl MockKernel {
             next_obj: 0,
             calls: 0,
             fail: BTreeMap::new(),
-            counts: [0; 7],
+            tables: HashMap::new(),
+            asid_pool: BTreeMap::new(),
+            user_top: PPTR_USER_TOP_UP,
+            counts: [0; CALL_KINDS],
         };
         let root = k.new_obj(MockObject {
             ty: ObjectType::CNode,
@@ -186,9 +273,10 @@ impl MockKernel {
         k.put(CteRef { cnode: root, index: 2 }, root_cap, None, true);
         k.tcb_root = root_cap;
         k.objects.get_mut(&root).unwrap().caps += 1;
-        for i in [1u64, 3, 4, 5, 6, 7, 8, 9] {
+        for i in [1u64, 4, 5, 6, 7, 8, 9] {
             k.put(CteRef { cnode: root, index: i }, Cap::Other(i), None, true);
         }
+        k.boot_it_vspace(CteRef { cnode: root, index: 3 });
         let mut boot = Vec::new();
         for (n, &(paddr, bits, device)) in untypeds.iter().enumerate() {
             let slot = 16 + n as u64;
@@ -236,6 +324,7 @@ impl MockKernel {
             parent,
             children: Vec::new(),
             revocable,
+            vm: None,
         };
         self.cnodes.get_mut(&at.cnode).expect("cnode").1.insert(at.index, cte);
         if let Some(p) = parent {
@@ -262,8 +351,9 @@ impl MockKernel {
 
     // ---------------------------------------------------------------- failures
 
-    /// Makes call number `n` (counting every trait call from 1) fail with
-    /// `error`, with no effect.
+    /// Makes call number `n` (counting every invocation from 1: the
+    /// [`KernelOps`] calls and the paging invocations) fail with `error`,
+    /// with no effect. A run invocation so failed reports no entry.
     pub fn fail_call(&mut self, n: u64, error: KernelError) {
         self.fail.insert(n, error);
     }
@@ -278,11 +368,13 @@ impl MockKernel {
         self.fail.clear();
     }
 
-    /// Trait calls made so far.
+    /// Invocations made so far (trait calls and paging invocations).
     pub fn calls(&self) -> u64 {
         self.calls
     }
 
+    /// The entry point of every invocation: numbers and counts the call and
+    /// returns the injected failure, if any.
     fn enter(&mut self, kind: usize) -> Result<(), KernelError> {
         self.calls += 1;
         self.counts[kind] += 1;
@@ -411,6 +503,29 @@ impl MockKernel {
         })
     }
 
+    /// The object a cap names (`None`: no cap there, a lookup failure, or a
+    /// boot cap the model does not interpret). The pointer is resolved as
+    /// [`MockKernel::lookup_slot`] resolves it.
+    pub fn cap_object(&self, cptr: CPtr) -> Option<ObjId> {
+        self.lookup(cptr).ok()??.obj()
+    }
+
+    /// Every occupied slot with its cap and the slot of its parent in the
+    /// derivation tree, in slot order (for comparing books with the model).
+    pub fn slots(&self) -> Vec<(CteRef, Cap, Option<CteRef>)> {
+        let mut v: Vec<_> = self
+            .cnodes
+            .iter()
+            .flat_map(|(&cnode, (_, slots))| {
+                slots
+                    .iter()
+                    .map(move |(&index, cte)| (CteRef { cnode, index }, cte.cap, cte.parent))
+            })
+            .collect();
+        v.sort_by_key(|e| e.0);
+        v
+    }
+
     /// Number of occupied slots in all CNodes.
     pub fn occupied_slots(&self) -> usize {
         self.cnodes.values().map(|(_, s)| s.len()).sum()
@@ -470,8 +585,9 @@ impl MockKernel {
         }
     }
 
-    /// `cteInsert` of `cap` derived from `src` into the empty `dest`.
-    fn insert_derived(&mut self, cap: Cap, src: CteRef, dest: CteRef) {
+    /// `cteInsert` of `cap` (recording `vm`) derived from `src` into the
+    /// empty `dest`.
+    fn insert_derived(&mut self, cap: Cap, vm: Option<CapMapping>, src: CteRef, dest: CteRef) {
         let src_cap = self.cap(src).expect("src");
         let revocable = match (cap, src_cap) {
             (Cap::Object { ty, badge, .. }, Cap::Object { badge: sb, .. }) if ty.badgeable() => badge != sb,
@@ -489,10 +605,13 @@ impl MockKernel {
             cand = cte.parent;
         }
         self.put(dest, cap, parent, revocable);
+        self.cte_mut(dest).vm = vm;
     }
 
-    /// `cteDelete` of a non-empty slot: children go to its parent; the object
-    /// goes with its last cap (a CNode's contents first).
+    /// `cteDelete` of a non-empty slot: children go to its parent; the final
+    /// cap of an object is finalised (`finaliseCap` -> `Arch_finaliseCap`,
+    /// see [`MockKernel::arch_finalise`]); the object goes with its last cap
+    /// (a CNode's contents first).
     fn delete_cte(&mut self, at: CteRef) {
         let cte = self
             .cnodes
@@ -509,6 +628,11 @@ impl MockKernel {
         for c in &cte.children {
             self.cte_mut(*c).parent = cte.parent;
         }
+        if let Some(o) = cte.cap.obj() {
+            if self.objects[&o].caps == 1 {
+                self.arch_finalise(cte.cap, cte.vm);
+            }
+        }
         self.drop_ref(cte.cap);
     }
 
@@ -518,6 +642,7 @@ impl MockKernel {
         obj.caps -= 1;
         if obj.caps == 0 {
             self.objects.remove(&o);
+            self.tables.remove(&o);
             if let Some((_, slots)) = self.cnodes.get(&o) {
                 // The kernel deletes a CNode's remaining caps with it.
                 let mut idx: Vec<u64> = slots.keys().copied().collect();
@@ -550,7 +675,7 @@ impl KernelOps for MockKernel {
         size_bits: u8,
         dest: RetypeDest,
     ) -> Result<(), KernelError> {
-        self.enter(0)?;
+        self.enter(CALL_RETYPE)?;
         let ut_slot = self.lookup_slot(untyped).map_err(|_| KernelError::InvalidCapability)?;
         let (ut_obj, free_index) = match self.cap(ut_slot) {
             Some(Cap::Untyped { obj, free_index }) => (obj, free_index),
@@ -635,12 +760,22 @@ impl KernelOps for MockKernel {
                         guard: 0,
                     }
                 }
-                _ => Cap::Object {
-                    obj,
-                    ty,
-                    badge: 0,
-                    rights: Rights::all(),
-                },
+                _ => {
+                    if paging::is_table(ty) {
+                        self.tables.insert(obj, BTreeMap::new());
+                    }
+                    Cap::Object {
+                        obj,
+                        ty,
+                        badge: 0,
+                        // `Mode_createObject`: frames are `VMReadWrite`.
+                        rights: if ty.is_frame() {
+                            paging::VM_READ_WRITE
+                        } else {
+                            Rights::all()
+                        },
+                    }
+                }
             };
             self.put(
                 CteRef {
@@ -656,23 +791,25 @@ impl KernelOps for MockKernel {
     }
 
     fn cnode_copy(&mut self, dest: CapPath, src: CapPath, rights: Rights) -> Result<(), KernelError> {
-        self.enter(1)?;
+        self.enter(CALL_COPY)?;
         let (d, s) = self.copy_args(dest, src)?;
-        let cap = derive(self, s, rights, None)?;
-        self.insert_derived(cap, s, d);
+        let (cap, vm) = derive(self, s, rights, None)?;
+        self.insert_derived(cap, vm, s, d);
         Ok(())
     }
 
     fn cnode_mint(&mut self, dest: CapPath, src: CapPath, rights: Rights, data: CapData) -> Result<(), KernelError> {
-        self.enter(2)?;
+        self.enter(CALL_MINT)?;
         let (d, s) = self.copy_args(dest, src)?;
-        let cap = derive(self, s, rights, Some(data))?;
-        self.insert_derived(cap, s, d);
+        let (cap, vm) = derive(self, s, rights, Some(data))?;
+        self.insert_derived(cap, vm, s, d);
         Ok(())
     }
 
+    /// `cteMove`: the cap moves with everything it records (its mapping
+    /// included).
     fn cnode_move(&mut self, dest: CapPath, src: CapPath) -> Result<(), KernelError> {
-        self.enter(3)?;
+        self.enter(CALL_MOVE)?;
         let (d, s) = self.copy_args(dest, src)?;
         let cte = self
             .cnodes
@@ -696,7 +833,7 @@ impl KernelOps for MockKernel {
     }
 
     fn cnode_delete(&mut self, slot: CapPath) -> Result<(), KernelError> {
-        self.enter(4)?;
+        self.enter(CALL_DELETE)?;
         let s = self.path_slot(slot)?;
         if self.cte(s).is_some() {
             self.delete_cte(s);
@@ -705,7 +842,7 @@ impl KernelOps for MockKernel {
     }
 
     fn cnode_revoke(&mut self, slot: CapPath) -> Result<(), KernelError> {
-        self.enter(5)?;
+        self.enter(CALL_REVOKE)?;
         let s = self.path_slot(slot)?;
         if self.cte(s).is_some() {
             self.revoke_cte(s);
@@ -714,7 +851,7 @@ impl KernelOps for MockKernel {
     }
 
     fn set_cspace_root(&mut self, cnode: CPtr, guard_bits: u8) -> Result<(), KernelError> {
-        self.enter(6)?;
+        self.enter(CALL_SET_SPACE)?;
         let Cap::CNode { obj, radix, .. } = self.invoked(cnode)? else {
             return Err(KernelError::IllegalOperation);
         };
@@ -754,12 +891,24 @@ impl MockKernel {
     }
 }
 
-/// `maskCapRights`, `updateCapData` (Mint) and `deriveCap`.
-fn derive(k: &MockKernel, s: CteRef, rights: Rights, data: Option<CapData>) -> Result<Cap, KernelError> {
+/// `maskCapRights` (`Arch_maskCapRights`: `maskVMRights` for frame caps),
+/// `updateCapData` (Mint) and `deriveCap` (`Arch_deriveCap`/`Mode_deriveCap`
+/// for paging caps, see [`paging::arch_derive`]): the new cap and the mapping
+/// it records.
+fn derive(
+    k: &MockKernel,
+    s: CteRef,
+    rights: Rights,
+    data: Option<CapData>,
+) -> Result<(Cap, Option<CapMapping>), KernelError> {
     let cte = k.cte(s).expect("src");
     let mut cap = cte.cap;
-    if let Cap::Object { rights: r, .. } = &mut cap {
-        *r &= rights;
+    if let Cap::Object { ty, rights: r, .. } = &mut cap {
+        if ty.is_frame() {
+            *r = paging::mask_vm_rights(*r, rights);
+        } else {
+            *r &= rights;
+        }
     }
     if let Some(data) = data {
         cap = match cap {
@@ -799,5 +948,6 @@ fn derive(k: &MockKernel, s: CteRef, rights: Rights, data: Option<CapData>) -> R
     if matches!(cap, Cap::Untyped { .. }) && !cte.children.is_empty() {
         return Err(KernelError::RevokeFirst);
     }
-    Ok(cap)
+    let vm = paging::arch_derive(cap, cte.vm)?;
+    Ok((cap, vm))
 }

@@ -19,12 +19,23 @@ pub struct Left {
     pub caps: Vec<u64>,
     /// Objects the manager could not free: still live in the figures.
     pub objects: Vec<ObjectId>,
+    /// Paging structures the operation allocated that stay in the space
+    /// (holding what stayed mapped, or empty and pending reclaim because
+    /// the kernel refused their unmap: `AddressSpace::reclaim` retries).
+    pub tables: usize,
+    /// Merges of untyped pieces emptied by the undo that the kernel refused:
+    /// the pieces stay split (in the figures), `CSpace::reclaim_idle` retries.
+    pub reclaims_failed: u64,
 }
 
 impl Left {
     /// Whether nothing was left: the failed operation changed nothing.
     pub fn is_empty(&self) -> bool {
-        self.mapped.is_empty() && self.caps.is_empty() && self.objects.is_empty()
+        self.mapped.is_empty()
+            && self.caps.is_empty()
+            && self.objects.is_empty()
+            && self.tables == 0
+            && self.reclaims_failed == 0
     }
 }
 
@@ -161,7 +172,7 @@ pub enum RevokeError {
     NotAFrame(u64),
     /// The kernel refused an unmap: `left.mapped` stay mapped and recorded;
     /// the mappings before them were unmapped and unrecorded, no copy deleted.
-    Unmap(vspace::UnmapError, Left),
+    Unmap(vspace::KernelFailure, Left),
     /// The kernel refused the revoke: every mapping is gone, the copies
     /// (`left.caps`) stay, unmapped.
     Revoke(CapError, Left),

@@ -56,6 +56,9 @@ pub struct Mm {
     /// Vectors kept between operations, so that a small operation (a page
     /// fault's) allocates as little as the APIs it calls let it.
     scratch: Scratch,
+    /// Test hook: the clone's undo does nothing (see [`Mm::break_undo_for_tests`]).
+    #[cfg(feature = "model")]
+    broken_undo: bool,
 }
 
 #[derive(Default, Clone)]
@@ -129,7 +132,17 @@ impl Mm {
             next_space: 1,
             frames: HashMap::new(),
             scratch: Scratch::default(),
+            #[cfg(feature = "model")]
+            broken_undo: false,
         }
+    }
+
+    /// Breaks the clone's undo on purpose (it neither deletes the copies
+    /// nor books what it leaves), so that a test can show that the model
+    /// test's oracle catches a broken undo.
+    #[cfg(feature = "model")]
+    pub fn break_undo_for_tests(&mut self) {
+        self.broken_undo = true;
     }
 
     /// A new address space.
@@ -315,6 +328,8 @@ impl Mm {
         // As many frames per retype as the kernel allows: consecutive caps
         // (and memory), so that the books keep the map as runs; one at a
         // time where no untyped has room for a batch.
+        let unfreed = m.unfreed_tables().len();
+        let reclaims = m.cs.reclaim_failures();
         let mut allocs = Vec::with_capacity(n as usize);
         while (allocs.len() as u64) < n {
             let k = (n - allocs.len() as u64).min(cspace::types::RETYPE_FAN_OUT_LIMIT);
@@ -325,7 +340,8 @@ impl Mm {
             match got {
                 Ok(v) => allocs.extend(v),
                 Err(e) => {
-                    let left = Self::free_all(m, allocs.iter().map(|a| a.id));
+                    let mut left = Self::free_all(m, allocs.iter().map(|a| a.id));
+                    left.reclaims_failed = m.cs.reclaim_failures() - reclaims;
                     return Err(MapError::Alloc(e, left));
                 }
             }
@@ -372,6 +388,10 @@ impl Mm {
                     self.record(asid, va, &[(f, cap)], rights).map_err(MapError::Corrupt)?;
                     left.mapped.push((asid, va));
                 }
+                left.tables = tables_kept(&e);
+                left.objects
+                    .extend(m.unfreed_tables()[unfreed..].iter().map(|(id, _)| *id));
+                left.reclaims_failed = m.cs.reclaim_failures() - reclaims;
                 Err(MapError::Map(alloc::boxed::Box::new(e), left))
             }
         }
@@ -435,13 +455,25 @@ impl Mm {
             Refusal::Occupied(vaddr) => CloneError::Occupied { vaddr },
         })?;
         m.kernel_mut().lap(Phase::CheckFree);
-        if m.kernel().has_runs() && n as usize >= MIN_RUN && n <= MAX_BATCHED_CLONE {
-            return self.clone_runs(m, from, &sources, to, rights);
-        }
-        let mut sc = core::mem::take(&mut self.scratch);
-        let r = self.clone_each(m, from, &sources, to, rights, range, &mut sc);
-        self.scratch = sc;
-        r
+        let unfreed = m.unfreed_tables().len();
+        let reclaims = m.cs.reclaim_failures();
+        let r = if m.kernel().has_runs() && n as usize >= MIN_RUN && n <= MAX_BATCHED_CLONE {
+            self.clone_runs(m, from, &sources, to, rights)
+        } else {
+            let mut sc = core::mem::take(&mut self.scratch);
+            let r = self.clone_each(m, from, &sources, to, rights, range, &mut sc);
+            self.scratch = sc;
+            r
+        };
+        // Paging structures the undo could not free are left too.
+        r.map_err(|mut e| {
+            if let CloneError::Map(_, left) | CloneError::Copy(_, left) = &mut e {
+                left.objects
+                    .extend(m.unfreed_tables()[unfreed..].iter().map(|(id, _)| *id));
+                left.reclaims_failed = m.cs.reclaim_failures() - reclaims;
+            }
+            e
+        })
     }
 
     /// The stock clone: `CNode_Copy` of every source, then the map.
@@ -484,7 +516,8 @@ impl Mm {
             }
             Err(e) => {
                 let residue = residue_of(&e);
-                let left = self.undo_clone(m, from, to, &sc.caps, &residue, rights)?;
+                let mut left = self.undo_clone(m, from, to, &sc.caps, &residue, rights)?;
+                left.tables = tables_kept(&e);
                 Err(CloneError::Map(alloc::boxed::Box::new(e), left))
             }
         }
@@ -503,6 +536,10 @@ impl Mm {
         rights: Rights,
     ) -> Result<Left, CloneError> {
         let mut left = Left::default();
+        #[cfg(feature = "model")]
+        if self.broken_undo {
+            return Ok(left);
+        }
         let l = *m.cs.layout();
         let mut dead = Vec::with_capacity(copies.len());
         for (i, c) in copies.iter().enumerate() {
@@ -617,6 +654,7 @@ impl Mm {
                     left.mapped.extend(r.mapped);
                     left.caps.extend(r.caps);
                 }
+                left.tables = tables_kept(&e);
                 Err(CloneError::Map(alloc::boxed::Box::new(e), left))
             }
         };
@@ -758,7 +796,7 @@ impl Mm {
                 Left {
                     mapped: stayed_at(),
                     caps: caps_left,
-                    objects: Vec::new(),
+                    ..Left::default()
                 },
             )),
             (None, Err(e)) => Err(DestroyError::Delete(
@@ -802,12 +840,17 @@ impl Mm {
                 .get_mut(&r.asid)
                 .ok_or(RevokeError::Corrupt(Corruption::NoLeafTable { vaddr: r.vaddr }))?;
             let range = region(r.vaddr, 1).ok_or(RevokeError::Corrupt(Corruption::NoLeafTable { vaddr: r.vaddr }))?;
-            if let Err(e) = space.unmap(&mut m.vk(), range) {
-                let left = Left {
-                    mapped: maps[k..].iter().map(|r| (r.asid, r.vaddr)).collect(),
-                    ..Left::default()
-                };
-                return Err(RevokeError::Unmap(e, left));
+            match space.unmap(&mut m.vk(), range) {
+                Ok(_) => {}
+                Err(vspace::UnmapError::Kernel { failure, .. }) => {
+                    let left = Left {
+                        mapped: maps[k..].iter().map(|r| (r.asid, r.vaddr)).collect(),
+                        ..Left::default()
+                    };
+                    return Err(RevokeError::Unmap(failure, left));
+                }
+                // A recorded 4 KiB page: vspace has no reason to refuse it.
+                Err(_) => return Err(RevokeError::Corrupt(Corruption::NoLeafTable { vaddr: r.vaddr })),
             }
             self.db
                 .remove_by_vaddr(r.asid, r.vaddr)
@@ -956,6 +999,21 @@ fn residue_of(e: &vspace::MapError) -> Vec<(u64, u64)> {
             vspace::Rollback::Incomplete { residue, .. } => residue.iter().map(|(v, c)| (v.as_u64(), c.0)).collect(),
         },
         _ => Vec::new(),
+    }
+}
+
+/// The paging structures a map's failed undo left in the space.
+fn tables_kept(e: &vspace::MapError) -> usize {
+    match e {
+        vspace::MapError::Kernel {
+            rollback: vspace::Rollback::Incomplete { tables_kept, .. },
+            ..
+        }
+        | vspace::MapError::OutOfMemory {
+            rollback: vspace::Rollback::Incomplete { tables_kept, .. },
+            ..
+        } => *tables_kept,
+        _ => 0,
     }
 }
 

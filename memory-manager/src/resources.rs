@@ -71,6 +71,31 @@ impl<K: Kernel> Manager<K> {
     pub fn unfreed_tables(&self) -> &[(ObjectId, cspace::FreeError)] {
         &self.unfreed
     }
+
+    /// Retries what failures left for later: frees the paging structures
+    /// whose free the kernel refused, and merges idle untyped pieces
+    /// ([`CSpace::reclaim_idle`]). Returns how many structures were freed
+    /// and splits undone; a refusal stops it (what is left stays listed).
+    pub fn reclaim(&mut self) -> Result<(usize, u64), cspace::KernelError> {
+        let mut freed = 0;
+        while let Some(&(id, _)) = self.unfreed.last() {
+            match self.cs.free(id) {
+                Ok(()) => {
+                    self.unfreed.pop();
+                    freed += 1;
+                }
+                Err(cspace::FreeError::Kernel { error, .. }) => return Err(error),
+                Err(e) => {
+                    // Not the kernel's refusal: a books error, kept listed.
+                    let n = self.unfreed.len();
+                    self.unfreed[n - 1].1 = e;
+                    break;
+                }
+            }
+        }
+        let merged = self.cs.reclaim_idle()?;
+        Ok((freed, merged))
+    }
 }
 
 /// The vspace crate's kernel operations: paging-structure objects come from

@@ -474,7 +474,13 @@ fn run(ops: Vec<Op>) -> Coverage {
                     }
                 }
             }
-            Op::Fail(k, e) => cs.kernel_mut().fail_in(k, ERRORS[e]),
+            // One pending failure at a time: a newer one replaces the older
+            // (several queued close together could defeat a rollback, which
+            // this test does not claim to survive).
+            Op::Fail(k, e) => {
+                cs.kernel_mut().clear_failures();
+                cs.kernel_mut().fail_in(k, ERRORS[e]);
+            }
         }
         assert!(
             !cs.is_poisoned(),
