@@ -23,6 +23,11 @@
 //! kernel: [`Mm::check`] audits them, and the host model test compares them
 //! with the model of the kernel after every step.
 
+// Errors are built lazily (`ok_or_else`), never eagerly: an error type
+// with drop glue (a `Left` of vectors) built and discarded on the success
+// path costs a call to its destructor, per page inside loops.
+#![allow(clippy::unnecessary_lazy_evaluations)]
+
 use alloc::vec::Vec;
 use cspace::{ObjectId, ObjectType, Slot, SlotRange};
 use hashbrown::HashMap;
@@ -36,7 +41,7 @@ use crate::error::{
 };
 use crate::kernel::{Kernel, Phase};
 use crate::resources::Manager;
-use crate::runs::{CopyMapKernel, UnmapDeleteKernel, MAX_BATCHED_CLONE, MIN_RUN};
+use crate::runs::{CopyMapKernel, UnmapDeleteKernel, MAX_SLOT_RUN, MIN_RUN};
 
 /// A place in an address space: (address space, virtual address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +72,10 @@ struct Scratch {
     copies: Vec<Slot>,
     caps: Vec<CapRef>,
     leaves: Vec<CapSlot>,
-    /// A batched clone's copies: (first destination index, count).
+    /// A slot-run clone's copies: (first destination index, count).
     runs: Vec<(usize, usize)>,
+    /// A slot-run clone's copied destinations, a bit each.
+    copied: Vec<u64>,
 }
 
 fn db_rights(r: Rights) -> DbRights {
@@ -188,11 +195,14 @@ impl Mm {
 
     /// The leaf table of `asid` at `va`, as the database names it.
     fn leaf(&self, asid: AsId, va: u64) -> Result<CapSlot, Corruption> {
-        let space = self.spaces.get(&asid).ok_or(Corruption::NoLeafTable { vaddr: va })?;
+        let space = self
+            .spaces
+            .get(&asid)
+            .ok_or_else(|| Corruption::NoLeafTable { vaddr: va })?;
         space
             .table_at(TableLevel::Pt, vspace::VirtAddr::new(va))
             .map(|t| CapSlot(t.0))
-            .ok_or(Corruption::NoLeafTable { vaddr: va })
+            .ok_or_else(|| Corruption::NoLeafTable { vaddr: va })
     }
 
     /// Records 4 KiB mappings of `caps` (frame, cap) at the pages from
@@ -317,7 +327,7 @@ impl Mm {
         rights: Rights,
     ) -> Result<Vec<FrameId>, MapError> {
         // Plan: every argument checked before anything is allocated.
-        let range = region(vaddr, n).ok_or(MapError::BadRegion)?;
+        let range = region(vaddr, n).ok_or_else(|| MapError::BadRegion)?;
         if rights.is_empty() {
             return Err(MapError::NoRights);
         }
@@ -347,7 +357,7 @@ impl Mm {
             }
         }
         let caps: Vec<CapRef> = allocs.iter().map(|a| CapRef(a.cptr.0)).collect();
-        let space = self.spaces.get_mut(&asid).ok_or(MapError::UnknownSpace(asid))?;
+        let space = self.spaces.get_mut(&asid).ok_or_else(|| MapError::UnknownSpace(asid))?;
         let mapped = space.map(&mut m.vk(), range, &caps, rights, CacheAttr::WriteBack);
         // Commit: the frames mapped (all of them, or an undo's residue).
         let residue = match &mapped {
@@ -410,7 +420,7 @@ impl Mm {
     }
 
     fn check_free(&self, asid: AsId, range: PageRange<Size4K>) -> Result<(), Refusal> {
-        let space = self.spaces.get(&asid).ok_or(Refusal::UnknownSpace)?;
+        let space = self.spaces.get(&asid).ok_or_else(|| Refusal::UnknownSpace)?;
         // The space's shadow holds every mapping of the books (and those made
         // outside them): one walk per leaf table answers for both.
         match space.first_mapped(range) {
@@ -432,8 +442,8 @@ impl Mm {
     ) -> Result<(), CloneError> {
         let (At(src, src_va), At(dst, dst_va)) = (from, to);
         m.kernel_mut().start_op();
-        let range = region(dst_va, n).ok_or(CloneError::BadRegion)?;
-        region(src_va, n).ok_or(CloneError::BadRegion)?;
+        let range = region(dst_va, n).ok_or_else(|| CloneError::BadRegion)?;
+        region(src_va, n).ok_or_else(|| CloneError::BadRegion)?;
         if rights.is_empty() {
             return Err(CloneError::NoRights);
         }
@@ -457,7 +467,9 @@ impl Mm {
         m.kernel_mut().lap(Phase::CheckFree);
         let unfreed = m.unfreed_tables().len();
         let reclaims = m.cs.reclaim_failures();
-        let r = if m.kernel().has_runs() && n as usize >= MIN_RUN && n <= MAX_BATCHED_CLONE {
+        // Two pages or more: copies into one slot run, booked per run (with
+        // the run invocations where the kernel has them, per page otherwise).
+        let r = if n as usize >= MIN_RUN && n <= MAX_SLOT_RUN {
             self.clone_runs(m, from, &sources, to, rights)
         } else {
             let mut sc = core::mem::take(&mut self.scratch);
@@ -493,7 +505,7 @@ impl Mm {
         for s in sources {
             let slot = l
                 .slot_of(cspace::CPtr(s.0))
-                .ok_or(CloneError::Corrupt(Corruption::CapNotManaged(s.0)))?;
+                .ok_or_else(|| CloneError::Corrupt(Corruption::CapNotManaged(s.0)))?;
             sc.slots.push(slot);
         }
         // All or nothing: a refused copy undoes the copies before it (cspace
@@ -504,7 +516,10 @@ impl Mm {
         sc.caps.clear();
         sc.caps.extend(sc.copies.iter().map(|c| CapRef(m.cptr(*c))));
         m.kernel_mut().lap(Phase::CSpace);
-        let space = self.spaces.get_mut(&to.0).ok_or(CloneError::UnknownSpace(to.0))?;
+        let space = self
+            .spaces
+            .get_mut(&to.0)
+            .ok_or_else(|| CloneError::UnknownSpace(to.0))?;
         let mapped = space.map(&mut m.vk(), range, &sc.caps, rights, CacheAttr::WriteBack);
         m.kernel_mut().lap(Phase::VSpace);
         match mapped {
@@ -552,7 +567,7 @@ impl Mm {
             } else {
                 dead.push(
                     l.slot_of(cspace::CPtr(c.0))
-                        .ok_or(CloneError::Corrupt(Corruption::CapNotManaged(c.0)))?,
+                        .ok_or_else(|| CloneError::Corrupt(Corruption::CapNotManaged(c.0)))?,
                 );
             }
         }
@@ -562,11 +577,14 @@ impl Mm {
         Ok(left)
     }
 
-    /// The clone on a kernel with the batched leaf-table invocations: the
-    /// copies go into a run of reserved consecutive slots, and each leaf-table
-    /// run of the destination is copied and mapped in one
+    /// The clone into a slot run: the copies go into a run of reserved
+    /// consecutive slots; on a kernel with the batched leaf-table invocations
+    /// each leaf-table run of the destination is copied and mapped in one
     /// `X86PageTable_CopyMapRun` when its sources are consecutive slots of
-    /// one CNode (per page otherwise). The books are then told of the copies.
+    /// one CNode, otherwise (and on a stock kernel) per page (`CNode_Copy`,
+    /// `X86Page_Map`). The books are then told of the copies, a run of
+    /// consecutive sources at a time (so the stock kernel's copies are booked
+    /// per run too).
     fn clone_runs<K: Kernel>(
         &mut self,
         m: &mut Manager<K>,
@@ -576,7 +594,7 @@ impl Mm {
         rights: Rights,
     ) -> Result<(), CloneError> {
         let n = sources.len() as u64;
-        let range = region(to.1, n).ok_or(CloneError::BadRegion)?;
+        let range = region(to.1, n).ok_or_else(|| CloneError::BadRegion)?;
         let run = m.cs.alloc_slots(n).map_err(CloneError::Slots)?;
         // One CNode's slots: consecutive cptrs.
         let base = m.cptr(run.slot(0));
@@ -585,24 +603,35 @@ impl Mm {
         dests.extend((0..n).map(|i| CapRef(base + i)));
         let mut runs = core::mem::take(&mut self.scratch.runs);
         runs.clear();
+        let mut copied = core::mem::take(&mut self.scratch.copied);
+        copied.clear();
+        copied.resize((n as usize).div_ceil(64), 0);
         m.kernel_mut().lap(Phase::Slots);
-        let space = self.spaces.get_mut(&to.0).ok_or(CloneError::UnknownSpace(to.0))?;
+        let space = self
+            .spaces
+            .get_mut(&to.0)
+            .ok_or_else(|| CloneError::UnknownSpace(to.0))?;
         let mut k = CopyMapKernel {
             inner: m.vk(),
             dest_base: base,
             srcs: sources,
             runs: &mut runs,
+            copied: &mut copied,
             rights: cs_rights(rights),
         };
         let mapped = space.map(&mut k, range, &dests, rights, CacheAttr::WriteBack);
+        self.scratch.copied = copied;
         m.kernel_mut().lap(Phase::VSpace);
+        // Copies one after another whose sources follow one another in one
+        // CNode are one run for the books.
+        coalesce(&mut runs, |i| m.cs.layout().slot_of(cspace::CPtr(sources[i].0)));
         // The kernel copied runs of consecutive source slots (or single caps):
         // cspace adopts them whatever happened next.
         let adopted = runs.iter().try_for_each(|&(i, k)| {
             let src =
                 m.cs.layout()
                     .slot_of(cspace::CPtr(sources[i].0))
-                    .ok_or(CloneError::Corrupt(Corruption::CapNotManaged(sources[i].0)))?;
+                    .ok_or_else(|| CloneError::Corrupt(Corruption::CapNotManaged(sources[i].0)))?;
             let dests = SlotRange {
                 start: run.start + i as u64,
                 len: k as u64,
@@ -674,7 +703,7 @@ impl Mm {
         n: u64,
     ) -> Result<(), DestroyError> {
         m.kernel_mut().start_op();
-        let range = region(vaddr, n).ok_or(DestroyError::BadRegion)?;
+        let range = region(vaddr, n).ok_or_else(|| DestroyError::BadRegion)?;
         if !self.spaces.contains_key(&asid) {
             return Err(DestroyError::UnknownSpace(asid));
         }
@@ -686,7 +715,10 @@ impl Mm {
                 vaddr: vaddr + i as u64 * PAGE,
             })?;
         m.kernel_mut().lap(Phase::Lookup);
-        let space = self.spaces.get_mut(&asid).ok_or(DestroyError::UnknownSpace(asid))?;
+        let space = self
+            .spaces
+            .get_mut(&asid)
+            .ok_or_else(|| DestroyError::UnknownSpace(asid))?;
         // The runs of pages whose copies the kernel deleted with their unmap,
         // as (first page, count): only a kernel with the run invocations does.
         let mut deleted: Vec<(usize, usize)> = Vec::new();
@@ -731,7 +763,7 @@ impl Mm {
         let l = *m.cs.layout();
         let slot = |i: usize| {
             l.slot_of(cspace::CPtr(caps[i].0 .0))
-                .ok_or(DestroyError::Corrupt(Corruption::CapNotManaged(caps[i].0 .0)))
+                .ok_or_else(|| DestroyError::Corrupt(Corruption::CapNotManaged(caps[i].0 .0)))
         };
         for &(i, k) in &deleted {
             m.cs.adopt_deletes_run(slot(i)?, k as u64)
@@ -758,10 +790,10 @@ impl Mm {
             }
             i += 1;
         }
-        let deleted_now = m.cs.delete_many(&left);
+        let deleted_now = delete_copies(m, &left);
         let caps_left: Vec<u64> = match &deleted_now {
             Ok(()) => Vec::new(),
-            Err(e) => left[e.deleted..].iter().map(|s| m.cptr(*s)).collect(),
+            Err((done, _)) => left[*done..].iter().map(|s| m.cptr(*s)).collect(),
         };
         self.scratch.slots = left;
         m.kernel_mut().lap(Phase::CSpace);
@@ -799,8 +831,8 @@ impl Mm {
                     ..Left::default()
                 },
             )),
-            (None, Err(e)) => Err(DestroyError::Delete(
-                e.error,
+            (None, Err((_, e))) => Err(DestroyError::Delete(
+                e,
                 Left {
                     caps: caps_left,
                     ..Left::default()
@@ -828,18 +860,22 @@ impl Mm {
     /// `cap` may name any cap of the frame (its original or a copy).
     /// Returns how many mappings were removed.
     pub fn revoke_frame<K: Kernel>(&mut self, m: &mut Manager<K>, cap: u64) -> Result<usize, RevokeError> {
-        let frame = self.db.frame_of_cap(CapSlot(cap)).ok_or(RevokeError::NotAFrame(cap))?;
+        let frame = self
+            .db
+            .frame_of_cap(CapSlot(cap))
+            .ok_or_else(|| RevokeError::NotAFrame(cap))?;
         let orig =
             m.cs.layout()
                 .slot_of(cspace::CPtr(frame.slot.0))
-                .ok_or(RevokeError::Corrupt(Corruption::CapNotManaged(frame.slot.0)))?;
+                .ok_or_else(|| RevokeError::Corrupt(Corruption::CapNotManaged(frame.slot.0)))?;
         let maps: Vec<Mapping> = self.db.mappings_of_frame(frame).collect();
         for (k, r) in maps.iter().enumerate() {
             let space = self
                 .spaces
                 .get_mut(&r.asid)
-                .ok_or(RevokeError::Corrupt(Corruption::NoLeafTable { vaddr: r.vaddr }))?;
-            let range = region(r.vaddr, 1).ok_or(RevokeError::Corrupt(Corruption::NoLeafTable { vaddr: r.vaddr }))?;
+                .ok_or_else(|| RevokeError::Corrupt(Corruption::NoLeafTable { vaddr: r.vaddr }))?;
+            let range =
+                region(r.vaddr, 1).ok_or_else(|| RevokeError::Corrupt(Corruption::NoLeafTable { vaddr: r.vaddr }))?;
             match space.unmap(&mut m.vk(), range) {
                 Ok(_) => {}
                 Err(vspace::UnmapError::Kernel { failure, .. }) => {
@@ -912,7 +948,10 @@ impl Mm {
                 .map_err(DestroySpaceError::Destroy)?;
             i += k;
         }
-        let space = self.spaces.remove(&asid).ok_or(DestroySpaceError::UnknownSpace(asid))?;
+        let space = self
+            .spaces
+            .remove(&asid)
+            .ok_or_else(|| DestroySpaceError::UnknownSpace(asid))?;
         match space.destroy(&mut m.vk()) {
             Ok(t) => Ok(t.frames.into_iter().map(|(_, c)| c).collect()),
             Err(e) => {
@@ -983,6 +1022,69 @@ impl Mm {
         }
         Ok(())
     }
+}
+
+/// Deletes the copies in `slots`, in order: one `CNode_Delete` each, booked
+/// a stretch of consecutive slots of one CNode at a time
+/// (`CSpace::adopt_deletes_run`: copies in copy runs are dropped a run at a
+/// time, not materialised). A kernel refusal stops it: the copies before it
+/// are deleted and booked, the rest stay; returns how many were deleted.
+/// The slots hold copies by the database's flags (a cross-book invariant
+/// `Mm::check` audits); cspace refusing to book one is a [`Corruption`].
+fn delete_copies<K: Kernel>(m: &mut Manager<K>, slots: &[Slot]) -> Result<(), (usize, cspace::CapError)> {
+    let mut i = 0;
+    while i < slots.len() {
+        let first = slots[i];
+        let mut n = 1;
+        while i + n < slots.len() && slots[i + n].cnode == first.cnode && slots[i + n].index == first.index + n as u64 {
+            n += 1;
+        }
+        let mut done = 0;
+        let mut refused = None;
+        for s in &slots[i..i + n] {
+            let path = m.cs.path(*s);
+            match m.kernel_mut().cnode_delete(path) {
+                Ok(()) => done += 1,
+                Err(e) => {
+                    refused = Some(cspace::CapError::Kernel {
+                        op: cspace::KernelOp::Delete,
+                        error: e,
+                    });
+                    break;
+                }
+            }
+        }
+        m.cs.adopt_deletes_run(first, done as u64).map_err(|e| (i, e))?;
+        if let Some(e) = refused {
+            return Err((i + done, e));
+        }
+        i += n;
+    }
+    Ok(())
+}
+
+/// Merges adjacent entries of `runs` ((first, count), in order) whose
+/// sources (`slot(i)` of entry index `i`) continue each other in one CNode.
+fn coalesce(runs: &mut Vec<(usize, usize)>, slot: impl Fn(usize) -> Option<cspace::Slot>) {
+    let mut out = 0;
+    for r in 0..runs.len() {
+        let (i, k) = runs[r];
+        if out > 0 {
+            let (pi, pk) = runs[out - 1];
+            let joins = pi + pk == i
+                && match (slot(pi), slot(i)) {
+                    (Some(a), Some(b)) => a.cnode == b.cnode && a.index + pk as u64 == b.index,
+                    _ => false,
+                };
+            if joins {
+                runs[out - 1].1 += k;
+                continue;
+            }
+        }
+        runs[out] = (i, k);
+        out += 1;
+    }
+    runs.truncate(out);
 }
 
 /// Why a validation refused (mapped to each operation's error).

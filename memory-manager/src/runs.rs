@@ -16,9 +16,9 @@ use crate::resources::VsKernel;
 /// page is cheaper with the stock per-page invocation.
 pub const MIN_RUN: usize = 2;
 
-/// The largest region the batched clone takes (a larger one goes per page:
-/// its slot run would span CNodes).
-pub const MAX_BATCHED_CLONE: u64 = 4096;
+/// The largest region a clone copies into one slot run (a larger one goes
+/// per cap: its slot run would span CNodes).
+pub const MAX_SLOT_RUN: u64 = 4096;
 
 const PAGE: u64 = 1 << 12;
 
@@ -109,10 +109,11 @@ macro_rules! delegate_to_inner {
     };
 }
 
-/// The vspace kernel for a batched clone: the "frames" vspace maps are the
-/// destination slots of the copies, still empty; a leaf-table run is copied
-/// and mapped in one `X86PageTable_CopyMapRun` when its sources are
-/// consecutive slots of one CNode, otherwise page by page (`CNode_Copy`,
+/// The vspace kernel for a clone into a slot run: the "frames" vspace maps
+/// are the destination slots of the copies, still empty; on a kernel with
+/// the run invocations a leaf-table run is copied and mapped in one
+/// `X86PageTable_CopyMapRun` when its sources are consecutive slots of one
+/// CNode, otherwise (and on a stock kernel) page by page (`CNode_Copy`,
 /// then `X86Page_Map`). Everything else goes to the manager's kernel.
 pub(crate) struct CopyMapKernel<'a, 'b, K: Kernel> {
     pub(crate) inner: VsKernel<'a, K>,
@@ -121,8 +122,10 @@ pub(crate) struct CopyMapKernel<'a, 'b, K: Kernel> {
     /// The source cap of each destination, in order.
     pub(crate) srcs: &'b [CapSlot],
     /// The copies made, as (first destination index, count): each a run of
-    /// consecutive source slots of one CNode, or one copy.
+    /// consecutive source slots of one CNode, or one copy, in order.
     pub(crate) runs: &'b mut Vec<(usize, usize)>,
+    /// Which destinations hold a copy already (a bit per destination).
+    pub(crate) copied: &'b mut Vec<u64>,
     /// The copies' cap rights.
     pub(crate) rights: cspace::Rights,
 }
@@ -137,8 +140,16 @@ impl<K: Kernel> CopyMapKernel<'_, '_, K> {
         let s = self.inner.path_of(self.srcs[i].0)?;
         let rights = self.rights;
         self.inner.k().cnode_copy(d, s, rights).map_err(vs_failure)?;
-        self.runs.push((i, 1));
+        self.made(i, 1);
         Ok(())
+    }
+
+    /// Notes the copies of destinations `i..i + n`.
+    fn made(&mut self, i: usize, n: usize) {
+        self.runs.push((i, n));
+        for j in i..i + n {
+            self.copied[j / 64] |= 1 << (j % 64);
+        }
     }
 
     /// `X86PageTable_CopyMapRun` of the `n` destinations from `i` (their
@@ -169,7 +180,7 @@ impl<K: Kernel> CopyMapKernel<'_, '_, K> {
                 copy_rights,
             )
             .map_err(|r| vs_failure(r.error))?;
-        self.runs.push((i, n));
+        self.made(i, n);
         Ok(())
     }
 }
@@ -187,7 +198,7 @@ impl<K: Kernel> vspace::VSpaceKernel for CopyMapKernel<'_, '_, K> {
         attr: CacheAttr,
     ) -> Result<(), KernelFailure> {
         let i = self.offset(frame);
-        if !self.runs.iter().rev().any(|&(a, k)| (a..a + k).contains(&i)) {
+        if self.copied[i / 64] & (1 << (i % 64)) == 0 {
             self.copy_one(i)?;
         }
         self.inner.map_frame(frame, root, vaddr, size, rights, attr)
@@ -202,7 +213,7 @@ impl<K: Kernel> vspace::VSpaceKernel for CopyMapKernel<'_, '_, K> {
         attr: CacheAttr,
     ) -> Result<(), RunFailure> {
         let i = self.offset(frames[0]);
-        if run.level != TableLevel::Pt {
+        if run.level != TableLevel::Pt || !self.inner.cs.kernel().has_runs() {
             return each(frames.len(), |k| {
                 self.map_frame(frames[k], root, run.vaddr_of(k), run.size, rights, attr)
             });
