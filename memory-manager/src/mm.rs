@@ -607,6 +607,7 @@ impl Mm {
         copied.clear();
         copied.resize((n as usize).div_ceil(64), 0);
         m.kernel_mut().lap(Phase::Slots);
+        let l2_bits = m.cs.layout().l2_bits;
         let space = self
             .spaces
             .get_mut(&to.0)
@@ -618,13 +619,28 @@ impl Mm {
             runs: &mut runs,
             copied: &mut copied,
             rights: cs_rights(rights),
+            dest_path0: None,
+            last_src: None,
+            l2_bits,
         };
         let mapped = space.map(&mut k, range, &dests, rights, CacheAttr::WriteBack);
         self.scratch.copied = copied;
         m.kernel_mut().lap(Phase::VSpace);
-        // Copies one after another whose sources follow one another in one
-        // CNode are one run for the books.
-        coalesce(&mut runs, |i| m.cs.layout().slot_of(cspace::CPtr(sources[i].0)));
+        // On a stock kernel the copies were made one by one: those of one
+        // destination leaf table whose sources follow one another in one
+        // CNode are one run for the books, as one CopyMapRun's would be. (Not
+        // across leaf tables: a longer run can span a break in the stretches
+        // of the frames' originals, which cspace then books per copy.)
+        if !m.kernel().has_runs() {
+            let leaf = |i: usize| (to.1 + i as u64 * PAGE) / LEAF_SPAN;
+            // Managed cptrs that follow one another are slots of one CNode
+            // when they share the CNode bits (cspace's layout).
+            let l2 = m.cs.layout().l2_bits;
+            coalesce(&mut runs, |a, b| {
+                let (x, y) = (sources[a].0, sources[b].0);
+                leaf(a) == leaf(b) && x + (b - a) as u64 == y && x >> l2 == y >> l2
+            });
+        }
         // The kernel copied runs of consecutive source slots (or single caps):
         // cspace adopts them whatever happened next.
         let adopted = runs.iter().try_for_each(|&(i, k)| {
@@ -1063,20 +1079,15 @@ fn delete_copies<K: Kernel>(m: &mut Manager<K>, slots: &[Slot]) -> Result<(), (u
     Ok(())
 }
 
-/// Merges adjacent entries of `runs` ((first, count), in order) whose
-/// sources (`slot(i)` of entry index `i`) continue each other in one CNode.
-fn coalesce(runs: &mut Vec<(usize, usize)>, slot: impl Fn(usize) -> Option<cspace::Slot>) {
+/// Merges adjacent entries of `runs` ((first, count), in order) when
+/// `joins(a, b)` says that entry index `b` continues the run from `a`.
+fn coalesce(runs: &mut Vec<(usize, usize)>, joins: impl Fn(usize, usize) -> bool) {
     let mut out = 0;
     for r in 0..runs.len() {
         let (i, k) = runs[r];
         if out > 0 {
             let (pi, pk) = runs[out - 1];
-            let joins = pi + pk == i
-                && match (slot(pi), slot(i)) {
-                    (Some(a), Some(b)) => a.cnode == b.cnode && a.index + pk as u64 == b.index,
-                    _ => false,
-                };
-            if joins {
+            if pi + pk == i && joins(pi, i) {
                 runs[out - 1].1 += k;
                 continue;
             }
@@ -1121,4 +1132,26 @@ fn tables_kept(e: &vspace::MapError) -> usize {
 
 fn vec_bitmap(n: usize) -> Vec<u64> {
     alloc::vec![0u64; n.div_ceil(64)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coalesce;
+    use alloc::vec;
+
+    /// Adjacent entries merge only when they touch and `joins` agrees;
+    /// merged entries keep absorbing later ones.
+    #[test]
+    fn coalesce_merges_only_continuations() {
+        let mut runs = vec![(0, 1), (1, 1), (2, 3), (6, 1), (7, 2), (9, 1)];
+        // Entry 7 does not continue 6's run.
+        coalesce(&mut runs, |_, b| b != 7);
+        assert_eq!(runs, vec![(0, 5), (6, 1), (7, 3)]);
+        let mut none = vec![(0, 2), (2, 2)];
+        coalesce(&mut none, |_, _| false);
+        assert_eq!(none, vec![(0, 2), (2, 2)]);
+        let mut empty: alloc::vec::Vec<(usize, usize)> = vec![];
+        coalesce(&mut empty, |_, _| true);
+        assert!(empty.is_empty());
+    }
 }

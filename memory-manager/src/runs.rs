@@ -128,6 +128,12 @@ pub(crate) struct CopyMapKernel<'a, 'b, K: Kernel> {
     pub(crate) copied: &'b mut Vec<u64>,
     /// The copies' cap rights.
     pub(crate) rights: cspace::Rights,
+    /// The first destination's path, once looked up.
+    pub(crate) dest_path0: Option<cspace::CapPath>,
+    /// The last source looked up: (cptr, path).
+    pub(crate) last_src: Option<(u64, cspace::CapPath)>,
+    /// The CSpace's level-2 radix (cptrs sharing the bits above it are in one CNode).
+    pub(crate) l2_bits: u8,
 }
 
 impl<K: Kernel> CopyMapKernel<'_, '_, K> {
@@ -136,19 +142,57 @@ impl<K: Kernel> CopyMapKernel<'_, '_, K> {
     }
 
     fn copy_one(&mut self, i: usize) -> Result<(), KernelFailure> {
-        let d = self.inner.path_of(self.dest_base + i as u64)?;
-        let s = self.inner.path_of(self.srcs[i].0)?;
+        let d = self.dest_path(i)?;
+        let s = self.src_path(i)?;
         let rights = self.rights;
         self.inner.k().cnode_copy(d, s, rights).map_err(vs_failure)?;
         self.made(i, 1);
         Ok(())
     }
 
+    /// The path of destination `i`: the destinations are consecutive slots
+    /// of one CNode, whose paths differ only in the index (the cptr).
+    fn dest_path(&mut self, i: usize) -> Result<cspace::CapPath, KernelFailure> {
+        let first = match self.dest_path0 {
+            Some(p) => p,
+            None => *self.dest_path0.insert(self.inner.path_of(self.dest_base)?),
+        };
+        Ok(cspace::CapPath {
+            index: first.index + i as u64,
+            ..first
+        })
+    }
+
+    /// The path of source `i`: the previous source's with the next index
+    /// when the cptrs follow one another in one CNode (per-page copies of a
+    /// stretch of consecutive caps look their CNode up once).
+    fn src_path(&mut self, i: usize) -> Result<cspace::CapPath, KernelFailure> {
+        let c = self.srcs[i].0;
+        if let Some((prev, p)) = self.last_src {
+            if prev + 1 == c && prev >> self.l2_bits == c >> self.l2_bits {
+                let q = cspace::CapPath {
+                    index: p.index + 1,
+                    ..p
+                };
+                self.last_src = Some((c, q));
+                return Ok(q);
+            }
+        }
+        let p = self.inner.path_of(c)?;
+        self.last_src = Some((c, p));
+        Ok(p)
+    }
+
     /// Notes the copies of destinations `i..i + n`.
     fn made(&mut self, i: usize, n: usize) {
         self.runs.push((i, n));
-        for j in i..i + n {
-            self.copied[j / 64] |= 1 << (j % 64);
+        // The bits i..i + n, a word at a time.
+        let (mut j, end) = (i, i + n);
+        while j < end {
+            let (w, b) = (j / 64, j % 64);
+            let take = (64 - b).min(end - j);
+            self.copied[w] |= (u64::MAX >> (64 - take)) << b;
+            j += take;
         }
     }
 
