@@ -1055,6 +1055,14 @@ fn delete_copies<K: Kernel>(m: &mut Manager<K>, slots: &[Slot]) -> Result<(), (u
         while i + n < slots.len() && slots[i + n].cnode == first.cnode && slots[i + n].index == first.index + n as u64 {
             n += 1;
         }
+        if n < MIN_RUN {
+            // A lone copy: cspace's own delete (its books per cap are
+            // cheaper for one than a run's).
+            m.cs.delete_many(&slots[i..i + n])
+                .map_err(|e| (i + e.deleted, e.error))?;
+            i += n;
+            continue;
+        }
         let mut done = 0;
         let mut refused = None;
         for s in &slots[i..i + n] {
