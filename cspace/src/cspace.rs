@@ -539,7 +539,7 @@ impl<K: KernelOps> CSpace<K> {
             size: self.layout.root_copy_guard_bits(),
         };
         self.kernel
-            .cnode_mint(l1_slot0, root, Rights::all(), guard)
+            .cnode_mint(l1_slot0, root, Rights::ALL_CAP, guard)
             .map_err(|e| Fail::Kernel(KernelOp::Mint, e))?;
         tx.log.push(Undo::DeleteCaps(vec![l1_slot0]));
         self.kernel

@@ -283,7 +283,7 @@ impl MockKernel {
             obj,
             ty: ObjectType::Pml4,
             badge: 0,
-            rights: Rights::all(),
+            rights: Rights::ALL_CAP,
         };
         self.put(at, cap, None, true);
         self.cte_mut(at).vm = Some(CapMapping {
