@@ -1,67 +1,15 @@
 //! The narrow interface to the kernel: every paging invocation the crate needs, and nothing else.
 
-use core::fmt;
-
 use crate::addr::{FrameSize, TableLevel, VirtAddr};
 use crate::attr::{CacheAttr, Rights};
 
-/// An opaque capability handle (for the seL4 layer, a CPtr into the root task's CSpace).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CapRef(pub u64);
+/// An opaque capability handle (for the seL4 layer, a CPtr into the root task's CSpace): the capability
+/// pointer every crate of the manager shares.
+pub use mm_types::CPtr as CapRef;
 
-impl fmt::Debug for CapRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CapRef({:#x})", self.0)
-    }
-}
-
-/// The error an invocation returned, by seL4's names (`seL4_Error` less `seL4_NoError`). Plain: the seL4
-/// layer converts from its numbers.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum KernelFailure {
-    /// `seL4_InvalidArgument`
-    InvalidArgument,
-    /// `seL4_InvalidCapability`
-    InvalidCapability,
-    /// `seL4_IllegalOperation`
-    IllegalOperation,
-    /// `seL4_RangeError`
-    RangeError,
-    /// `seL4_AlignmentError`
-    AlignmentError,
-    /// `seL4_FailedLookup`
-    FailedLookup,
-    /// `seL4_TruncatedMessage`
-    TruncatedMessage,
-    /// `seL4_DeleteFirst`
-    DeleteFirst,
-    /// `seL4_RevokeFirst`
-    RevokeFirst,
-    /// `seL4_NotEnoughMemory`
-    NotEnoughMemory,
-}
-
-impl KernelFailure {
-    /// Every failure.
-    pub const ALL: [KernelFailure; 10] = [
-        KernelFailure::InvalidArgument,
-        KernelFailure::InvalidCapability,
-        KernelFailure::IllegalOperation,
-        KernelFailure::RangeError,
-        KernelFailure::AlignmentError,
-        KernelFailure::FailedLookup,
-        KernelFailure::TruncatedMessage,
-        KernelFailure::DeleteFirst,
-        KernelFailure::RevokeFirst,
-        KernelFailure::NotEnoughMemory,
-    ];
-}
-
-impl fmt::Display for KernelFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "seL4_{self:?}")
-    }
-}
+/// The error an invocation returned, by seL4's names (`seL4_Error` less `seL4_NoError`): the kernel error
+/// every crate of the manager shares. Plain: the seL4 layer converts from its numbers.
+pub use mm_types::KernelError as KernelFailure;
 
 /// Which kernel operation failed (for error reports).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
