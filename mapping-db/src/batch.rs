@@ -451,7 +451,7 @@ impl MappingDb {
         } = self;
         *hint_leaf = leaf;
         let (key, l) = leaves.entry_at_mut(leaf);
-        let size = key.level.page_size();
+        let size = key.level.frame_size();
         let (region, counters) = (l.region, l.spans);
         let s = spaces.at_mut(l.space);
         // A page of the leaf: aligned to `size`, in the leaf's region (so below the end of user space).

@@ -591,7 +591,7 @@ impl MappingDb {
 
     /// Materialises the runs of the page table `leaf` (whose pages lie in its region).
     pub(crate) fn settle_leaf(&mut self, leaf: LeafTable) {
-        if self.runs.is_empty() || leaf.level.page_size() != SMALL {
+        if self.runs.is_empty() || leaf.level.frame_size() != SMALL {
             return;
         }
         if let Some(p) = self.live_leaf(&leaf) {
