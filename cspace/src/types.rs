@@ -6,6 +6,7 @@
 //! (cap operations honour read, write and grant: `seL4_CapRights_t` of
 //! seL4 5.0) and [`KernelError`].
 
+use mm_types::TableLevel;
 pub use mm_types::{CPtr, KernelError, Rights};
 
 /// Bits in a machine word (`seL4_WordBits` on x86_64).
@@ -145,6 +146,15 @@ impl ObjectType {
     /// Whether the kernel allows making this type from device memory.
     pub const fn device_ok(self) -> bool {
         self.is_frame() || matches!(self, ObjectType::Untyped)
+    }
+
+    /// The type of a paging structure of `level` below the PML4.
+    pub const fn table(level: TableLevel) -> ObjectType {
+        match level {
+            TableLevel::Pdpt => ObjectType::Pdpt,
+            TableLevel::Pd => ObjectType::PageDirectory,
+            TableLevel::Pt => ObjectType::PageTable,
+        }
     }
 
     /// Whether Mint with a badge changes caps of this type (endpoints and

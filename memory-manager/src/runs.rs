@@ -5,11 +5,10 @@
 //! invocations.
 
 use alloc::vec::Vec;
-use cspace::CPtr;
 use mapping_db::CapSlot;
 use vspace::{CacheAttr, CapRef, FrameSize, KernelFailure, LeafRun, Rights, RunFailure, TableLevel, VirtAddr};
 
-use crate::kernel::{vs_failure, Kernel};
+use crate::kernel::Kernel;
 use crate::resources::VsKernel;
 
 /// A run of at least this many pages goes through a run invocation: one
@@ -124,7 +123,7 @@ pub(crate) struct CopyMapKernel<'a, 'b, K: Kernel> {
     /// consecutive source slots of one CNode, or one copy.
     pub(crate) runs: &'b mut Vec<(usize, usize)>,
     /// The copies' cap rights.
-    pub(crate) rights: cspace::Rights,
+    pub(crate) rights: Rights,
 }
 
 impl<K: Kernel> CopyMapKernel<'_, '_, K> {
@@ -136,7 +135,7 @@ impl<K: Kernel> CopyMapKernel<'_, '_, K> {
         let d = self.inner.path_of(self.dest_base + i as u64)?;
         let s = self.inner.path_of(self.srcs[i].0)?;
         let rights = self.rights;
-        self.inner.k().cnode_copy(d, s, rights).map_err(vs_failure)?;
+        self.inner.k().cnode_copy(d, s, rights)?;
         self.runs.push((i, 1));
         Ok(())
     }
@@ -157,18 +156,8 @@ impl<K: Kernel> CopyMapKernel<'_, '_, K> {
         let copy_rights = self.rights;
         self.inner
             .k()
-            .copy_map_run(
-                CPtr(run.table.0),
-                CPtr(root.0),
-                run.first_index,
-                n,
-                rights,
-                attr,
-                s,
-                d,
-                copy_rights,
-            )
-            .map_err(|r| vs_failure(r.error))?;
+            .copy_map_run(run.table, root, run.first_index, n, rights, attr, s, d, copy_rights)
+            .map_err(|r| r.error)?;
         self.runs.push((i, n));
         Ok(())
     }
@@ -275,8 +264,8 @@ impl<K: Kernel> vspace::VSpaceKernel for UnmapDeleteKernel<'_, '_, K> {
                 let sub = sub_run(run, d);
                 k.inner
                     .k()
-                    .unmap_run(CPtr(sub.table.0), sub.first_index, n, path, caps[d].1)
-                    .map_err(|r| vs_failure(r.error))?;
+                    .unmap_run(sub.table, sub.first_index, n, path, caps[d].1)
+                    .map_err(|r| r.error)?;
                 if caps[d].1 {
                     k.deleted.push((first + d, n));
                 }

@@ -36,7 +36,9 @@ fn kernel_deletes(cs: &mut CSpace<MockKernel>, slots: &[Slot]) {
 fn kernel_copies(cs: &mut CSpace<MockKernel>, srcs: &[Slot], dests: SlotRange) {
     for (i, &s) in srcs.iter().enumerate() {
         let (dp, sp) = (cs.path(dests.slot(i as u64)), cs.path(s));
-        cs.kernel_mut().cnode_copy(dp, sp, Rights::ALL_CAP).expect("kernel copy");
+        cs.kernel_mut()
+            .cnode_copy(dp, sp, Rights::ALL_CAP)
+            .expect("kernel copy");
     }
 }
 

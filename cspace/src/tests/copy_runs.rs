@@ -29,7 +29,9 @@ fn kernel_copies(cs: &mut CSpace<MockKernel>, srcs: &[Slot], dests: SlotRange) {
     cs.kernel_mut().clear_failures();
     for (i, &s) in srcs.iter().enumerate() {
         let (dp, sp) = (cs.path(dests.slot(i as u64)), cs.path(s));
-        cs.kernel_mut().cnode_copy(dp, sp, Rights::ALL_CAP).expect("kernel copy");
+        cs.kernel_mut()
+            .cnode_copy(dp, sp, Rights::ALL_CAP)
+            .expect("kernel copy");
     }
 }
 

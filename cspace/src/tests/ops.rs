@@ -492,7 +492,10 @@ fn copy_mint_move_delete_revoke() {
     // Refusals.
     let before = cs.stats();
     assert_eq!(cs.mint(b1, Rights::ALL_CAP, 3), Err(CapError::AlreadyBadged(b1)));
-    assert_eq!(cs.mint(fr.slot, Rights::ALL_CAP, 3), Err(CapError::NotBadgeable(fr.slot)));
+    assert_eq!(
+        cs.mint(fr.slot, Rights::ALL_CAP, 3),
+        Err(CapError::NotBadgeable(fr.slot))
+    );
     assert_eq!(cs.delete(ep.slot), Err(CapError::IsOriginal(ep.slot)));
     let nowhere = Slot::root(4000);
     assert_eq!(cs.copy(nowhere, Rights::ALL_CAP), Err(CapError::NotManaged(nowhere)));
@@ -703,7 +706,10 @@ fn full_cspace_refuses_with_out_of_slots() {
         Err(CapError::NotManaged(held[0].slot(0)))
     );
     let ep = cs.objects().next().unwrap();
-    assert_eq!(cs.copy(ep.slot, Rights::ALL_CAP), Err(CapError::OutOfSlots { needed: 1 }));
+    assert_eq!(
+        cs.copy(ep.slot, Rights::ALL_CAP),
+        Err(CapError::OutOfSlots { needed: 1 })
+    );
     assert_eq!(cs.stats(), before);
     audit(&cs);
 }
