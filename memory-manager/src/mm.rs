@@ -39,7 +39,8 @@ use crate::error::{
 };
 use crate::kernel::{Kernel, Phase};
 use crate::resources::Manager;
-use crate::runs::{CopyMapKernel, UnmapDeleteKernel, MAX_BATCHED_CLONE, MIN_RUN};
+use crate::runs::{CopyMapKernel, UnmapDeleteKernel};
+use mm_types::run::{MAX_BATCHED_CLONE, MIN_RUN};
 
 /// A place in an address space: (address space, virtual address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -146,7 +146,7 @@ impl<K: Kernel> VsKernel<'_, K> {
         // Consecutive cptrs stay in one CNode up to its last slot.
         let room = l.capacity(a.cnode).saturating_sub(a.index) as usize;
         let xs = &xs[..xs.len().min(room.max(1))];
-        vspace::consecutive_prefix(xs, cptr)
+        mm_types::run::consecutive_prefix(xs, cptr)
     }
 
     /// `X86PageTable_MapRun` of the `n` entries of `run` from its first,
@@ -248,7 +248,7 @@ impl<K: Kernel> vspace::VSpaceKernel for VsKernel<'_, K> {
             |k, d| k.run_prefix_by(&frames[d..], |c| c.0),
             |k, d, n| {
                 let src = k.path_of(frames[d].0)?;
-                k.map_run(root, &runs::sub_run(run, d), n, rights, attr, src)
+                k.map_run(root, &run.tail(d), n, rights, attr, src)
             },
             |k, d| k.map_frame(frames[d], root, run.vaddr_of(d), run.size, rights, attr),
         )
@@ -264,7 +264,7 @@ impl<K: Kernel> vspace::VSpaceKernel for VsKernel<'_, K> {
             |k, d| k.run_prefix_by(&frames[d..], |c| c.0),
             |k, d, n| {
                 let caps = k.path_of(frames[d].0)?;
-                let sub = runs::sub_run(run, d);
+                let sub = run.tail(d);
                 k.k()
                     .unmap_run(sub.table, sub.first_index, n, caps, false)
                     .map_err(|r| r.error)

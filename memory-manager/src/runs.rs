@@ -1,23 +1,17 @@
 //! Runs: consecutive pages of one leaf table whose caps sit in consecutive
 //! slots of one CNode, which a kernel with the run invocations (patch 0005)
-//! updates in one entry; and the two vspace kernels of the batched clone and
+//! updates in one entry (what a run is, and its thresholds, are defined once,
+//! in `mm_types::run`); and the two vspace kernels of the batched clone and
 //! destroy, which turn a leaf-table run into `CopyMapRun` / `UnmapRun`
 //! invocations.
 
 use alloc::vec::Vec;
 use mapping_db::CapSlot;
+use mm_types::run::MIN_RUN;
 use vspace::{CacheAttr, CapRef, FrameSize, KernelFailure, LeafRun, Rights, RunFailure, TableLevel, VirtAddr};
 
 use crate::kernel::Kernel;
 use crate::resources::VsKernel;
-
-/// A run of at least this many pages goes through a run invocation: one
-/// page is cheaper with the stock per-page invocation.
-pub const MIN_RUN: usize = 2;
-
-/// The largest region the batched clone takes (a larger one goes per page:
-/// its slot run would span CNodes).
-pub const MAX_BATCHED_CLONE: u64 = 4096;
 
 const PAGE: u64 = 1 << 12;
 
@@ -51,15 +45,6 @@ pub(crate) fn in_runs<S>(
         done += k;
     }
     Ok(())
-}
-
-/// The part of `run` from its `from`-th entry.
-pub(crate) fn sub_run(run: &LeafRun, from: usize) -> LeafRun {
-    LeafRun {
-        first_index: run.first_index + from as u16,
-        vaddr: run.vaddr_of(from),
-        ..*run
-    }
 }
 
 /// The `VSpaceKernel` methods a wrapper kernel passes straight to its
@@ -204,7 +189,7 @@ impl<K: Kernel> vspace::VSpaceKernel for CopyMapKernel<'_, '_, K> {
             self,
             len,
             |k, d| k.inner.run_prefix_by(&k.srcs[i + d..i + len], |s| s.0),
-            |k, d, n| k.copy_map_run(root, &sub_run(run, d), i + d, n, rights, attr),
+            |k, d, n| k.copy_map_run(root, &run.tail(d), i + d, n, rights, attr),
             |k, d| k.map_frame(frames[d], root, run.vaddr_of(d), run.size, rights, attr),
         )
     }
@@ -261,7 +246,7 @@ impl<K: Kernel> vspace::VSpaceKernel for UnmapDeleteKernel<'_, '_, K> {
             },
             |k, d, n| {
                 let path = k.inner.path_of(frames[d].0)?;
-                let sub = sub_run(run, d);
+                let sub = run.tail(d);
                 k.inner
                     .k()
                     .unmap_run(sub.table, sub.first_index, n, path, caps[d].1)

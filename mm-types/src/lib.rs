@@ -6,7 +6,9 @@
 //! - [`Rights`]: access rights, of a capability and of a mapping (which bits each use honours is
 //!   documented on the type);
 //! - [`FrameSize`], [`TableLevel`]: the x86_64 page sizes and the levels of the paging tree;
-//! - [`VirtAddr`] and the user range ([`USER_VADDR_START`], [`USER_VADDR_END`]).
+//! - [`VirtAddr`] and the user range ([`USER_VADDR_START`], [`USER_VADDR_END`]);
+//! - [`run`]: what a run of pages is (consecutive slots, a leaf-table run, stretches of consecutive
+//!   originals) and the thresholds that decide when one is worth handling as a run.
 //!
 //! The crates re-export these under the names their call sites use (`vspace::CapRef`,
 //! `mapping_db::CapSlot`, `vspace::KernelFailure`, `mapping_db::PageSize`, ...): one type behind each
@@ -20,6 +22,7 @@ mod cptr;
 mod error;
 mod paging;
 mod rights;
+pub mod run;
 
 pub use cptr::CPtr;
 pub use error::KernelError;

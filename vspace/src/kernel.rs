@@ -32,29 +32,11 @@ pub enum KernelOp {
     UnmapFrame,
 }
 
-/// Consecutive entries of one leaf table that one operation changes: the unit of batching.
+/// Consecutive entries of one leaf table that one operation changes: the unit of batching (what a run of
+/// pages is, and its thresholds, are defined once, in `mm_types::run`).
 ///
 /// Entry `first_index + i` maps the page at `vaddr + i * size`; the frames of a run are given alongside.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct LeafRun {
-    /// The level of the table holding the entries (`size.level()`).
-    pub level: TableLevel,
-    /// The cap of that table.
-    pub table: CapRef,
-    /// Index of the first entry in the table.
-    pub first_index: u16,
-    /// Address of the first page.
-    pub vaddr: VirtAddr,
-    /// Size of every page of the run.
-    pub size: FrameSize,
-}
-
-impl LeafRun {
-    /// The address of the run's `i`-th page.
-    pub const fn vaddr_of(&self, i: usize) -> VirtAddr {
-        VirtAddr::new_unchecked(self.vaddr.as_u64() + ((i as u64) << self.size.bits()))
-    }
-}
+pub use mm_types::run::LeafRun;
 
 /// A run stopped: exactly its first `done` frames were processed, the others were not touched.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
