@@ -5,6 +5,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 use hashbrown::HashMap;
+use mm_types::run::few_stretches;
 
 use crate::captable::{CapRecord, CapTable, Gone, Idx, NIL};
 use crate::copyruns::CopyRuns;
@@ -539,7 +540,7 @@ impl<K: KernelOps> CSpace<K> {
             size: self.layout.root_copy_guard_bits(),
         };
         self.kernel
-            .cnode_mint(l1_slot0, root, Rights::all(), guard)
+            .cnode_mint(l1_slot0, root, Rights::ALL_CAP, guard)
             .map_err(|e| Fail::Kernel(KernelOp::Mint, e))?;
         tx.log.push(Undo::DeleteCaps(vec![l1_slot0]));
         self.kernel
@@ -2450,10 +2451,9 @@ impl<K: KernelOps> CSpace<K> {
 
 /// The stretches of consecutive slots of one CNode in `slots` (`slots[o +
 /// j]` is `slots[o]` plus `j`, without wrapping), as (offset, length), in order; `None` when
-/// they are too short on average to be worth handling as runs.
+/// they are too short on average to be worth handling as runs
+/// ([`few_stretches`]: fewer than `MIN_STRETCH_AVERAGE` slots per stretch).
 fn stretches(slots: &[Slot]) -> Option<Parts> {
-    /// Fewest slots per stretch, on average, worth handling as runs.
-    const MIN_AVERAGE: usize = 8;
     if slots.is_empty() {
         return Some(Parts::Inline(0, [(0, 0); PARTS_INLINE]));
     }
@@ -2462,13 +2462,12 @@ fn stretches(slots: &[Slot]) -> Option<Parts> {
     if len == slots.len() {
         return Some(Parts::One([(0, len)]));
     }
-    let most = 1 + slots.len() / MIN_AVERAGE;
     let mut parts = Parts::Inline(1, [(0, len); PARTS_INLINE]);
     let mut o = len;
     while o < slots.len() {
-        // Too many, or (early, to give up cheaply) the first ones mostly
-        // single slots.
-        if parts.len() == most || (parts.len() == 8 && o < 16) {
+        // Too many for the batch's length (one more would not be worth it),
+        // or (early, to give up cheaply) the first ones mostly single slots.
+        if !few_stretches(parts.len() + 1, slots.len()) || (parts.len() == 8 && o < 16) {
             return None;
         }
         let len = stretch_len(slots, o);
@@ -2603,13 +2602,13 @@ mod stretch_tests {
         (from..from + n).map(|i| s(k, i)).collect()
     }
 
-    /// As `stretches` was first written: one growing vector.
+    /// As `stretches` was first written: one growing vector (and the
+    /// threshold written out: 8 slots per stretch on average).
     fn reference(slots: &[Slot]) -> Option<Vec<(usize, usize)>> {
-        let most = 1 + slots.len() / 8;
         let mut parts = Vec::new();
         let mut o = 0;
         while o < slots.len() {
-            if parts.len() == most || (parts.len() == 8 && o < 16) {
+            if (!parts.is_empty() && (parts.len() + 1) * 8 > slots.len()) || (parts.len() == 8 && o < 16) {
                 return None;
             }
             let mut len = 1;

@@ -772,7 +772,7 @@ impl KernelOps for MockKernel {
                         rights: if ty.is_frame() {
                             paging::VM_READ_WRITE
                         } else {
-                            Rights::all()
+                            Rights::ALL_CAP
                         },
                     }
                 }

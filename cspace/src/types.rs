@@ -1,7 +1,13 @@
 //! Vocabulary shared by the bookkeeping and the kernel trait: object types and
 //! their sizes, rights, capability data and the kernel's error names.
+//!
+//! The capability pointer, the rights and the kernel's errors are the ones
+//! every crate of the manager shares (`mm-types`): [`CPtr`], [`Rights`]
+//! (cap operations honour read, write and grant: `seL4_CapRights_t` of
+//! seL4 5.0) and [`KernelError`].
 
-use core::fmt;
+use mm_types::TableLevel;
+pub use mm_types::{CPtr, KernelError, Rights};
 
 /// Bits in a machine word (`seL4_WordBits` on x86_64).
 pub const WORD_BITS: u8 = 64;
@@ -142,23 +148,19 @@ impl ObjectType {
         self.is_frame() || matches!(self, ObjectType::Untyped)
     }
 
+    /// The type of a paging structure of `level` below the PML4.
+    pub const fn table(level: TableLevel) -> ObjectType {
+        match level {
+            TableLevel::Pdpt => ObjectType::Pdpt,
+            TableLevel::Pd => ObjectType::PageDirectory,
+            TableLevel::Pt => ObjectType::PageTable,
+        }
+    }
+
     /// Whether Mint with a badge changes caps of this type (endpoints and
     /// notifications).
     pub const fn badgeable(self) -> bool {
         matches!(self, ObjectType::Endpoint | ObjectType::Notification)
-    }
-}
-
-bitflags::bitflags! {
-    /// `seL4_CapRights_t` of seL4 5.0 (read, write, grant).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub struct Rights: u8 {
-        /// `capAllowRead`
-        const READ = 1 << 0;
-        /// `capAllowWrite`
-        const WRITE = 1 << 1;
-        /// `capAllowGrant`
-        const GRANT = 1 << 2;
     }
 }
 
@@ -175,49 +177,6 @@ pub enum CapData {
         /// The guard's size in bits.
         size: u8,
     },
-}
-
-/// A capability pointer: an address resolved through the thread's CSpace root
-/// at depth 64 (`seL4_CPtr`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct CPtr(pub u64);
-
-impl fmt::Debug for CPtr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CPtr({:#x})", self.0)
-    }
-}
-
-/// The error an invocation returned, by seL4's names (`seL4_Error` less
-/// `seL4_NoError`). Plain: the seL4-facing layer converts from its numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KernelError {
-    /// `seL4_InvalidArgument`
-    InvalidArgument,
-    /// `seL4_InvalidCapability`
-    InvalidCapability,
-    /// `seL4_IllegalOperation`
-    IllegalOperation,
-    /// `seL4_RangeError`
-    RangeError,
-    /// `seL4_AlignmentError`
-    AlignmentError,
-    /// `seL4_FailedLookup`
-    FailedLookup,
-    /// `seL4_TruncatedMessage`
-    TruncatedMessage,
-    /// `seL4_DeleteFirst`
-    DeleteFirst,
-    /// `seL4_RevokeFirst`
-    RevokeFirst,
-    /// `seL4_NotEnoughMemory`
-    NotEnoughMemory,
-}
-
-impl fmt::Display for KernelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "seL4_{self:?}")
-    }
 }
 
 /// Aligns `x` up to a multiple of `2^bits`; `None` on overflow.

@@ -10,6 +10,7 @@ use crate::db::{
 use crate::error::{AddCopyError, BatchError, BatchErrorKind, CloneError, InsertError, RemoveError};
 use crate::table::{pos32, NONE};
 use crate::types::{AsId, CapSlot, FrameId, LeafTable, Mapping, PageSize, USER_VADDR_END};
+use mm_types::run::MIN_RUN;
 
 /// One operation of a [`Batch`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -161,7 +162,7 @@ impl MappingDb {
     /// record after the first finds its leaf table, address space and span counters without hashing; any
     /// records are accepted.
     pub fn insert_run(&mut self, recs: &[Mapping]) -> Result<(), (usize, InsertError)> {
-        if !self.no_runs && recs.len() >= crate::run::RUN_MIN && self.insert_as_runs(recs) {
+        if !self.no_runs && recs.len() >= MIN_RUN && self.insert_as_runs(recs) {
             return Ok(());
         }
         if !self.runs.is_empty() {
@@ -451,7 +452,7 @@ impl MappingDb {
         } = self;
         *hint_leaf = leaf;
         let (key, l) = leaves.entry_at_mut(leaf);
-        let size = key.level.page_size();
+        let size = key.level.frame_size();
         let (region, counters) = (l.region, l.spans);
         let s = spaces.at_mut(l.space);
         // A page of the leaf: aligned to `size`, in the leaf's region (so below the end of user space).

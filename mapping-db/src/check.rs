@@ -71,7 +71,7 @@ impl MappingDb {
                 || m.vaddr >= USER_VADDR_END
                 || USER_VADDR_END - m.vaddr < size.bytes()
                 || m.index != size.entry_index(m.vaddr)
-                || leaf.level != size.leaf_level()
+                || leaf.level != size.level()
                 || frame.size != size
             {
                 return Err(V::Record(s));
@@ -200,7 +200,7 @@ impl MappingDb {
         }
         self.check_runs()?;
         for (_, leaf, l) in self.leaves.iter() {
-            let size = leaf.level.page_size();
+            let size = leaf.level.frame_size();
             let mut want = [NONE; 2];
             for (w, &b) in want.iter_mut().zip(larger(size)) {
                 *w = self
@@ -243,7 +243,7 @@ impl MappingDb {
             let (leaf, l) = self.leaves.slot(r.leaf).ok_or(bad)?;
             let first = small.entry_index(vaddr);
             if leaf.asid != asid
-                || leaf.level != small.leaf_level()
+                || leaf.level != small.level()
                 || l.region != small.leaf_region(vaddr)
                 || (first..first + r.n).any(|x| !l.is_set(x))
             {

@@ -671,7 +671,7 @@ impl MappingDb {
     /// The mappings held by entries of `leaf`, by ascending entry index.
     pub fn leaf_entries(&self, leaf: LeafTable) -> impl Iterator<Item = Mapping> + '_ {
         self.leaves.get(&leaf).into_iter().flat_map(move |node| {
-            let size = leaf.level.page_size();
+            let size = leaf.level.frame_size();
             let region = node.region;
             node.indices().map(move |i| {
                 let vaddr = region | (u64::from(i) << size.bits());
@@ -835,7 +835,7 @@ impl MappingDb {
         if index >= crate::ENTRIES_PER_TABLE || !node.is_set(index) {
             return None;
         }
-        let size = leaf.level.page_size();
+        let size = leaf.level.frame_size();
         let vaddr = node.region | (u64::from(index) << size.bits());
         // None for a run's page (only read-only callers meet one: updates settle the leaf's runs first).
         let cap = self.by_vaddr.get(leaf.asid, size, vaddr);
@@ -894,7 +894,7 @@ impl MappingDb {
         } = self;
         *hint_leaf = leaf;
         let (key, l) = leaves.entry_at_mut(leaf);
-        let size = key.level.page_size();
+        let size = key.level.frame_size();
         let (region, counters) = (l.region, l.spans);
         let s = spaces.at_mut(l.space);
         // The pages of one leaf are of one size, aligned, in the leaf's region (below the end of user space).
@@ -986,7 +986,7 @@ impl MappingDb {
         if !size.is_aligned(m.vaddr)
             || m.vaddr >= USER_VADDR_END
             || m.leaf.asid != m.asid
-            || m.leaf.level != size.leaf_level()
+            || m.leaf.level != size.level()
             || m.index != size.entry_index(m.vaddr)
         {
             return 0;
@@ -1042,7 +1042,7 @@ impl MappingDb {
         if m.leaf.asid != m.asid {
             return Err(InsertError::LeafSpaceMismatch);
         }
-        if m.leaf.level != size.leaf_level() {
+        if m.leaf.level != size.level() {
             return Err(InsertError::LeafLevelMismatch);
         }
         if m.index != size.entry_index(m.vaddr) {
@@ -1217,7 +1217,7 @@ impl MappingDb {
         let leaf = caps.at(cps[0]).map.as_ref().expect("mapped cap").leaf;
         let (key, l) = leaves.entry_at_mut(leaf);
         let (counters, space) = (l.spans, l.space);
-        let size = key.level.page_size();
+        let size = key.level.frame_size();
         let s = spaces.at_mut(space);
         let (mut pages, mut slots) = (Cursor::default(), Cursor::default());
         let mut n = 0;
@@ -1321,7 +1321,7 @@ pub(crate) fn new_leaf_at(
     spans: &mut Table<SpanKey, SpanNode>,
     idle: &mut IdleLeaves,
 ) -> u32 {
-    let (asid, size) = (leaf.asid, leaf.level.page_size());
+    let (asid, size) = (leaf.asid, leaf.level.frame_size());
     let region = size.leaf_region(vaddr);
     if let Some(p) = leaves.pos(&leaf) {
         return wake_leaf(p, region, leaves, spans, idle);
@@ -1360,7 +1360,7 @@ pub(crate) fn wake_leaf(
     if l.region != region {
         let old = l.spans;
         l.region = region;
-        l.spans = hold_counters(key.asid, key.level.page_size(), region, spans);
+        l.spans = hold_counters(key.asid, key.level.frame_size(), region, spans);
         release_counters(old, spans);
     }
     p

@@ -48,7 +48,8 @@
 //! except where the allocation crossed a CNode or an untyped split took slots between them. A clone (or an
 //! original map, below) is kept as runs when its pages fall into stretches of consecutive originals of at
 //! least 8 pages on average: one run per page table and stretch. (A shuffle of slots stays per page,
-//! which is cheaper than a run per page.)
+//! which is cheaper than a run per page.) What a stretch is, the threshold and the smallest run (2 pages)
+//! are defined once for every crate, in `mm_types::run`.
 //!
 //! # Original runs
 //!

@@ -14,9 +14,10 @@ use crate::db::{
     MappingDb, Placed, SpaceNode, SpanKey, SpanNode,
 };
 use crate::error::{CloneRegionError, RemoveError, SourceError};
-use crate::run::{Run, Seg, RUN_MIN};
+use crate::run::{Run, Seg};
 use crate::table::{pos32, swap_remove, List, Table, NONE};
 use crate::types::{AsId, CapSlot, LeafLevel, LeafTable, Mapping, PageSize, Rights, USER_VADDR_END};
+use mm_types::run::{few_stretches, Stretches, MIN_RUN};
 
 const SMALL: PageSize = PageSize::Small;
 /// Bytes of a 4 KiB page.
@@ -91,17 +92,6 @@ type Planned = List<PlannedLeaf, 2>;
 /// frame's original), in page order, the first from page 0. Page `i` of the stretch from page `p` with
 /// original `o` has original `o + (i - p)`.
 pub(crate) type Pieces = List<(usize, u64), 4>;
-
-/// Whether a run path takes `pieces` stretches of `n` pages: at least [`PIECE_PAGES`] pages per stretch on
-/// average (frames from a few slot runs, such as allocations that crossed a CNode or an untyped split; not a
-/// shuffle of slots, which is cheaper per page).
-#[inline]
-fn few_pieces(pieces: usize, n: usize) -> bool {
-    pieces <= 1 || pieces * PIECE_PAGES <= n
-}
-
-/// See [`few_pieces`].
-const PIECE_PAGES: usize = 8;
 
 /// Whether the slot ranges of the stretches `pieces` of `n` pages (first page, first slot) are pairwise
 /// disjoint (sorted by slot, each ends before the next starts).
@@ -450,7 +440,7 @@ impl MappingDb {
         if c.n == 0 {
             return Ok(());
         }
-        if !self.no_runs && c.n >= RUN_MIN && c.parent == CloneParent::Original && self.clone_as_runs(c, &mut leaf) {
+        if !self.no_runs && c.n >= MIN_RUN && c.parent == CloneParent::Original && self.clone_as_runs(c, &mut leaf) {
             return Ok(());
         }
         if c.n == 1 {
@@ -620,18 +610,15 @@ impl MappingDb {
         // The shape: consecutive pages, stretches of consecutive originals, one rights, one page table per
         // region; each record well formed.
         let mut pieces = Pieces::empty((0, 0));
-        let mut want = u64::MAX;
+        let mut stretches = Stretches::new();
         let mut table = m0.leaf.table;
         for (i, (va, m)) in (va0..).step_by(PAGE as usize).zip(recs).enumerate() {
             if va & (LEAF_SPAN - 1) == 0 {
                 table = m.leaf.table;
             }
-            if m.cap.0 != want {
-                m.cap.0.checked_add((n - i) as u64)?;
+            if stretches.see(m.cap.0, 1, (n - i) as u64)? {
                 pieces.push((i, m.cap.0));
-                want = m.cap.0;
             }
-            want += 1;
             if m.vaddr != va
                 || m.frame.slot != m.cap
                 || m.size != SMALL
@@ -645,7 +632,7 @@ impl MappingDb {
                 return None;
             }
         }
-        if !few_pieces(pieces.len(), n) {
+        if !few_stretches(pieces.len(), n) {
             return None;
         }
         // Each capability a known original of a 4 KiB frame at the record's address, not mapped (per page,
@@ -708,8 +695,7 @@ impl MappingDb {
         // Every source page mapped with the rights; its frame's original the slot after the previous page's
         // (else a new stretch starts there).
         let mut pieces = Pieces::empty((0, 0));
-        // The original page `i` would have in the current stretch.
-        let mut want = u64::MAX;
+        let mut stretches = Stretches::new();
         let (mut i, mut va) = (0, c.src_vaddr);
         while i < n {
             match self.segment(c.src, va, n - i) {
@@ -718,11 +704,9 @@ impl MappingDb {
                         return None;
                     }
                     let orig = run.first_parent + off;
-                    if orig != want {
-                        orig.checked_add((n - i) as u64)?;
+                    if stretches.see(orig, len as u64, (n - i) as u64)? {
                         pieces.push((i, orig));
                     }
-                    want = orig + len as u64;
                     i += len;
                     va += len as u64 * PAGE;
                 }
@@ -735,22 +719,21 @@ impl MappingDb {
                             if cap == NONE {
                                 return None;
                             }
-                            // Mapped with the rights; an original in slot `want` (the usual source), or a
-                            // copy of a frame (its original is the frame's key).
+                            // Mapped with the rights; an original in the slot that continues the stretch
+                            // (the usual source), or a copy of a frame (its original is the frame's key).
                             let (slot, node) = self.caps.entry_at(cap);
                             match &node.map {
                                 Some(p) if p.rights.contains(c.rights) => {}
                                 _ => return None,
                             }
-                            if slot.0 != want || node.parent_pos != cap {
-                                let orig = self.frames.key_at(node.frame).0;
-                                if orig != want {
-                                    orig.checked_add((n - i - j) as u64)?;
-                                    pieces.push((i + j, orig));
-                                    want = orig;
-                                }
+                            let orig = if slot.0 == stretches.next() && node.parent_pos == cap {
+                                slot.0
+                            } else {
+                                self.frames.key_at(node.frame).0
+                            };
+                            if stretches.see(orig, 1, (n - i - j) as u64)? {
+                                pieces.push((i + j, orig));
                             }
-                            want += 1;
                         }
                         i += tail.len();
                         va += tail.len() as u64 * PAGE;
@@ -758,7 +741,7 @@ impl MappingDb {
                 }
             }
         }
-        if !few_pieces(pieces.len(), n) {
+        if !few_stretches(pieces.len(), n) {
             return None;
         }
         // Every destination page and copy slot free (of per-page entries and of runs).

@@ -47,9 +47,6 @@ const SMALL: PageSize = PageSize::Small;
 /// Bytes of a 4 KiB page.
 pub(crate) const PAGE: u64 = 1 << 12;
 
-/// Fewest pages of a clone kept as a run (a one-page clone, a page fault's, keeps its per-page fast path).
-pub(crate) const RUN_MIN: usize = 2;
-
 /// The key of a run: its address space and first page.
 pub(crate) type RunKey = (AsId, u64);
 
@@ -591,7 +588,7 @@ impl MappingDb {
 
     /// Materialises the runs of the page table `leaf` (whose pages lie in its region).
     pub(crate) fn settle_leaf(&mut self, leaf: LeafTable) {
-        if self.runs.is_empty() || leaf.level.page_size() != SMALL {
+        if self.runs.is_empty() || leaf.level.frame_size() != SMALL {
             return;
         }
         if let Some(p) = self.live_leaf(&leaf) {

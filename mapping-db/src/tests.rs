@@ -27,7 +27,7 @@ fn leaf_of(asid: AsId, t: u64, size: PageSize) -> LeafTable {
     LeafTable {
         asid,
         table: table(t),
-        level: size.leaf_level(),
+        level: size.level(),
     }
 }
 
@@ -138,7 +138,7 @@ fn page_sizes() {
     assert_eq!(PageSize::Large.leaf_region(GIB + 5 * MIB2), GIB);
     assert_eq!(PageSize::Huge.leaf_region(7 * GIB), 0);
     for s in PageSize::ALL {
-        assert_eq!(s.leaf_level().page_size(), s);
+        assert_eq!(s.level().frame_size(), s);
     }
     let r = m(1, 11, A, 0x5000, PageSize::Small, 0);
     assert_eq!(r.leaf, leaf_of(A, 0, PageSize::Small));

@@ -5,18 +5,12 @@ use core::fmt;
 /// End of the user part of an x86_64 address space under seL4 (`seL4_UserTop` + 1): every mapping lies below it.
 pub const USER_VADDR_END: u64 = 1 << 47;
 
-/// Number of entries in one x86_64 paging structure.
-pub const ENTRIES_PER_TABLE: u16 = 512;
+/// Number of entries in one x86_64 paging structure (as an entry index counts them).
+pub const ENTRIES_PER_TABLE: u16 = mm_types::ENTRIES_PER_TABLE as u16;
 
-/// A capability slot (`seL4_CPtr`) in the root task's CSpace.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CapSlot(pub u64);
-
-impl fmt::Debug for CapSlot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CapSlot({:#x})", self.0)
-    }
-}
+/// A capability slot (`seL4_CPtr`) in the root task's CSpace: the capability pointer every crate of the
+/// manager shares.
+pub use mm_types::CPtr as CapSlot;
 
 /// A frame, named by the slot of its original capability (the one retype produced) and its physical address.
 ///
@@ -47,100 +41,18 @@ impl fmt::Debug for FrameId {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct AsId(pub u32);
 
-/// The x86_64 page sizes, each one a seL4 frame object type.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub enum PageSize {
-    /// 4 KiB (`seL4_X86_4K`), mapped by a page-table entry.
-    Small,
-    /// 2 MiB (`seL4_X86_LargePageObject`), mapped by a page-directory entry.
-    Large,
-    /// 1 GiB (`seL4_X64_HugePageObject`), mapped by a PDPT entry.
-    Huge,
-}
+/// The x86_64 page sizes, each one a seL4 frame object type: the page size every crate of the manager
+/// shares (`mm_types::FrameSize`).
+pub use mm_types::FrameSize as PageSize;
 
-impl PageSize {
-    /// Every size, smallest first.
-    pub const ALL: [PageSize; 3] = [PageSize::Small, PageSize::Large, PageSize::Huge];
+/// Access rights of one mapping (seL4's `seL4_CapRights` as used by `X86Page_Map`, plus execute): the
+/// rights every crate of the manager shares. The database records them as given and compares them as sets.
+pub use mm_types::Rights;
 
-    /// log2 of the size in bytes: 12, 21 or 30.
-    pub const fn bits(self) -> u32 {
-        match self {
-            PageSize::Small => 12,
-            PageSize::Large => 21,
-            PageSize::Huge => 30,
-        }
-    }
-
-    /// The size in bytes.
-    pub const fn bytes(self) -> u64 {
-        1 << self.bits()
-    }
-
-    /// `addr` rounded down to a multiple of the size.
-    pub const fn align_down(self, addr: u64) -> u64 {
-        addr & !(self.bytes() - 1)
-    }
-
-    /// Whether `addr` is a multiple of the size.
-    pub const fn is_aligned(self, addr: u64) -> bool {
-        addr & (self.bytes() - 1) == 0
-    }
-
-    /// The index of the entry that maps `vaddr` in a leaf table of this size's level.
-    pub const fn entry_index(self, vaddr: u64) -> u16 {
-        ((vaddr >> self.bits()) & (ENTRIES_PER_TABLE as u64 - 1)) as u16
-    }
-
-    /// The start of the virtual region one leaf table of this size's level covers, for a page at `vaddr`
-    /// (512 pages: 2 MiB for a PT, 1 GiB for a PD, 512 GiB for a PDPT).
-    pub const fn leaf_region(self, vaddr: u64) -> u64 {
-        vaddr & !((self.bytes() << 9) - 1)
-    }
-
-    /// The level of the paging structure whose entries map pages of this size.
-    pub const fn leaf_level(self) -> LeafLevel {
-        match self {
-            PageSize::Small => LeafLevel::Pt,
-            PageSize::Large => LeafLevel::Pd,
-            PageSize::Huge => LeafLevel::Pdpt,
-        }
-    }
-}
-
-bitflags::bitflags! {
-    /// Access rights of one mapping (seL4's `seL4_CapRights` as used by `X86Page_Map`, plus execute).
-    #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-    pub struct Rights: u8 {
-        /// The page can be read.
-        const READ = 1 << 0;
-        /// The page can be written.
-        const WRITE = 1 << 1;
-        /// Code on the page can be executed (clear: the NX bit is set).
-        const EXECUTE = 1 << 2;
-    }
-}
-
-/// The level of a paging structure that holds a page mapping.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub enum LeafLevel {
-    /// A page table (`seL4_X86_PageTableObject`): its entries map 4 KiB pages.
-    Pt,
-    /// A page directory (`seL4_X86_PageDirectoryObject`): its entries map 2 MiB pages.
-    Pd,
-    /// A page-directory-pointer table (`seL4_X86_PDPTObject`): its entries map 1 GiB pages.
-    Pdpt,
-}
-
-impl LeafLevel {
-    /// The page size this level's entries map.
-    pub const fn page_size(self) -> PageSize {
-        match self {
-            LeafLevel::Pt => PageSize::Small,
-            LeafLevel::Pd => PageSize::Large,
-            LeafLevel::Pdpt => PageSize::Huge,
-        }
-    }
-}
+/// The level of a paging structure that holds a page mapping (`Pt`: its entries map 4 KiB pages; `Pd`:
+/// 2 MiB; `Pdpt`: 1 GiB): the paging level every crate of the manager shares (`mm_types::TableLevel`;
+/// [`PageSize::level`] and [`LeafLevel::frame_size`] go from one to the other).
+pub use mm_types::TableLevel as LeafLevel;
 
 /// The paging structure whose entry holds a mapping: an address space, the slot of the structure's capability
 /// and its level.
@@ -199,7 +111,7 @@ impl Mapping {
             leaf: LeafTable {
                 asid,
                 table,
-                level: size.leaf_level(),
+                level: size.level(),
             },
             index: size.entry_index(vaddr),
         }

@@ -402,7 +402,12 @@ fn resolve_mapping(model: &Model, spec: &MapSpec, forced: Option<(LeafTable, u64
         Some((_, v)) => v,
         None => size.align_down(spec.h * GIB + spec.l * MIB2 + spec.s * KIB4),
     };
-    let rights = Rights::from_bits_truncate(spec.rights);
+    // Bits 0..3 of the spec: read, write, execute.
+    let rights = [Rights::READ, Rights::WRITE, Rights::EXECUTE]
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| spec.rights >> i & 1 != 0)
+        .fold(Rights::empty(), |r, (_, b)| r | b);
     match spec.fault {
         0 => vaddr += 0x800,
         1 => vaddr = USER_VADDR_END,
@@ -533,7 +538,7 @@ fn step(db: &mut MappingDb, model: &mut Model, op: &Op) {
             let leaf = LeafTable {
                 asid: AsId(*asid),
                 table: table_for(*asid, size, base, *table_mode, *table),
-                level: size.leaf_level(),
+                level: size.level(),
             };
             let mut batch = Batch::new(leaf);
             // Track the leaf's entries as the batch goes, so removals usually name one in use.

@@ -4,7 +4,7 @@
 //! [`Left`], and the books record it: they equal the kernel either way.
 
 use alloc::vec::Vec;
-use cspace::{AllocError, CapError, ObjectId};
+use cspace::{AllocError, CapError, KernelError, ObjectId};
 use mapping_db::AsId;
 
 /// What a failed operation left different from before it, beyond what the
@@ -144,7 +144,7 @@ pub enum DestroyError {
     },
     /// The kernel refused an unmap: `left.mapped` stayed mapped; every other
     /// page was destroyed.
-    Unmap(vspace::KernelFailure, Left),
+    Unmap(KernelError, Left),
     /// vspace refused the range before any kernel call (nothing done).
     Refused(vspace::UnmapError),
     /// The kernel refused to delete copies: the pages are unmapped and
@@ -172,7 +172,7 @@ pub enum RevokeError {
     NotAFrame(u64),
     /// The kernel refused an unmap: `left.mapped` stay mapped and recorded;
     /// the mappings before them were unmapped and unrecorded, no copy deleted.
-    Unmap(vspace::KernelFailure, Left),
+    Unmap(KernelError, Left),
     /// The kernel refused the revoke: every mapping is gone, the copies
     /// (`left.caps`) stay, unmapped.
     Revoke(CapError, Left),
@@ -206,7 +206,7 @@ pub enum DestroySpaceError {
         /// The refused operation.
         op: vspace::KernelOp,
         /// The kernel's answer.
-        failure: vspace::KernelFailure,
+        failure: KernelError,
         /// Caps of mappings outside the books that were unmapped before the stop.
         released: Vec<vspace::CapRef>,
     },

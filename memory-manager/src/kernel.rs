@@ -8,9 +8,11 @@
 //! invocation per method; host tests implement it with the model of seL4 5.0
 //! ([`crate::model`]). Nothing else in the manager reaches the kernel.
 //!
-//! Errors are cspace's [`KernelError`] (seL4's error codes); the adapters
-//! that hand the invocations to the vspace crate convert them to its name
-//! for the same enum.
+//! Errors are [`KernelError`] (seL4's error codes), the one kernel error
+//! every crate of the manager shares (`mm-types`; vspace names it
+//! `KernelFailure`): the adapters that hand the invocations to the vspace
+//! crate pass it on as it is. Rights are the shared [`Rights`]: a map honours
+//! read and write, a copy read, write and grant.
 
 use cspace::{CPtr, CapPath, KernelError, KernelOps};
 use vspace::{CacheAttr, FrameSize, Rights, TableLevel};
@@ -151,7 +153,7 @@ pub trait Kernel: KernelOps {
         attr: CacheAttr,
         src: CapPath,
         dest: CapPath,
-        copy_rights: cspace::Rights,
+        copy_rights: Rights,
     ) -> Result<(), RunRefusal> {
         let _ = (table, vroot, first, n, rights, attr, src, dest, copy_rights);
         Err(KernelError::IllegalOperation.into())
@@ -174,21 +176,5 @@ pub trait Kernel: KernelOps {
     #[inline(always)]
     fn lap(&mut self, phase: Phase) {
         let _ = phase;
-    }
-}
-
-/// cspace's error as vspace names the same kernel error.
-pub fn vs_failure(e: KernelError) -> vspace::KernelFailure {
-    match e {
-        KernelError::InvalidArgument => vspace::KernelFailure::InvalidArgument,
-        KernelError::InvalidCapability => vspace::KernelFailure::InvalidCapability,
-        KernelError::IllegalOperation => vspace::KernelFailure::IllegalOperation,
-        KernelError::RangeError => vspace::KernelFailure::RangeError,
-        KernelError::AlignmentError => vspace::KernelFailure::AlignmentError,
-        KernelError::FailedLookup => vspace::KernelFailure::FailedLookup,
-        KernelError::TruncatedMessage => vspace::KernelFailure::TruncatedMessage,
-        KernelError::DeleteFirst => vspace::KernelFailure::DeleteFirst,
-        KernelError::RevokeFirst => vspace::KernelFailure::RevokeFirst,
-        KernelError::NotEnoughMemory => vspace::KernelFailure::NotEnoughMemory,
     }
 }

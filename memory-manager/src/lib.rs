@@ -44,6 +44,6 @@ pub mod runs;
 pub use error::{
     CloneError, Corruption, DestroyError, DestroySpaceError, FreeError, Left, MapError, MoveError, RevokeError,
 };
-pub use kernel::{vs_failure, Kernel, Phase, RunRefusal};
+pub use kernel::{Kernel, Phase, RunRefusal};
 pub use mm::{At, Mm};
 pub use resources::{Manager, VsKernel};

@@ -16,6 +16,11 @@
 //! - [`Mm::who_maps`] (frame -> every mapping) and [`Mm::what_backs`]
 //!   ((address space, vaddr) -> frame, cap, rights) answer from the database.
 //!
+//! Rights are the one [`Rights`] type of every book (`mm-types`): an
+//! operation's rights go as given to the mapping database, the space's
+//! shadow, the copies (`CNode_Copy` honours read, write and grant) and the
+//! maps (`X86Page_Map` honours read and write).
+//!
 //! Each operation validates against the books first (a refusal changes
 //! nothing), then executes its kernel calls, then commits the books; a kernel
 //! failure midway is undone, and what could not be undone is booked and
@@ -31,9 +36,7 @@
 use alloc::vec::Vec;
 use cspace::{ObjectId, ObjectType, Slot, SlotRange};
 use hashbrown::HashMap;
-use mapping_db::{
-    AsId, CapSlot, CloneParent, FrameId, Mapping, MappingDb, PageSize, RegionClone, Rights as DbRights, SourceError,
-};
+use mapping_db::{AsId, CapSlot, CloneParent, FrameId, Mapping, MappingDb, PageSize, RegionClone, SourceError};
 use vspace::{AddressSpace, CacheAttr, CapRef, Page, PageRange, Rights, Size4K, TableLevel, TablePolicy};
 
 use crate::error::{
@@ -41,7 +44,8 @@ use crate::error::{
 };
 use crate::kernel::{Kernel, Phase};
 use crate::resources::Manager;
-use crate::runs::{CopyMapKernel, UnmapDeleteKernel, MAX_SLOT_RUN, MIN_RUN};
+use crate::runs::{CopyMapKernel, UnmapDeleteKernel};
+use mm_types::run::{MAX_SLOT_RUN, MIN_RUN};
 
 /// A place in an address space: (address space, virtual address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,39 +80,6 @@ struct Scratch {
     runs: Vec<(usize, usize)>,
     /// A slot-run clone's copied destinations, a bit each.
     copied: Vec<u64>,
-}
-
-fn db_rights(r: Rights) -> DbRights {
-    let mut d = DbRights::empty();
-    if r.contains(Rights::READ) {
-        d |= DbRights::READ;
-    }
-    if r.contains(Rights::WRITE) {
-        d |= DbRights::WRITE;
-    }
-    d
-}
-
-fn vs_rights(r: DbRights) -> Rights {
-    let mut v = Rights::empty();
-    if r.contains(DbRights::READ) {
-        v |= Rights::READ;
-    }
-    if r.contains(DbRights::WRITE) {
-        v |= Rights::WRITE;
-    }
-    v
-}
-
-fn cs_rights(r: Rights) -> cspace::Rights {
-    let mut c = cspace::Rights::empty();
-    if r.contains(Rights::READ) {
-        c |= cspace::Rights::READ;
-    }
-    if r.contains(Rights::WRITE) {
-        c |= cspace::Rights::WRITE;
-    }
-    c
 }
 
 /// The 4 KiB pages of `n` from `vaddr`, if a valid user region.
@@ -201,7 +172,6 @@ impl Mm {
             .ok_or_else(|| Corruption::NoLeafTable { vaddr: va })?;
         space
             .table_at(TableLevel::Pt, vspace::VirtAddr::new(va))
-            .map(|t| CapSlot(t.0))
             .ok_or_else(|| Corruption::NoLeafTable { vaddr: va })
     }
 
@@ -223,7 +193,7 @@ impl Mm {
                 asid,
                 va,
                 PageSize::Small,
-                db_rights(rights),
+                rights,
                 leaf.1,
             ));
         }
@@ -279,9 +249,9 @@ impl Mm {
                 dst: to.0,
                 dst_vaddr: to.1,
                 n: n as usize,
-                first_copy: CapSlot(copies[0].0),
+                first_copy: copies[0],
                 parent: CloneParent::Original,
-                rights: db_rights(rights),
+                rights,
             };
             return self
                 .db
@@ -301,15 +271,7 @@ impl Mm {
             .map(|((s, c), i)| {
                 let va = to.1 + i * PAGE;
                 let leaf = leaves[((va & !(LEAF_SPAN - 1)) - first) as usize / LEAF_SPAN as usize];
-                let m = Mapping::new(
-                    s.frame,
-                    CapSlot(c.0),
-                    to.0,
-                    va,
-                    PageSize::Small,
-                    db_rights(rights),
-                    leaf,
-                );
+                let m = Mapping::new(s.frame, *c, to.0, va, PageSize::Small, rights, leaf);
                 (m, s.frame.slot)
             })
             .collect();
@@ -356,7 +318,7 @@ impl Mm {
                 }
             }
         }
-        let caps: Vec<CapRef> = allocs.iter().map(|a| CapRef(a.cptr.0)).collect();
+        let caps: Vec<CapRef> = allocs.iter().map(|a| a.cptr).collect();
         let space = self.spaces.get_mut(&asid).ok_or_else(|| MapError::UnknownSpace(asid))?;
         let mapped = space.map(&mut m.vk(), range, &caps, rights, CacheAttr::WriteBack);
         // Commit: the frames mapped (all of them, or an undo's residue).
@@ -373,7 +335,7 @@ impl Mm {
                 unmapped.push(a.id);
                 continue;
             }
-            let f = FrameId::new(CapSlot(a.cptr.0), a.paddr);
+            let f = FrameId::new(a.cptr, a.paddr);
             self.db
                 .add_frame(f, PageSize::Small)
                 .map_err(|_| MapError::Corrupt(Corruption::Frame(a.cptr.0)))?;
@@ -452,7 +414,7 @@ impl Mm {
         }
         let sources = self
             .db
-            .source_caps(src, src_va, n as usize, db_rights(rights))
+            .source_caps(src, src_va, n as usize, rights)
             .map_err(|(i, e)| match e {
                 SourceError::NotMapped => CloneError::SourceNotMapped {
                     vaddr: src_va + i as u64 * PAGE,
@@ -504,14 +466,14 @@ impl Mm {
         let l = m.cs.layout();
         for s in sources {
             let slot = l
-                .slot_of(cspace::CPtr(s.0))
+                .slot_of(*s)
                 .ok_or_else(|| CloneError::Corrupt(Corruption::CapNotManaged(s.0)))?;
             sc.slots.push(slot);
         }
         // All or nothing: a refused copy undoes the copies before it (cspace
         // poisons itself if that undo fails, and says so).
         sc.copies.clear();
-        m.cs.copy_many_into(&sc.slots, cs_rights(rights), &mut sc.copies)
+        m.cs.copy_many_into(&sc.slots, rights, &mut sc.copies)
             .map_err(|e| CloneError::Copy(e, Left::default()))?;
         sc.caps.clear();
         sc.caps.extend(sc.copies.iter().map(|c| CapRef(m.cptr(*c))));
@@ -566,7 +528,7 @@ impl Mm {
                 left.mapped.push((to.0, va));
             } else {
                 dead.push(
-                    l.slot_of(cspace::CPtr(c.0))
+                    l.slot_of(*c)
                         .ok_or_else(|| CloneError::Corrupt(Corruption::CapNotManaged(c.0)))?,
                 );
             }
@@ -618,7 +580,7 @@ impl Mm {
             srcs: sources,
             runs: &mut runs,
             copied: &mut copied,
-            rights: cs_rights(rights),
+            rights,
             dest_path0: None,
             last_src: None,
             l2_bits,
@@ -646,7 +608,7 @@ impl Mm {
         let adopted = runs.iter().try_for_each(|&(i, k)| {
             let src =
                 m.cs.layout()
-                    .slot_of(cspace::CPtr(sources[i].0))
+                    .slot_of(sources[i])
                     .ok_or_else(|| CloneError::Corrupt(Corruption::CapNotManaged(sources[i].0)))?;
             let dests = SlotRange {
                 start: run.start + i as u64,
@@ -778,7 +740,7 @@ impl Mm {
         // stay, unmapped. Pages that stayed mapped keep their caps.
         let l = *m.cs.layout();
         let slot = |i: usize| {
-            l.slot_of(cspace::CPtr(caps[i].0 .0))
+            l.slot_of(caps[i].0)
                 .ok_or_else(|| DestroyError::Corrupt(Corruption::CapNotManaged(caps[i].0 .0)))
         };
         for &(i, k) in &deleted {
@@ -882,7 +844,7 @@ impl Mm {
             .ok_or_else(|| RevokeError::NotAFrame(cap))?;
         let orig =
             m.cs.layout()
-                .slot_of(cspace::CPtr(frame.slot.0))
+                .slot_of(frame.slot)
                 .ok_or_else(|| RevokeError::Corrupt(Corruption::CapNotManaged(frame.slot.0)))?;
         let maps: Vec<Mapping> = self.db.mappings_of_frame(frame).collect();
         for (k, r) in maps.iter().enumerate() {
@@ -1022,10 +984,10 @@ impl Mm {
                 let s = space
                     .lookup(vspace::VirtAddr::new(r.vaddr))
                     .ok_or_else(|| format!("{asid:?} {:#x}: recorded, not in the shadow", r.vaddr))?;
-                if s.frame.0 != r.cap.0 || s.vaddr.as_u64() != r.vaddr || s.rights != vs_rights(r.rights) {
+                if s.frame != r.cap || s.vaddr.as_u64() != r.vaddr || s.rights != r.rights {
                     return Err(format!("{asid:?} {:#x}: record {r:?}, shadow {s:?}", r.vaddr));
                 }
-                if l.slot_of(cspace::CPtr(r.cap.0)).is_none_or(|s| !m.cs.is_managed(s)) {
+                if l.slot_of(r.cap).is_none_or(|s| !m.cs.is_managed(s)) {
                     return Err(format!("{asid:?} {:#x}: cap {:#x} not managed", r.vaddr, r.cap.0));
                 }
             }

@@ -7,7 +7,7 @@
 //! from now fails with error E, with no effect") counts every invocation
 //! of this trait, cspace's and the paging ones alike.
 
-use cspace::mock::{MockKernel, PagingLevel};
+use cspace::mock::MockKernel;
 use cspace::{CPtr, CapData, CapPath, KernelError, KernelOps, ObjectType, RetypeDest};
 use vspace::{CacheAttr, FrameSize, Rights, TableLevel};
 
@@ -21,26 +21,6 @@ pub struct Model {
     pub k: MockKernel,
     /// Whether the run invocations are offered.
     pub runs: bool,
-}
-
-fn level(l: TableLevel) -> PagingLevel {
-    match l {
-        TableLevel::Pdpt => PagingLevel::Pdpt,
-        TableLevel::Pd => PagingLevel::Pd,
-        TableLevel::Pt => PagingLevel::Pt,
-    }
-}
-
-/// vspace rights as cspace names them (the kernel's `seL4_CapRights`).
-pub fn cap_rights(r: Rights) -> cspace::Rights {
-    let mut c = cspace::Rights::empty();
-    if r.contains(Rights::READ) {
-        c |= cspace::Rights::READ;
-    }
-    if r.contains(Rights::WRITE) {
-        c |= cspace::Rights::WRITE;
-    }
-    c
 }
 
 fn run(r: Result<(), (KernelError, Option<u64>)>) -> Result<(), RunRefusal> {
@@ -57,16 +37,10 @@ impl KernelOps for Model {
     ) -> Result<(), KernelError> {
         self.k.untyped_retype(untyped, ty, size_bits, d)
     }
-    fn cnode_copy(&mut self, dest: CapPath, src: CapPath, rights: cspace::Rights) -> Result<(), KernelError> {
+    fn cnode_copy(&mut self, dest: CapPath, src: CapPath, rights: Rights) -> Result<(), KernelError> {
         self.k.cnode_copy(dest, src, rights)
     }
-    fn cnode_mint(
-        &mut self,
-        dest: CapPath,
-        src: CapPath,
-        rights: cspace::Rights,
-        data: CapData,
-    ) -> Result<(), KernelError> {
+    fn cnode_mint(&mut self, dest: CapPath, src: CapPath, rights: Rights, data: CapData) -> Result<(), KernelError> {
         self.k.cnode_mint(dest, src, rights, data)
     }
     fn cnode_move(&mut self, dest: CapPath, src: CapPath) -> Result<(), KernelError> {
@@ -88,10 +62,10 @@ impl Kernel for Model {
         self.k.asid_pool_assign(vroot)
     }
     fn table_map(&mut self, l: TableLevel, table: CPtr, vroot: CPtr, vaddr: u64) -> Result<(), KernelError> {
-        self.k.table_map(level(l), table, vroot, vaddr)
+        self.k.table_map(l, table, vroot, vaddr)
     }
     fn table_unmap(&mut self, l: TableLevel, table: CPtr) -> Result<(), KernelError> {
-        self.k.table_unmap(level(l), table)
+        self.k.table_unmap(l, table)
     }
     fn page_map(
         &mut self,
@@ -102,10 +76,10 @@ impl Kernel for Model {
         rights: Rights,
         _attr: CacheAttr,
     ) -> Result<(), KernelError> {
-        self.k.page_map(frame, vroot, vaddr, cap_rights(rights))
+        self.k.page_map(frame, vroot, vaddr, rights)
     }
     fn page_remap(&mut self, frame: CPtr, vroot: CPtr, rights: Rights, _attr: CacheAttr) -> Result<(), KernelError> {
-        self.k.page_remap(frame, vroot, cap_rights(rights))
+        self.k.page_remap(frame, vroot, rights)
     }
     fn page_unmap(&mut self, frame: CPtr) -> Result<(), KernelError> {
         self.k.page_unmap(frame)
@@ -123,9 +97,7 @@ impl Kernel for Model {
         _attr: CacheAttr,
         src: CapPath,
     ) -> Result<(), RunRefusal> {
-        run(self
-            .k
-            .map_run(table, vroot, first as u64, n as u64, cap_rights(rights), src))
+        run(self.k.map_run(table, vroot, first as u64, n as u64, rights, src))
     }
     fn copy_map_run(
         &mut self,
@@ -137,18 +109,11 @@ impl Kernel for Model {
         _attr: CacheAttr,
         src: CapPath,
         dest: CapPath,
-        copy_rights: cspace::Rights,
+        copy_rights: Rights,
     ) -> Result<(), RunRefusal> {
-        run(self.k.copy_map_run(
-            table,
-            vroot,
-            first as u64,
-            n as u64,
-            cap_rights(rights),
-            src,
-            dest,
-            copy_rights,
-        ))
+        run(self
+            .k
+            .copy_map_run(table, vroot, first as u64, n as u64, rights, src, dest, copy_rights))
     }
     fn unmap_run(&mut self, table: CPtr, first: u16, n: usize, caps: CapPath, delete: bool) -> Result<(), RunRefusal> {
         run(self.k.unmap_run(table, first as u64, n as u64, caps, delete))

@@ -6,9 +6,9 @@
 use alloc::vec::Vec;
 use cspace::{AllocError, Allocation, CPtr, CSpace, CapPath, Config, InitError, ObjectId, ObjectType, Slot};
 use hashbrown::HashMap;
-use vspace::{CacheAttr, CapRef, FrameSize, KernelFailure, LeafRun, RunFailure, TableLevel, VirtAddr};
+use vspace::{CacheAttr, CapRef, FrameSize, KernelFailure, LeafRun, Rights, RunFailure, TableLevel, VirtAddr};
 
-use crate::kernel::{vs_failure, Kernel};
+use crate::kernel::Kernel;
 use crate::runs;
 
 /// The CSpace and the record of which paging-structure cap is which object.
@@ -109,19 +109,11 @@ pub struct VsKernel<'a, K: Kernel> {
     unfreed: &'a mut Vec<(ObjectId, cspace::FreeError)>,
 }
 
-fn level_type(level: TableLevel) -> ObjectType {
-    match level {
-        TableLevel::Pdpt => ObjectType::Pdpt,
-        TableLevel::Pd => ObjectType::PageDirectory,
-        TableLevel::Pt => ObjectType::PageTable,
-    }
-}
-
 impl<K: Kernel> VsKernel<'_, K> {
     fn alloc(&mut self, ty: ObjectType) -> Result<CapRef, KernelFailure> {
         let a = self.cs.alloc(ty, 0).map_err(|_| KernelFailure::NotEnoughMemory)?;
         self.objects.insert(a.cptr.0, a.id);
-        Ok(CapRef(a.cptr.0))
+        Ok(a.cptr)
     }
 
     fn free(&mut self, c: CapRef) {
@@ -154,7 +146,7 @@ impl<K: Kernel> VsKernel<'_, K> {
         // Consecutive cptrs stay in one CNode up to its last slot.
         let room = l.capacity(a.cnode).saturating_sub(a.index) as usize;
         let xs = &xs[..xs.len().min(room.max(1))];
-        vspace::consecutive_prefix(xs, cptr)
+        mm_types::run::consecutive_prefix(xs, cptr)
     }
 
     /// `X86PageTable_MapRun` of the `n` entries of `run` from its first,
@@ -164,13 +156,13 @@ impl<K: Kernel> VsKernel<'_, K> {
         root: CapRef,
         run: &LeafRun,
         n: usize,
-        rights: vspace::Rights,
+        rights: Rights,
         attr: CacheAttr,
         src: CapPath,
     ) -> Result<(), KernelFailure> {
         self.k()
-            .map_run(CPtr(run.table.0), CPtr(root.0), run.first_index, n, rights, attr, src)
-            .map_err(|r| vs_failure(r.error))
+            .map_run(run.table, root, run.first_index, n, rights, attr, src)
+            .map_err(|r| r.error)
     }
 }
 
@@ -180,7 +172,7 @@ impl<K: Kernel> vspace::VSpaceKernel for VsKernel<'_, K> {
     }
 
     fn assign_asid(&mut self, root: CapRef) -> Result<(), KernelFailure> {
-        self.k().asid_assign(CPtr(root.0)).map_err(vs_failure)
+        self.k().asid_assign(root)
     }
 
     fn free_root(&mut self, root: CapRef) {
@@ -188,7 +180,7 @@ impl<K: Kernel> vspace::VSpaceKernel for VsKernel<'_, K> {
     }
 
     fn alloc_table(&mut self, level: TableLevel) -> Result<CapRef, KernelFailure> {
-        self.alloc(level_type(level))
+        self.alloc(ObjectType::table(level))
     }
 
     fn free_table(&mut self, _level: TableLevel, table: CapRef) {
@@ -202,13 +194,11 @@ impl<K: Kernel> vspace::VSpaceKernel for VsKernel<'_, K> {
         root: CapRef,
         vaddr: VirtAddr,
     ) -> Result<(), KernelFailure> {
-        self.k()
-            .table_map(level, CPtr(table.0), CPtr(root.0), vaddr.as_u64())
-            .map_err(vs_failure)
+        self.k().table_map(level, table, root, vaddr.as_u64())
     }
 
     fn unmap_table(&mut self, level: TableLevel, table: CapRef) -> Result<(), KernelFailure> {
-        self.k().table_unmap(level, CPtr(table.0)).map_err(vs_failure)
+        self.k().table_unmap(level, table)
     }
 
     fn map_frame(
@@ -217,28 +207,24 @@ impl<K: Kernel> vspace::VSpaceKernel for VsKernel<'_, K> {
         root: CapRef,
         vaddr: VirtAddr,
         size: FrameSize,
-        rights: vspace::Rights,
+        rights: Rights,
         attr: CacheAttr,
     ) -> Result<(), KernelFailure> {
-        self.k()
-            .page_map(CPtr(frame.0), CPtr(root.0), vaddr.as_u64(), size, rights, attr)
-            .map_err(vs_failure)
+        self.k().page_map(frame, root, vaddr.as_u64(), size, rights, attr)
     }
 
     fn remap_frame(
         &mut self,
         frame: CapRef,
         root: CapRef,
-        rights: vspace::Rights,
+        rights: Rights,
         attr: CacheAttr,
     ) -> Result<(), KernelFailure> {
-        self.k()
-            .page_remap(CPtr(frame.0), CPtr(root.0), rights, attr)
-            .map_err(vs_failure)
+        self.k().page_remap(frame, root, rights, attr)
     }
 
     fn unmap_frame(&mut self, frame: CapRef) -> Result<(), KernelFailure> {
-        self.k().page_unmap(CPtr(frame.0)).map_err(vs_failure)
+        self.k().page_unmap(frame)
     }
 
     fn map_frames_run(
@@ -246,7 +232,7 @@ impl<K: Kernel> vspace::VSpaceKernel for VsKernel<'_, K> {
         root: CapRef,
         run: &LeafRun,
         frames: &[CapRef],
-        rights: vspace::Rights,
+        rights: Rights,
         attr: CacheAttr,
     ) -> Result<(), RunFailure> {
         if run.level != TableLevel::Pt || !self.cs.kernel().has_runs() {
@@ -262,7 +248,7 @@ impl<K: Kernel> vspace::VSpaceKernel for VsKernel<'_, K> {
             |k, d| k.run_prefix_by(&frames[d..], |c| c.0),
             |k, d, n| {
                 let src = k.path_of(frames[d].0)?;
-                k.map_run(root, &runs::sub_run(run, d), n, rights, attr, src)
+                k.map_run(root, &run.tail(d), n, rights, attr, src)
             },
             |k, d| k.map_frame(frames[d], root, run.vaddr_of(d), run.size, rights, attr),
         )
@@ -278,10 +264,10 @@ impl<K: Kernel> vspace::VSpaceKernel for VsKernel<'_, K> {
             |k, d| k.run_prefix_by(&frames[d..], |c| c.0),
             |k, d, n| {
                 let caps = k.path_of(frames[d].0)?;
-                let sub = runs::sub_run(run, d);
+                let sub = run.tail(d);
                 k.k()
-                    .unmap_run(CPtr(sub.table.0), sub.first_index, n, caps, false)
-                    .map_err(|r| vs_failure(r.error))
+                    .unmap_run(sub.table, sub.first_index, n, caps, false)
+                    .map_err(|r| r.error)
             },
             |k, d| k.unmap_frame(frames[d]),
         )

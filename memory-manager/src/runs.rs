@@ -1,24 +1,17 @@
 //! Runs: consecutive pages of one leaf table whose caps sit in consecutive
 //! slots of one CNode, which a kernel with the run invocations (patch 0005)
-//! updates in one entry; and the two vspace kernels of the batched clone and
+//! updates in one entry (what a run is, and its thresholds, are defined once,
+//! in `mm_types::run`); and the two vspace kernels of the batched clone and
 //! destroy, which turn a leaf-table run into `CopyMapRun` / `UnmapRun`
 //! invocations.
 
 use alloc::vec::Vec;
-use cspace::CPtr;
 use mapping_db::CapSlot;
+use mm_types::run::MIN_RUN;
 use vspace::{CacheAttr, CapRef, FrameSize, KernelFailure, LeafRun, Rights, RunFailure, TableLevel, VirtAddr};
 
-use crate::kernel::{vs_failure, Kernel};
+use crate::kernel::Kernel;
 use crate::resources::VsKernel;
-
-/// A run of at least this many pages goes through a run invocation: one
-/// page is cheaper with the stock per-page invocation.
-pub const MIN_RUN: usize = 2;
-
-/// The largest region a clone copies into one slot run (a larger one goes
-/// per cap: its slot run would span CNodes).
-pub const MAX_SLOT_RUN: u64 = 4096;
 
 const PAGE: u64 = 1 << 12;
 
@@ -52,15 +45,6 @@ pub(crate) fn in_runs<S>(
         done += k;
     }
     Ok(())
-}
-
-/// The part of `run` from its `from`-th entry.
-pub(crate) fn sub_run(run: &LeafRun, from: usize) -> LeafRun {
-    LeafRun {
-        first_index: run.first_index + from as u16,
-        vaddr: run.vaddr_of(from),
-        ..*run
-    }
 }
 
 /// The `VSpaceKernel` methods a wrapper kernel passes straight to its
@@ -127,7 +111,7 @@ pub(crate) struct CopyMapKernel<'a, 'b, K: Kernel> {
     /// Which destinations hold a copy already (a bit per destination).
     pub(crate) copied: &'b mut Vec<u64>,
     /// The copies' cap rights.
-    pub(crate) rights: cspace::Rights,
+    pub(crate) rights: Rights,
     /// The first destination's path, once looked up.
     pub(crate) dest_path0: Option<cspace::CapPath>,
     /// The last source looked up: (cptr, path).
@@ -145,7 +129,7 @@ impl<K: Kernel> CopyMapKernel<'_, '_, K> {
         let d = self.dest_path(i)?;
         let s = self.src_path(i)?;
         let rights = self.rights;
-        self.inner.k().cnode_copy(d, s, rights).map_err(vs_failure)?;
+        self.inner.k().cnode_copy(d, s, rights)?;
         self.made(i, 1);
         Ok(())
     }
@@ -212,18 +196,8 @@ impl<K: Kernel> CopyMapKernel<'_, '_, K> {
         let copy_rights = self.rights;
         self.inner
             .k()
-            .copy_map_run(
-                CPtr(run.table.0),
-                CPtr(root.0),
-                run.first_index,
-                n,
-                rights,
-                attr,
-                s,
-                d,
-                copy_rights,
-            )
-            .map_err(|r| vs_failure(r.error))?;
+            .copy_map_run(run.table, root, run.first_index, n, rights, attr, s, d, copy_rights)
+            .map_err(|r| r.error)?;
         self.made(i, n);
         Ok(())
     }
@@ -270,7 +244,7 @@ impl<K: Kernel> vspace::VSpaceKernel for CopyMapKernel<'_, '_, K> {
             self,
             len,
             |k, d| k.inner.run_prefix_by(&k.srcs[i + d..i + len], |s| s.0),
-            |k, d, n| k.copy_map_run(root, &sub_run(run, d), i + d, n, rights, attr),
+            |k, d, n| k.copy_map_run(root, &run.tail(d), i + d, n, rights, attr),
             |k, d| k.map_frame(frames[d], root, run.vaddr_of(d), run.size, rights, attr),
         )
     }
@@ -327,11 +301,11 @@ impl<K: Kernel> vspace::VSpaceKernel for UnmapDeleteKernel<'_, '_, K> {
             },
             |k, d, n| {
                 let path = k.inner.path_of(frames[d].0)?;
-                let sub = sub_run(run, d);
+                let sub = run.tail(d);
                 k.inner
                     .k()
-                    .unmap_run(CPtr(sub.table.0), sub.first_index, n, path, caps[d].1)
-                    .map_err(|r| vs_failure(r.error))?;
+                    .unmap_run(sub.table, sub.first_index, n, path, caps[d].1)
+                    .map_err(|r| r.error)?;
                 if caps[d].1 {
                     k.deleted.push((first + d, n));
                 }

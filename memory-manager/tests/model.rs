@@ -422,7 +422,7 @@ fn figures(w: &World) -> Figures {
         .map(|&id| {
             let root = w.mm.space(id).expect("space").root();
             let mut e: Vec<_> = k
-                .leaf_entries(CPtr(root.0))
+                .leaf_entries(root)
                 .into_iter()
                 .map(|(va, obj, r)| (va, obj.0, r.bits()))
                 .collect();
@@ -448,7 +448,7 @@ fn audit(w: &World) -> Result<(), String> {
     let parents: HashMap<_, _> = k.slots().into_iter().map(|(at, _, p)| (at, p)).collect();
     for &id in &w.spaces {
         let space = w.mm.space(id).ok_or("space")?;
-        let root = CPtr(space.root().0);
+        let root = space.root();
         let root_obj = k.cap_object(root).ok_or("root: no object")?;
         let mut model: Vec<(u64, u64, u8)> = k
             .leaf_entries(root)
@@ -458,15 +458,11 @@ fn audit(w: &World) -> Result<(), String> {
         model.sort_unstable();
         let mut shadow = Vec::new();
         for s in space.mappings() {
-            let cap = CPtr(s.frame.0);
+            let cap = s.frame;
             let obj = k
                 .cap_object(cap)
                 .ok_or_else(|| format!("{id:?} {:#x}: cap {cap:?} empty", s.vaddr.as_u64()))?;
-            shadow.push((
-                s.vaddr.as_u64(),
-                obj.0,
-                memory_manager::model::cap_rights(s.rights).bits(),
-            ));
+            shadow.push((s.vaddr.as_u64(), obj.0, s.rights.bits()));
             if k.frame_cap_mapping(cap) != Some((root_obj, s.vaddr.as_u64())) {
                 return Err(format!(
                     "{id:?} {:#x}: the cap {cap:?} does not map it (its mapping: {:?})",
@@ -495,7 +491,7 @@ fn audit(w: &World) -> Result<(), String> {
         let f: FrameId = w.mm.db().frame_of_cap(CapSlot(cap)).ok_or("frame unrecorded")?;
         let orig = k.lookup_slot(CPtr(cap)).map_err(|e| format!("{e:?}"))?;
         for c in w.mm.db().copies_of(f).filter(|c| c.0 != cap) {
-            let at = k.lookup_slot(CPtr(c.0)).map_err(|e| format!("{e:?}"))?;
+            let at = k.lookup_slot(c).map_err(|e| format!("{e:?}"))?;
             if parents.get(&at).copied().flatten() != Some(orig) {
                 return Err(format!("copy {:#x} of {cap:#x}: not its child in the kernel", c.0));
             }

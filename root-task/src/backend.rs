@@ -3,12 +3,16 @@
 //! one invocation each through the generated `sel4` crate. Nothing else in
 //! the manager reaches the kernel.
 //!
-//! The seL4-free crates name object types, rights and errors with their own
-//! enums; here they become the kernel build's numbers (`sel4::object_type`,
-//! `sel4::CapRights`, `sel4::Error`). The crates' size tables are checked
-//! against the kernel tree's at compile time.
+//! The seL4-free crates name object types with cspace's enum and capability
+//! pointers, rights and errors with the vocabulary they share (`mm-types`:
+//! `CPtr`, `Rights`, `KernelError`); here, and only here, they become the
+//! kernel build's numbers and the `sel4` crate's types
+//! (`sel4::object_type`, `sel4::CPtr`, `sel4::CapRights`, `sel4::Error`):
+//! [`kernel_error`], [`cap_rights`], [`map_rights`], [`sel4_cptr`]. The
+//! crates' size tables are checked against the kernel tree's at compile
+//! time.
 
-use cspace::{CPtr as CsCPtr, CapData as CsCapData, CapPath, KernelError, KernelOps, ObjectType, RetypeDest};
+use cspace::{CPtr as CsCPtr, CapData as CsCapData, CapPath, KernelError, KernelOps, ObjectType, RetypeDest, Rights};
 use memory_manager::Phase;
 #[cfg(sel4_batched_leaf)]
 use memory_manager::RunRefusal;
@@ -65,8 +69,8 @@ pub const fn object_type_number(t: ObjectType) -> Word {
     }
 }
 
-/// `sel4::Error` as the cspace crate names it.
-pub fn cs_err(e: Error) -> KernelError {
+/// `sel4::Error` as the manager's crates name it.
+pub fn kernel_error(e: Error) -> KernelError {
     match e {
         Error::InvalidArgument => KernelError::InvalidArgument,
         Error::InvalidCapability => KernelError::InvalidCapability,
@@ -108,22 +112,30 @@ fn cnode(c: CsCPtr) -> cap::CNode {
     Cap::from_bits(c.0)
 }
 
-/// cspace rights as seL4 rights.
-pub fn cs_rights(r: cspace::Rights) -> CapRights {
+/// The rights of a capability operation (copy, mint) as seL4 rights: read,
+/// write and grant (seL4 5.0 has no execute right: `EXECUTE` is dropped).
+pub fn cap_rights(r: Rights) -> CapRights {
     CapRights {
-        read: r.contains(cspace::Rights::READ),
-        write: r.contains(cspace::Rights::WRITE),
-        grant: r.contains(cspace::Rights::GRANT),
+        read: r.contains(Rights::READ),
+        write: r.contains(Rights::WRITE),
+        grant: r.contains(Rights::GRANT),
     }
 }
 
-/// vspace rights as seL4 rights (mappings never carry grant).
-pub fn vs_rights(r: vspace::Rights) -> CapRights {
+/// The rights of a mapping as seL4 rights: read and write (mappings never
+/// carry grant, and seL4 5.0's x86 mappings have no execute bit).
+pub fn map_rights(r: Rights) -> CapRights {
     CapRights {
-        read: r.contains(vspace::Rights::READ),
-        write: r.contains(vspace::Rights::WRITE),
+        read: r.contains(Rights::READ),
+        write: r.contains(Rights::WRITE),
         grant: false,
     }
+}
+
+/// A capability pointer as the `sel4` crate names it.
+#[inline(always)]
+pub fn sel4_cptr(c: CsCPtr) -> sel4::CPtr {
+    sel4::CPtr(c.0)
 }
 
 /// vspace cache attributes as seL4 VM attributes.
@@ -171,10 +183,10 @@ impl KernelOps for Sel4Ops {
                 d.offset,
                 d.count,
             )
-            .map_err(cs_err)
+            .map_err(kernel_error)
     }
 
-    fn cnode_copy(&mut self, dest: CapPath, src: CapPath, rights: cspace::Rights) -> Result<(), KernelError> {
+    fn cnode_copy(&mut self, dest: CapPath, src: CapPath, rights: Rights) -> Result<(), KernelError> {
         kernel(|| {
             cnode(dest.root).cnode_copy(
                 dest.index,
@@ -182,19 +194,13 @@ impl KernelOps for Sel4Ops {
                 cnode(src.root),
                 src.index,
                 src.depth,
-                cs_rights(rights),
+                cap_rights(rights),
             )
         })
-        .map_err(cs_err)
+        .map_err(kernel_error)
     }
 
-    fn cnode_mint(
-        &mut self,
-        dest: CapPath,
-        src: CapPath,
-        rights: cspace::Rights,
-        data: CsCapData,
-    ) -> Result<(), KernelError> {
+    fn cnode_mint(&mut self, dest: CapPath, src: CapPath, rights: Rights, data: CsCapData) -> Result<(), KernelError> {
         let data = match data {
             CsCapData::Badge(b) => CapData::badge(b).ok_or(KernelError::InvalidArgument)?,
             CsCapData::Guard { value, size } => CapData::guard(value, size),
@@ -206,24 +212,26 @@ impl KernelOps for Sel4Ops {
                 cnode(src.root),
                 src.index,
                 src.depth,
-                cs_rights(rights),
+                cap_rights(rights),
                 data,
             )
-            .map_err(cs_err)
+            .map_err(kernel_error)
     }
 
     fn cnode_move(&mut self, dest: CapPath, src: CapPath) -> Result<(), KernelError> {
         cnode(dest.root)
             .cnode_move(dest.index, dest.depth, cnode(src.root), src.index, src.depth)
-            .map_err(cs_err)
+            .map_err(kernel_error)
     }
 
     fn cnode_delete(&mut self, slot: CapPath) -> Result<(), KernelError> {
-        kernel(|| cnode(slot.root).cnode_delete(slot.index, slot.depth)).map_err(cs_err)
+        kernel(|| cnode(slot.root).cnode_delete(slot.index, slot.depth)).map_err(kernel_error)
     }
 
     fn cnode_revoke(&mut self, slot: CapPath) -> Result<(), KernelError> {
-        cnode(slot.root).cnode_revoke(slot.index, slot.depth).map_err(cs_err)
+        cnode(slot.root)
+            .cnode_revoke(slot.index, slot.depth)
+            .map_err(kernel_error)
     }
 
     fn set_cspace_root(&mut self, root: CsCPtr, guard_bits: u8) -> Result<(), KernelError> {
@@ -235,7 +243,7 @@ impl KernelOps for Sel4Ops {
                 init::VSPACE.cast(),
                 CapData::NONE,
             )
-            .map_err(cs_err)
+            .map_err(kernel_error)
     }
 }
 
@@ -269,7 +277,7 @@ pub fn detect_batched_leaf(m: &mut Manager) -> Result<bool, alloc::string::Strin
         let pt = m.alloc(ObjectType::PageTable).map_err(|e| alloc::format!("{e:?}"))?;
         let root = m.cs.path(
             m.cs.layout()
-                .slot_of(CsCPtr(pt.cptr.0))
+                .slot_of(pt.cptr)
                 .ok_or_else(|| alloc::string::String::from("page table slot"))?,
         );
         let r = Cap::<cap_type::X86PageTable>::from_bits(pt.cptr.0).x86_page_table_unmap_run(
@@ -297,25 +305,23 @@ pub fn detect_batched_leaf(m: &mut Manager) -> Result<bool, alloc::string::Strin
     }
 }
 
-fn vroot(c: cspace::CPtr) -> sel4::CPtr {
-    sel4::CPtr(c.0)
-}
-
 /// The error of a refused run invocation. The generated wrapper keeps only
 /// the error code, not the entry index the kernel sends in the last message
 /// register, so the entry is unknown here.
 #[cfg(sel4_batched_leaf)]
 fn run_err(e: Error) -> RunRefusal {
-    RunRefusal::from(cs_err(e))
+    RunRefusal::from(kernel_error(e))
 }
 
 impl memory_manager::Kernel for Sel4Ops {
     fn asid_assign(&mut self, root: CsCPtr) -> Result<(), KernelError> {
-        init::ASID_POOL.x86_asid_pool_assign(vroot(root)).map_err(cs_err)
+        init::ASID_POOL
+            .x86_asid_pool_assign(sel4_cptr(root))
+            .map_err(kernel_error)
     }
 
     fn table_map(&mut self, level: TableLevel, table: CsCPtr, root: CsCPtr, va: u64) -> Result<(), KernelError> {
-        let (root, attr) = (vroot(root), VmAttributes::DEFAULT);
+        let (root, attr) = (sel4_cptr(root), VmAttributes::DEFAULT);
         match level {
             TableLevel::Pdpt => {
                 Cap::<cap_type::X86Pdpt>::from_bits(table.0).x86_pdpt_map(Cap::from_cptr(root), va, attr)
@@ -325,7 +331,7 @@ impl memory_manager::Kernel for Sel4Ops {
             }
             TableLevel::Pt => Cap::<cap_type::X86PageTable>::from_bits(table.0).x86_page_table_map(root, va, attr),
         }
-        .map_err(cs_err)
+        .map_err(kernel_error)
     }
 
     fn table_unmap(&mut self, level: TableLevel, table: CsCPtr) -> Result<(), KernelError> {
@@ -334,7 +340,7 @@ impl memory_manager::Kernel for Sel4Ops {
             TableLevel::Pd => Cap::<cap_type::X86PageDirectory>::from_bits(table.0).x86_page_directory_unmap(),
             TableLevel::Pt => Cap::<cap_type::X86PageTable>::from_bits(table.0).x86_page_table_unmap(),
         }
-        .map_err(cs_err)
+        .map_err(kernel_error)
     }
 
     fn page_map(
@@ -343,27 +349,23 @@ impl memory_manager::Kernel for Sel4Ops {
         root: CsCPtr,
         vaddr: u64,
         _size: FrameSize,
-        rights: vspace::Rights,
+        rights: Rights,
         attr: CacheAttr,
     ) -> Result<(), KernelError> {
-        kernel(|| cap::Frame::from_bits(frame.0).x86_page_map(vroot(root), vaddr, vs_rights(rights), vs_attr(attr)))
-            .map_err(cs_err)
+        kernel(|| {
+            cap::Frame::from_bits(frame.0).x86_page_map(sel4_cptr(root), vaddr, map_rights(rights), vs_attr(attr))
+        })
+        .map_err(kernel_error)
     }
 
-    fn page_remap(
-        &mut self,
-        frame: CsCPtr,
-        root: CsCPtr,
-        rights: vspace::Rights,
-        attr: CacheAttr,
-    ) -> Result<(), KernelError> {
+    fn page_remap(&mut self, frame: CsCPtr, root: CsCPtr, rights: Rights, attr: CacheAttr) -> Result<(), KernelError> {
         cap::Frame::from_bits(frame.0)
-            .x86_page_remap(vroot(root), vs_rights(rights), vs_attr(attr))
-            .map_err(cs_err)
+            .x86_page_remap(sel4_cptr(root), map_rights(rights), vs_attr(attr))
+            .map_err(kernel_error)
     }
 
     fn page_unmap(&mut self, frame: CsCPtr) -> Result<(), KernelError> {
-        kernel(|| cap::Frame::from_bits(frame.0).x86_page_unmap()).map_err(cs_err)
+        kernel(|| cap::Frame::from_bits(frame.0).x86_page_unmap()).map_err(kernel_error)
     }
 
     fn has_runs(&self) -> bool {
@@ -377,16 +379,16 @@ impl memory_manager::Kernel for Sel4Ops {
         root: CsCPtr,
         first: u16,
         n: usize,
-        rights: vspace::Rights,
+        rights: Rights,
         attr: CacheAttr,
         src: CapPath,
     ) -> Result<(), RunRefusal> {
         run_kernel(|| {
             Cap::<cap_type::X86PageTable>::from_bits(table.0).x86_page_table_map_run(
-                vroot(root),
+                sel4_cptr(root),
                 first as Word,
                 n as Word,
-                vs_rights(rights),
+                map_rights(rights),
                 vs_attr(attr),
                 cnode(src.root),
                 src.index,
@@ -403,18 +405,18 @@ impl memory_manager::Kernel for Sel4Ops {
         root: CsCPtr,
         first: u16,
         n: usize,
-        rights: vspace::Rights,
+        rights: Rights,
         attr: CacheAttr,
         src: CapPath,
         dest: CapPath,
-        copy_rights: cspace::Rights,
+        copy_rights: Rights,
     ) -> Result<(), RunRefusal> {
         run_kernel(|| {
             Cap::<cap_type::X86PageTable>::from_bits(table.0).x86_page_table_copy_map_run(
-                vroot(root),
+                sel4_cptr(root),
                 first as Word,
                 n as Word,
-                vs_rights(rights),
+                map_rights(rights),
                 vs_attr(attr),
                 cnode(src.root),
                 src.index,
@@ -422,7 +424,7 @@ impl memory_manager::Kernel for Sel4Ops {
                 cnode(dest.root),
                 dest.index,
                 dest.depth as Word,
-                cs_rights(copy_rights),
+                cap_rights(copy_rights),
             )
         })
         .map_err(run_err)

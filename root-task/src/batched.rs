@@ -907,7 +907,7 @@ mod imp {
         map_raw(pt, f.vroot, 40, 4, RW, f.r1(m, 40)).map_err(e("MapRun 40..44"))?;
         let tcb = m.alloc(ObjectType::Tcb).map_err(e("tcb"))?;
         let ep = m.alloc(ObjectType::Endpoint).map_err(e("endpoint"))?;
-        let badged = m.cs.mint(ep.slot, cspace::Rights::all(), BADGE).map_err(e("mint"))?;
+        let badged = m.cs.mint(ep.slot, cspace::Rights::ALL_CAP, BADGE).map_err(e("mint"))?;
         let (root, guard) = crate::manager::cspace_root(m);
         let t = cap::Tcb::from_bits(tcb.cptr.0);
         t.tcb_configure(
@@ -961,7 +961,7 @@ mod imp {
             unmap_raw(pt, 40, 1, f.r1(m, 40), false).map_err(e("UnmapRun 40"))?;
             let mut fault = None;
             for _ in 0..1000 {
-                let (info, mrs, badge) = sel4::nb_recv(CPtr(ep.cptr.0));
+                let (info, mrs, badge) = sel4::nb_recv(crate::backend::sel4_cptr(ep.cptr));
                 if badge == BADGE {
                     fault = Some((info.label(), mrs[fault::VM_FAULT_ADDR]));
                     break;
@@ -994,7 +994,7 @@ mod imp {
             cap::Frame::from_bits(m.cptr(f.r1.slot(43)))
                 .x86_page_unmap()
                 .map_err(e("Page_Unmap 43"))?;
-            let (_, _, badge) = sel4::nb_recv(CPtr(ep.cptr.0));
+            let (_, _, badge) = sel4::nb_recv(crate::backend::sel4_cptr(ep.cptr));
             let still = badge != BADGE && running(f)?;
             out.push(format!(
                 "stock X86Page_Unmap for comparison: the spinner {}",
@@ -1190,7 +1190,7 @@ mod imp {
             .ok_or("no leaf table")?
             .cap
             .0;
-        let vroot = CPtr(space.root().0);
+        let vroot = crate::backend::sel4_cptr(space.root());
         let ptc = cap::PageTable::from_bits(pt);
         let src: Vec<cspace::CapPath> = r1.iter().map(|s| m.cs.path(s)).collect();
         let dst: Vec<cspace::CapPath> = r2.iter().map(|s| m.cs.path(s)).collect();

@@ -3,6 +3,7 @@
 //! each address space observe and with the kernel's own answers
 //! (`X86Page_GetAddress` on every recorded cap).
 
+use crate::backend::{map_rights, sel4_cptr};
 use crate::manager::Manager;
 use crate::probe::{Access, ProbeThread};
 use alloc::format;
@@ -75,13 +76,9 @@ impl World {
                     .map_err(|e| format!("unmap through {:#x}: {e:?}", r.cap.0))?;
                 let got = self.probe(asid).read(r.vaddr).map_err(|e| format!("{e:?}"))?;
                 let root = self.mm.space(asid).ok_or("space")?.root();
-                let rights = sel4::CapRights {
-                    read: r.rights.contains(mapping_db::Rights::READ),
-                    write: r.rights.contains(mapping_db::Rights::WRITE),
-                    grant: false,
-                };
+                let rights = map_rights(r.rights);
                 frame
-                    .x86_page_map(sel4::CPtr(root.0), r.vaddr, rights, sel4::VmAttributes::DEFAULT)
+                    .x86_page_map(sel4_cptr(root), r.vaddr, rights, sel4::VmAttributes::DEFAULT)
                     .map_err(|e| format!("map back through {:#x}: {e:?}", r.cap.0))?;
                 if got
                     != (Access::Fault {

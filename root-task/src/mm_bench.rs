@@ -14,6 +14,7 @@
 // Parallel arrays (slots, paths, cptrs) indexed by page: clearer than zips.
 #![allow(clippy::needless_range_loop)]
 
+use crate::backend::sel4_cptr;
 use crate::bench::{self, Measurement};
 use crate::manager::Manager;
 use alloc::format;
@@ -141,13 +142,13 @@ fn run_inner(m: &mut Manager) -> Result<(), String> {
             .map_err(|e| format!("{e:?}"))?;
         mm.destroy_region(m, x, va, max).map_err(|e| format!("{e:?}"))?;
     }
-    let root = |x: AsId, mm: &Mm| sel4::CPtr(mm.space(x).expect("space").root().0);
+    let root = |x: AsId, mm: &Mm| sel4_cptr(mm.space(x).expect("space").root());
     let (d0_root, e0_root) = (root(d0, &mm), root(e0, &mm));
     let first = slots(m, max)?;
     let second = slots(m, max)?;
     let orig: Vec<cspace::CapPath> = frames
         .iter()
-        .map(|f| m.cs.path(m.cs.layout().slot_of(cspace::CPtr(f.slot.0)).expect("slot")))
+        .map(|f| m.cs.path(m.cs.layout().slot_of(f.slot).expect("slot")))
         .collect();
     let overhead = bench::rdtsc_overhead();
     let rights = CapRights::READ_WRITE;

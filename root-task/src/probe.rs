@@ -14,6 +14,7 @@
 //! badged [`BADGE_FAULT`], so a fault arrives where the result would.
 //! After a fault the root task restarts the probe at its entry point.
 
+use crate::backend::sel4_cptr;
 use crate::manager::Manager;
 use alloc::vec::Vec;
 use cspace::{ObjectType, Rights as CsRights};
@@ -202,10 +203,10 @@ impl ProbeThread {
                 .map_err(ProbeError::Map)?;
         }
         let result_badged =
-            m.cs.mint(results.slot, CsRights::all(), BADGE_RESULT)
+            m.cs.mint(results.slot, CsRights::ALL_CAP, BADGE_RESULT)
                 .map_err(ProbeError::Cap)?;
         let fault_badged =
-            m.cs.mint(results.slot, CsRights::all(), BADGE_FAULT)
+            m.cs.mint(results.slot, CsRights::ALL_CAP, BADGE_FAULT)
                 .map_err(ProbeError::Cap)?;
         let (root, guard) = crate::manager::cspace_root(m);
         let tcb_cap = cap::Tcb::from_bits(tcb.cptr.0);
@@ -218,7 +219,7 @@ impl ProbeThread {
                 cap::CNode::from_bits(space.root().0),
                 sel4::CapData::NONE,
                 IPC_VADDR,
-                sel4::CPtr(ipc.cptr.0),
+                sel4_cptr(ipc.cptr),
             )
             .map_err(ProbeError::Kernel)?;
         tcb_cap.tcb_set_priority(prio).map_err(ProbeError::Kernel)?;

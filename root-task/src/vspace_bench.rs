@@ -7,7 +7,7 @@
 //! once, then kept with `TablePolicy::Retain`), so both measure the per-page
 //! work. The frames are the same caps for both paths.
 
-use crate::backend::vs_rights;
+use crate::backend::{map_rights, sel4_cptr};
 use crate::bench::{self, Measurement};
 use crate::manager::Manager;
 use alloc::format;
@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use cspace::ObjectType;
 use sel4::{cap, rdtsc, VmAttributes};
 use sel4_root_task::Verdict;
-use vspace::{AddressSpace, CacheAttr, CapRef, Page, PageRange, Rights, Size4K, TablePolicy};
+use vspace::{AddressSpace, CacheAttr, Page, PageRange, Rights, Size4K, TablePolicy};
 
 /// Region the benchmark maps (2 MiB aligned: 4096 pages fill 8 leaf tables).
 const BASE: u64 = 0x80_0000_0000;
@@ -39,7 +39,7 @@ fn run_inner(m: &mut Manager) -> Result<(), alloc::string::String> {
     let mut ids = Vec::with_capacity(max as usize);
     for _ in 0..max {
         let a = m.alloc(ObjectType::Frame4K).map_err(|e| format!("alloc: {e:?}"))?;
-        frames.push(CapRef(a.cptr.0));
+        frames.push(a.cptr);
         ids.push(a.id);
     }
     let rw = Rights::READ | Rights::WRITE;
@@ -53,8 +53,8 @@ fn run_inner(m: &mut Manager) -> Result<(), alloc::string::String> {
         let _ = s.unmap(&mut m.vk(), range(max)).map_err(|e| format!("{e:?}"))?;
     }
     let overhead = bench::rdtsc_overhead();
-    let root = sel4::CPtr(stock.root().0);
-    let rights = vs_rights(rw);
+    let root = sel4_cptr(stock.root());
+    let rights = map_rights(rw);
     for &n in bench::region_sizes() {
         let iters = bench::iterations_for(n);
         let caps: Vec<cap::Frame> = frames[..n as usize]

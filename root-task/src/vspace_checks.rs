@@ -76,13 +76,7 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
     let shared = (|| -> Outcome {
         let copy = copy.map_err(e("copy"))?;
         a.space
-            .map(
-                &mut m.vk(),
-                r4k(VA_A, 1),
-                &[CapRef(frame.cptr.0)],
-                RW,
-                CacheAttr::WriteBack,
-            )
+            .map(&mut m.vk(), r4k(VA_A, 1), &[frame.cptr], RW, CacheAttr::WriteBack)
             .map_err(e("map A"))?;
         b.space
             .map(&mut m.vk(), r4k(VA_B, 1), &[copy], RW, CacheAttr::WriteBack)
@@ -183,7 +177,7 @@ pub fn run(m: &mut Manager, v: &mut Verdict) {
         let mut frames = a.destroy(m).map_err(e("destroy A"))?;
         frames.extend(b.destroy(m).map_err(e("destroy B"))?);
         if let Ok(c) = copy {
-            let slot = m.cs.layout().slot_of(cspace::CPtr(c.0)).ok_or("copy slot")?;
+            let slot = m.cs.layout().slot_of(c).ok_or("copy slot")?;
             m.cs.delete(slot).map_err(e("delete copy"))?;
         }
         m.cs.free(frame.id).map_err(e("free frame"))?;
@@ -287,7 +281,7 @@ fn physical_placement(m: &mut Manager) -> Outcome {
 
 fn large_pages(m: &mut Manager, a: &mut Probe) -> Outcome {
     let big = m.alloc(ObjectType::Frame2M).map_err(e("alloc 2 MiB frame"))?;
-    let cap = CapRef(big.cptr.0);
+    let cap = big.cptr;
     a.space
         .map(&mut m.vk(), r2m(VA_LARGE, 1), &[cap], RW, CacheAttr::WriteBack)
         .map_err(e("map 2 MiB"))?;
@@ -314,7 +308,7 @@ fn large_pages(m: &mut Manager, a: &mut Probe) -> Outcome {
     let overlap = a.space.map(
         &mut m.vk(),
         r4k(VA_LARGE + 0x1000, 1),
-        &[CapRef(small.cptr.0)],
+        &[small.cptr],
         RW,
         CacheAttr::WriteBack,
     );
@@ -355,7 +349,7 @@ fn sparse(m: &mut Manager, b: &mut Probe) -> Outcome {
         let f = m.alloc(ObjectType::Frame4K).map_err(e("alloc"))?;
         frames.push(f.id);
         b.space
-            .map(&mut m.vk(), r4k(va, 1), &[CapRef(f.cptr.0)], RW, CacheAttr::WriteBack)
+            .map(&mut m.vk(), r4k(va, 1), &[f.cptr], RW, CacheAttr::WriteBack)
             .map_err(e("map"))?;
         expect(
             "write",
@@ -409,36 +403,28 @@ fn refusals(m: &mut Manager, a: &mut Probe, mapped_frame: u64) -> Outcome {
     // Overlap with the existing mapping at VA_A.
     let overlap = a
         .space
-        .map(&mut vk, r4k(VA_A, 1), &[CapRef(fresh.cptr.0)], RW, CacheAttr::WriteBack);
+        .map(&mut vk, r4k(VA_A, 1), &[fresh.cptr], RW, CacheAttr::WriteBack);
     // Outside the user range.
-    let outside = a.space.map(
-        &mut vk,
-        r4k(USER_VADDR_END, 1),
-        &[CapRef(fresh.cptr.0)],
-        RW,
-        CacheAttr::WriteBack,
-    );
+    let outside = a
+        .space
+        .map(&mut vk, r4k(USER_VADDR_END, 1), &[fresh.cptr], RW, CacheAttr::WriteBack);
     // A cap that is already mapped elsewhere.
     let mapped = a
         .space
         .map(&mut vk, r4k(VA_B, 1), &[CapRef(mapped_frame)], RW, CacheAttr::WriteBack);
     // The wrong cap type: a TCB where a frame belongs, next to an existing
     // mapping (its leaf table exists): the kernel refuses, nothing to undo.
-    let wrong = a.space.map(
-        &mut vk,
-        r4k(VA_A + 0x1000, 1),
-        &[CapRef(tcb.cptr.0)],
-        RW,
-        CacheAttr::WriteBack,
-    );
+    let wrong = a
+        .space
+        .map(&mut vk, r4k(VA_A + 0x1000, 1), &[tcb.cptr], RW, CacheAttr::WriteBack);
     // Wrong number of caps; write without read.
     let count = a
         .space
-        .map(&mut vk, r4k(VA_B, 2), &[CapRef(fresh.cptr.0)], RW, CacheAttr::WriteBack);
+        .map(&mut vk, r4k(VA_B, 2), &[fresh.cptr], RW, CacheAttr::WriteBack);
     let wo = a.space.map(
         &mut vk,
         r4k(VA_B, 1),
-        &[CapRef(fresh.cptr.0)],
+        &[fresh.cptr],
         Rights::WRITE,
         CacheAttr::WriteBack,
     );
@@ -460,13 +446,9 @@ fn refusals(m: &mut Manager, a: &mut Probe, mapped_frame: u64) -> Outcome {
     // untyped memory only then): they move from `free` to `padding`, and
     // every other figure is as before.
     let ram_before = m.cs.stats().ram;
-    let fresh_region = a.space.map(
-        &mut m.vk(),
-        r4k(VA_B, 1),
-        &[CapRef(tcb.cptr.0)],
-        RW,
-        CacheAttr::WriteBack,
-    );
+    let fresh_region = a
+        .space
+        .map(&mut m.vk(), r4k(VA_B, 1), &[tcb.cptr], RW, CacheAttr::WriteBack);
     let mut after_tables = snapshot(m, a);
     let ram_after = after_tables.0.ram;
     seen.push(format!(

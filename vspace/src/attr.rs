@@ -1,37 +1,16 @@
 //! Access rights and cache attributes of a mapping, as plain values: the seL4 layer translates them to
 //! `seL4_CapRights` words and `seL4_X86_VMAttributes`.
+//!
+//! [`Rights`] is the rights type every crate of the manager shares (`mm-types`). A mapping honours `READ`
+//! and `WRITE` (user threads may read and execute; write, which needs read); `GRANT` and `EXECUTE` have no
+//! effect on a mapping (seL4 5.0's rights word has no execute bit on x86: every user page is executable),
+//! and the shadow records the rights as given. Operations refuse `WRITE` without `READ`
+//! ([`Rights::is_valid`]): x86 cannot express write-only pages (the kernel would silently make such a page
+//! inaccessible). No right at all is allowed: the page is then mapped kernel-only, which a user thread
+//! sees as a fault. The kernel masks the rights asked for with the frame cap's own rights: the caller
+//! provides caps that carry at least the rights it asks for, or the shadow and the hardware disagree.
 
-use bitflags::bitflags;
-
-bitflags! {
-    /// The access a user thread gets to a mapped page.
-    ///
-    /// seL4 5.0's rights word has no execute bit on x86 (every user page is executable), so there is none
-    /// here. x86 cannot express write-only pages (the kernel would silently make such a page inaccessible),
-    /// so operations refuse `WRITE` without `READ`. No right at all is allowed: the page is then mapped
-    /// kernel-only, which a user thread sees as a fault.
-    ///
-    /// The kernel masks the rights asked for with the frame cap's own rights: the caller provides caps that
-    /// carry at least the rights it asks for, or the shadow and the hardware disagree.
-    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
-    pub struct Rights: u8 {
-        /// User threads may read (and execute).
-        const READ = 1 << 0;
-        /// User threads may write; needs `READ`.
-        const WRITE = 1 << 1;
-    }
-}
-
-impl Rights {
-    /// Read and write.
-    pub const READ_WRITE: Rights = Rights::READ.union(Rights::WRITE);
-
-    /// Whether x86 can express these rights (not `WRITE` without `READ`).
-    #[inline]
-    pub const fn is_valid(self) -> bool {
-        !self.contains(Rights::WRITE) || self.contains(Rights::READ)
-    }
-}
+pub use mm_types::Rights;
 
 /// The cache attribute of a mapping (`seL4_X86_VMAttributes`; the seL4 layer converts).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]

@@ -22,6 +22,8 @@ use alloc::vec::Vec;
 use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 
+use mm_types::run::consecutive_prefix;
+
 use crate::kernel::CapRef;
 
 /// Cap values per block, as a shift.
@@ -109,26 +111,6 @@ fn block_run(caps: &[CapRef]) -> (u64, u32, usize) {
     let max = ((BLOCK as u32 - lo) as usize).min(caps.len());
     let n = consecutive_prefix(&caps[..max], |x| x.0).max(2.min(max));
     (c >> BLOCK_BITS, lo, n)
-}
-
-/// How many values `v(x)` at the start of `xs` are consecutive (`v(xs[0])`,
-/// `v(xs[0]) + 1`, ...). The usual case, all of them, is one pass with no
-/// branch per value (a few instructions per cap under `-icount`); otherwise a
-/// second pass finds the first that is not.
-#[inline]
-pub fn consecutive_prefix<T>(xs: &[T], v: impl Fn(&T) -> u64) -> usize {
-    let Some(first) = xs.first().map(&v) else { return 0 };
-    let diff = xs
-        .iter()
-        .zip(0u64..)
-        .fold(0, |d, (x, k)| d | (v(x) ^ first.wrapping_add(k)));
-    if diff == 0 {
-        return xs.len();
-    }
-    xs.iter()
-        .zip(0u64..)
-        .take_while(|(x, k)| v(x) == first.wrapping_add(*k))
-        .count()
 }
 
 /// Frame cap -> page start (see the module documentation).

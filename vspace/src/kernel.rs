@@ -1,67 +1,15 @@
 //! The narrow interface to the kernel: every paging invocation the crate needs, and nothing else.
 
-use core::fmt;
-
 use crate::addr::{FrameSize, TableLevel, VirtAddr};
 use crate::attr::{CacheAttr, Rights};
 
-/// An opaque capability handle (for the seL4 layer, a CPtr into the root task's CSpace).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CapRef(pub u64);
+/// An opaque capability handle (for the seL4 layer, a CPtr into the root task's CSpace): the capability
+/// pointer every crate of the manager shares.
+pub use mm_types::CPtr as CapRef;
 
-impl fmt::Debug for CapRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CapRef({:#x})", self.0)
-    }
-}
-
-/// The error an invocation returned, by seL4's names (`seL4_Error` less `seL4_NoError`). Plain: the seL4
-/// layer converts from its numbers.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum KernelFailure {
-    /// `seL4_InvalidArgument`
-    InvalidArgument,
-    /// `seL4_InvalidCapability`
-    InvalidCapability,
-    /// `seL4_IllegalOperation`
-    IllegalOperation,
-    /// `seL4_RangeError`
-    RangeError,
-    /// `seL4_AlignmentError`
-    AlignmentError,
-    /// `seL4_FailedLookup`
-    FailedLookup,
-    /// `seL4_TruncatedMessage`
-    TruncatedMessage,
-    /// `seL4_DeleteFirst`
-    DeleteFirst,
-    /// `seL4_RevokeFirst`
-    RevokeFirst,
-    /// `seL4_NotEnoughMemory`
-    NotEnoughMemory,
-}
-
-impl KernelFailure {
-    /// Every failure.
-    pub const ALL: [KernelFailure; 10] = [
-        KernelFailure::InvalidArgument,
-        KernelFailure::InvalidCapability,
-        KernelFailure::IllegalOperation,
-        KernelFailure::RangeError,
-        KernelFailure::AlignmentError,
-        KernelFailure::FailedLookup,
-        KernelFailure::TruncatedMessage,
-        KernelFailure::DeleteFirst,
-        KernelFailure::RevokeFirst,
-        KernelFailure::NotEnoughMemory,
-    ];
-}
-
-impl fmt::Display for KernelFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "seL4_{self:?}")
-    }
-}
+/// The error an invocation returned, by seL4's names (`seL4_Error` less `seL4_NoError`): the kernel error
+/// every crate of the manager shares. Plain: the seL4 layer converts from its numbers.
+pub use mm_types::KernelError as KernelFailure;
 
 /// Which kernel operation failed (for error reports).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -84,29 +32,11 @@ pub enum KernelOp {
     UnmapFrame,
 }
 
-/// Consecutive entries of one leaf table that one operation changes: the unit of batching.
+/// Consecutive entries of one leaf table that one operation changes: the unit of batching (what a run of
+/// pages is, and its thresholds, are defined once, in `mm_types::run`).
 ///
 /// Entry `first_index + i` maps the page at `vaddr + i * size`; the frames of a run are given alongside.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct LeafRun {
-    /// The level of the table holding the entries (`size.level()`).
-    pub level: TableLevel,
-    /// The cap of that table.
-    pub table: CapRef,
-    /// Index of the first entry in the table.
-    pub first_index: u16,
-    /// Address of the first page.
-    pub vaddr: VirtAddr,
-    /// Size of every page of the run.
-    pub size: FrameSize,
-}
-
-impl LeafRun {
-    /// The address of the run's `i`-th page.
-    pub const fn vaddr_of(&self, i: usize) -> VirtAddr {
-        VirtAddr::new_unchecked(self.vaddr.as_u64() + ((i as u64) << self.size.bits()))
-    }
-}
+pub use mm_types::run::LeafRun;
 
 /// A run stopped: exactly its first `done` frames were processed, the others were not touched.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

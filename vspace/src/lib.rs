@@ -107,7 +107,6 @@ pub use addr::{
 };
 pub use attr::{CacheAttr, Rights};
 pub use batch::MapBatch;
-pub use capmap::consecutive_prefix;
 pub use error::{CreateError, DestroyError, MapError, ProtectError, ReclaimError, Rollback, UnmapError};
 pub use kernel::{CapRef, KernelFailure, KernelOp, LeafRun, RunFailure, VSpaceKernel};
 pub use shadow::InvariantViolation;

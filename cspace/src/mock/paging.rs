@@ -77,39 +77,11 @@ const PD_SHIFT: u8 = 21;
 const PDPT_SHIFT: u8 = 30;
 const PML4_SHIFT: u8 = 39;
 
-/// A paging structure below the PML4 (the `table_*` invocations).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PagingLevel {
-    /// A page directory pointer table (`seL4_X86_PDPTObject`), mapped in a
-    /// PML4 entry.
-    Pdpt,
-    /// A page directory (`seL4_X86_PageDirectoryObject`), mapped in a PDPT
-    /// entry.
-    Pd,
-    /// A page table (`seL4_X86_PageTableObject`), mapped in a PD entry.
-    Pt,
-}
-
-impl PagingLevel {
-    /// The object type of a table of this level.
-    pub const fn object_type(self) -> ObjectType {
-        match self {
-            PagingLevel::Pdpt => ObjectType::Pdpt,
-            PagingLevel::Pd => ObjectType::PageDirectory,
-            PagingLevel::Pt => ObjectType::PageTable,
-        }
-    }
-
-    /// Bits of address one table of this level spans (PDPT 39, PD 30, PT
-    /// 21): the map invocations clear these bits of the address.
-    pub const fn span_bits(self) -> u8 {
-        match self {
-            PagingLevel::Pdpt => PML4_SHIFT,
-            PagingLevel::Pd => PDPT_SHIFT,
-            PagingLevel::Pt => PD_SHIFT,
-        }
-    }
-}
+/// A paging structure below the PML4 (the `table_*` invocations): the paging
+/// level every crate of the manager shares (`mm_types::TableLevel`; its
+/// object type is [`ObjectType::table`], and the map invocations clear the
+/// bits a table of the level spans, `span_bits`: PDPT 39, PD 30, PT 21).
+pub use mm_types::TableLevel as PagingLevel;
 
 /// A present entry of a paging structure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,7 +255,7 @@ impl MockKernel {
             obj,
             ty: ObjectType::Pml4,
             badge: 0,
-            rights: Rights::all(),
+            rights: Rights::ALL_CAP,
         };
         self.put(at, cap, None, true);
         self.cte_mut(at).vm = Some(CapMapping {
@@ -551,11 +523,11 @@ impl MockKernel {
         self.enter(CALL_TABLE_MAP)?;
         let (slot, cap) = self.lookup_invoked(table)?;
         let (root_slot, _) = self.lookup_extra(vroot)?;
-        let (obj, _, _) = decode_type(cap, |t| t == level.object_type())?;
+        let (obj, _, _) = decode_type(cap, |t| t == ObjectType::table(level))?;
         if self.vm(slot).is_some() {
             return Err(KernelError::InvalidCapability);
         }
-        let vaddr = vaddr & !mask(level.span_bits());
+        let vaddr = vaddr & !mask(level.span_bits() as u8);
         let (root, asid) = self.native_root(root_slot).ok_or(KernelError::InvalidCapability)?;
         if vaddr >= self.user_top {
             return Err(KernelError::InvalidArgument);
@@ -589,7 +561,7 @@ impl MockKernel {
     pub fn table_unmap(&mut self, level: PagingLevel, table: CPtr) -> Result<(), KernelError> {
         self.enter(CALL_TABLE_UNMAP)?;
         let (slot, cap) = self.lookup_invoked(table)?;
-        let (obj, _, _) = decode_type(cap, |t| t == level.object_type())?;
+        let (obj, _, _) = decode_type(cap, |t| t == ObjectType::table(level))?;
         if self.objects[&obj].caps > 1 {
             return Err(KernelError::RevokeFirst);
         }

@@ -36,7 +36,9 @@ fn kernel_deletes(cs: &mut CSpace<MockKernel>, slots: &[Slot]) {
 fn kernel_copies(cs: &mut CSpace<MockKernel>, srcs: &[Slot], dests: SlotRange) {
     for (i, &s) in srcs.iter().enumerate() {
         let (dp, sp) = (cs.path(dests.slot(i as u64)), cs.path(s));
-        cs.kernel_mut().cnode_copy(dp, sp, Rights::all()).expect("kernel copy");
+        cs.kernel_mut()
+            .cnode_copy(dp, sp, Rights::ALL_CAP)
+            .expect("kernel copy");
     }
 }
 
@@ -50,7 +52,7 @@ fn poison(cs: &mut CSpace<MockKernel>) {
         cs.kernel_mut().fail_call(c + i, KernelError::FailedLookup);
     }
     assert_eq!(
-        cs.copy_many(&[ep.slot, ep.slot], Rights::all()),
+        cs.copy_many(&[ep.slot, ep.slot], Rights::ALL_CAP),
         Err(CapError::Poisoned)
     );
     cs.kernel_mut().clear_failures();
@@ -348,7 +350,7 @@ fn apply(cs: &mut CSpace<MockKernel>, op: &Op, slots: &[Slot], copies: &[Slot]) 
         }
         Op::BadgedTree => {
             if let Ok(ep) = cs.alloc(T::Endpoint, 0) {
-                if let Ok(b) = cs.mint(ep.slot, Rights::all(), 7) {
+                if let Ok(b) = cs.mint(ep.slot, Rights::ALL_CAP, 7) {
                     let _ = cs.copy(b, Rights::READ);
                     let _ = cs.copy(b, Rights::READ);
                 }

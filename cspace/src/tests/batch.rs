@@ -60,9 +60,9 @@ struct Sources {
 fn sources(cs: &mut CSpace<MockKernel>) -> Sources {
     let frames = cs.alloc_many(T::Frame4K, 0, 8, Placement::Anywhere).unwrap();
     let ep = cs.alloc(T::Endpoint, 0).unwrap();
-    let badged = cs.mint(ep.slot, Rights::all(), 5).unwrap();
+    let badged = cs.mint(ep.slot, Rights::ALL_CAP, 5).unwrap();
     let ut = cs.alloc(T::Untyped, 12).unwrap();
-    let ut_copy = cs.copy(ut.slot, Rights::all()).unwrap();
+    let ut_copy = cs.copy(ut.slot, Rights::ALL_CAP).unwrap();
     let frame_copy = cs.copy(frames[0].slot, Rights::READ).unwrap();
     let mut srcs: Vec<Slot> = frames.iter().map(|a| a.slot).collect();
     srcs.extend([badged, ep.slot, ut_copy, frame_copy, frames[1].slot]);
@@ -121,11 +121,11 @@ fn copy_many_refusals_change_nothing() {
     let reserved = cs.alloc_slot().unwrap();
     let free = cs.slot_books().free_slots().next().unwrap();
     let before = (cs.stats(), caps(&cs), cs.kernel().calls());
-    assert_eq!(cs.copy_many(&[], Rights::all()), Ok(Vec::new()));
+    assert_eq!(cs.copy_many(&[], Rights::ALL_CAP), Ok(Vec::new()));
     for bad in [reserved, free, Slot::root(1), Slot::root(99_999)] {
         let mut srcs = s.srcs.clone();
         srcs.insert(3, bad);
-        assert_eq!(cs.copy_many(&srcs, Rights::all()), Err(CapError::NotManaged(bad)));
+        assert_eq!(cs.copy_many(&srcs, Rights::ALL_CAP), Err(CapError::NotManaged(bad)));
         assert_eq!((cs.stats(), caps(&cs), cs.kernel().calls()), before);
     }
     audit(&cs);
@@ -142,7 +142,7 @@ fn copy_many_kernel_failure_rolls_back() {
         let calls = cs.kernel().calls();
         cs.kernel_mut().fail_in(k, KernelError::RevokeFirst);
         assert_eq!(
-            cs.copy_many(&s.srcs, Rights::all()),
+            cs.copy_many(&s.srcs, Rights::ALL_CAP),
             Err(CapError::Kernel {
                 op: KernelOp::Copy,
                 error: KernelError::RevokeFirst
@@ -153,7 +153,7 @@ fn copy_many_kernel_failure_rolls_back() {
         assert_eq!(cs.kernel().calls() - calls, 2 * k - 1, "copy {k}");
         assert_eq!((cs.stats(), caps(&cs), held(&cs)), before, "copy {k}");
         audit(&cs);
-        let got = cs.copy_many(&s.srcs, Rights::all()).unwrap();
+        let got = cs.copy_many(&s.srcs, Rights::ALL_CAP).unwrap();
         assert_eq!(got.len() as u64, n);
         audit(&cs);
     }
@@ -168,9 +168,9 @@ fn copy_many_failed_rollback_poisons() {
     for i in 3..7 {
         cs.kernel_mut().fail_call(c + i, KernelError::FailedLookup);
     }
-    assert_eq!(cs.copy_many(&s.srcs, Rights::all()), Err(CapError::Poisoned));
+    assert_eq!(cs.copy_many(&s.srcs, Rights::ALL_CAP), Err(CapError::Poisoned));
     assert!(cs.is_poisoned());
-    assert_eq!(cs.copy_many(&s.srcs, Rights::all()), Err(CapError::Poisoned));
+    assert_eq!(cs.copy_many(&s.srcs, Rights::ALL_CAP), Err(CapError::Poisoned));
     assert_eq!(
         cs.delete_many(&[]),
         Err(DeleteManyError {
@@ -243,12 +243,12 @@ fn copy_many_out_of_slots_changes_nothing() {
 /// (untyped copies), so that deletes re-attach children.
 fn tree(cs: &mut CSpace<MockKernel>) -> Vec<Slot> {
     let ut = cs.alloc(T::Untyped, 12).unwrap();
-    let u1 = cs.copy(ut.slot, Rights::all()).unwrap();
-    let u2 = cs.copy(u1, Rights::all()).unwrap();
-    let u3 = cs.copy(u2, Rights::all()).unwrap();
+    let u1 = cs.copy(ut.slot, Rights::ALL_CAP).unwrap();
+    let u2 = cs.copy(u1, Rights::ALL_CAP).unwrap();
+    let u3 = cs.copy(u2, Rights::ALL_CAP).unwrap();
     let ep = cs.alloc(T::Endpoint, 0).unwrap();
-    let b = cs.mint(ep.slot, Rights::all(), 3).unwrap();
-    let bc = cs.copy(b, Rights::all()).unwrap();
+    let b = cs.mint(ep.slot, Rights::ALL_CAP, 3).unwrap();
+    let bc = cs.copy(b, Rights::ALL_CAP).unwrap();
     let fr = cs.alloc(T::Frame4K, 0).unwrap();
     let f: Vec<Slot> = (0..5).map(|_| cs.copy(fr.slot, Rights::READ).unwrap()).collect();
     audit(cs);
@@ -556,7 +556,7 @@ fn adopted_copies_are_booked_like_copies() {
     // The "kernel extension" makes the copies directly in the mock.
     for (i, src) in [a.slot, b.slot].iter().enumerate() {
         let (dp, sp) = (cs.path(run.slot(i as u64)), cs.path(*src));
-        crate::KernelOps::cnode_copy(cs.kernel_mut(), dp, sp, crate::Rights::all()).unwrap();
+        crate::KernelOps::cnode_copy(cs.kernel_mut(), dp, sp, crate::Rights::ALL_CAP).unwrap();
     }
     let before = cs.stats();
     cs.adopt_copies(&[a.slot, b.slot], run).unwrap();
@@ -579,8 +579,8 @@ fn adopted_deletes_are_booked_like_deletes() {
     let mut cs = crate::tests::boot();
     let a = cs.alloc(crate::ObjectType::Frame4K, 0).unwrap();
     let before = cs.stats();
-    let c1 = cs.copy(a.slot, crate::Rights::all()).unwrap();
-    let c2 = cs.copy(a.slot, crate::Rights::all()).unwrap();
+    let c1 = cs.copy(a.slot, crate::Rights::ALL_CAP).unwrap();
+    let c2 = cs.copy(a.slot, crate::Rights::ALL_CAP).unwrap();
     // Refused: an original among them; nothing recorded.
     assert!(cs.adopt_deletes(&[c1, a.slot]).is_err());
     // The "kernel extension" deletes them directly in the mock.
@@ -605,7 +605,7 @@ fn same_books(x: &CSpace<MockKernel>, y: &CSpace<MockKernel>) {
 fn kernel_copies(cs: &mut CSpace<MockKernel>, srcs: &[Slot], dests: crate::SlotRange) {
     for (i, src) in srcs.iter().enumerate() {
         let (dp, sp) = (cs.path(dests.slot(i as u64)), cs.path(*src));
-        crate::KernelOps::cnode_copy(cs.kernel_mut(), dp, sp, Rights::all()).unwrap();
+        crate::KernelOps::cnode_copy(cs.kernel_mut(), dp, sp, Rights::ALL_CAP).unwrap();
     }
 }
 
@@ -623,11 +623,11 @@ fn adopted_runs_match_adopted_lists_and_copies() {
     let mut extra = vec![];
     for c in cs.iter_mut() {
         extra = (0..8)
-            .map(|i| c.copy(srcs[i], Rights::all()).unwrap())
+            .map(|i| c.copy(srcs[i], Rights::ALL_CAP).unwrap())
             .collect::<Vec<_>>();
         let r = c.alloc_slots(4).unwrap();
         for i in 0..4 {
-            c.copy_to(srcs[10 + i as usize], r.slot(i), Rights::all()).unwrap();
+            c.copy_to(srcs[10 + i as usize], r.slot(i), Rights::ALL_CAP).unwrap();
         }
     }
     for round in 0..3 {
@@ -637,7 +637,7 @@ fn adopted_runs_match_adopted_lists_and_copies() {
             match m {
                 0 => {
                     for (i, &s) in srcs.iter().enumerate() {
-                        c.copy_to(s, run.slot(i as u64), Rights::all()).unwrap();
+                        c.copy_to(s, run.slot(i as u64), Rights::ALL_CAP).unwrap();
                     }
                 }
                 1 => {
@@ -662,7 +662,7 @@ fn adopted_runs_match_adopted_lists_and_copies() {
             let c = &mut cs[0];
             let run = c.alloc_slots(extra.len() as u64).unwrap();
             for (i, &s) in extra.iter().enumerate() {
-                c.copy_to(s, run.slot(i as u64), Rights::all()).unwrap();
+                c.copy_to(s, run.slot(i as u64), Rights::ALL_CAP).unwrap();
             }
         }
         // `copy_to` books the copies in the caller's slots; adopted ones are

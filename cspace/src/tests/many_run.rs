@@ -162,9 +162,9 @@ fn poison(cs: &mut CSpace<MockKernel>, reference: bool) {
         cs.kernel_mut().fail_call(c + i, KernelError::FailedLookup);
     }
     let r = if reference {
-        cs.copy_many_ref(&[ep.slot, ep.slot], Rights::all())
+        cs.copy_many_ref(&[ep.slot, ep.slot], Rights::ALL_CAP)
     } else {
-        cs.copy_many(&[ep.slot, ep.slot], Rights::all())
+        cs.copy_many(&[ep.slot, ep.slot], Rights::ALL_CAP)
     };
     assert_eq!(r, Err(CapError::Poisoned));
     cs.kernel_mut().clear_failures();
@@ -284,7 +284,7 @@ fn apply(cs: &mut CSpace<MockKernel>, op: &Op, slots: &[Slot], copies: &[Slot]) 
         }
         Op::BadgedTree => {
             if let Ok(ep) = cs.alloc(T::Endpoint, 0) {
-                if let Ok(b) = cs.mint(ep.slot, Rights::all(), 7) {
+                if let Ok(b) = cs.mint(ep.slot, Rights::ALL_CAP, 7) {
                     let _ = cs.copy(b, Rights::READ);
                     let _ = cs.copy(b, Rights::READ);
                 }

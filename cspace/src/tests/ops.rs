@@ -453,7 +453,7 @@ fn failed_rollback_poisons() {
 fn free_refusals_and_kernel_failures() {
     let mut cs = boot();
     let ep = cs.alloc(T::Endpoint, 0).unwrap();
-    let c = cs.copy(ep.slot, Rights::all()).unwrap();
+    let c = cs.copy(ep.slot, Rights::ALL_CAP).unwrap();
     let before = cs.stats();
     assert_eq!(cs.free(ep.id), Err(FreeError::HasCopies { id: ep.id, copies: 1 }));
     assert_eq!(cs.stats(), before);
@@ -480,7 +480,7 @@ fn copy_mint_move_delete_revoke() {
     let fr = cs.alloc(T::Frame4K, 0).unwrap();
     let st0 = cs.stats();
     // Mint badged copies; copy a badged one.
-    let b1 = cs.mint(ep.slot, Rights::all(), 7).unwrap();
+    let b1 = cs.mint(ep.slot, Rights::ALL_CAP, 7).unwrap();
     let b2 = cs.mint(ep.slot, Rights::WRITE, 9).unwrap();
     let b1c = cs.copy(b1, Rights::WRITE).unwrap();
     assert_eq!(cs.badge(b1c), Some(7));
@@ -491,20 +491,23 @@ fn copy_mint_move_delete_revoke() {
     audit(&cs);
     // Refusals.
     let before = cs.stats();
-    assert_eq!(cs.mint(b1, Rights::all(), 3), Err(CapError::AlreadyBadged(b1)));
-    assert_eq!(cs.mint(fr.slot, Rights::all(), 3), Err(CapError::NotBadgeable(fr.slot)));
+    assert_eq!(cs.mint(b1, Rights::ALL_CAP, 3), Err(CapError::AlreadyBadged(b1)));
+    assert_eq!(
+        cs.mint(fr.slot, Rights::ALL_CAP, 3),
+        Err(CapError::NotBadgeable(fr.slot))
+    );
     assert_eq!(cs.delete(ep.slot), Err(CapError::IsOriginal(ep.slot)));
     let nowhere = Slot::root(4000);
-    assert_eq!(cs.copy(nowhere, Rights::all()), Err(CapError::NotManaged(nowhere)));
+    assert_eq!(cs.copy(nowhere, Rights::ALL_CAP), Err(CapError::NotManaged(nowhere)));
     assert_eq!(cs.mv(b1, nowhere), Err(CapError::NotReserved(nowhere)));
     assert_eq!(
-        cs.copy_to(b1, nowhere, Rights::all()),
+        cs.copy_to(b1, nowhere, Rights::ALL_CAP),
         Err(CapError::NotReserved(nowhere))
     );
     assert_eq!(cs.revoke(nowhere), Err(CapError::NotManaged(nowhere)));
     cs.kernel_mut().fail_in(1, KernelError::DeleteFirst);
     assert_eq!(
-        cs.copy(ep.slot, Rights::all()),
+        cs.copy(ep.slot, Rights::ALL_CAP),
         Err(CapError::Kernel {
             op: KernelOp::Copy,
             error: KernelError::DeleteFirst
@@ -548,8 +551,8 @@ fn copy_mint_move_delete_revoke() {
 fn deleting_a_copy_keeps_its_copies_under_the_parent() {
     let mut cs = boot();
     let ep = cs.alloc(T::Endpoint, 0).unwrap();
-    let b = cs.mint(ep.slot, Rights::all(), 5).unwrap();
-    let bc = cs.copy(b, Rights::all()).unwrap();
+    let b = cs.mint(ep.slot, Rights::ALL_CAP, 5).unwrap();
+    let bc = cs.copy(b, Rights::ALL_CAP).unwrap();
     cs.delete(b).unwrap();
     audit(&cs);
     // The kernel re-attaches the copy to the original: revoking it deletes it.
@@ -699,11 +702,14 @@ fn full_cspace_refuses_with_out_of_slots() {
     let before = cs.stats();
     assert_eq!(cs.alloc(T::Endpoint, 0), Err(AllocError::OutOfSlots { needed: 1 }));
     assert_eq!(
-        cs.copy(held[0].slot(0), Rights::all()),
+        cs.copy(held[0].slot(0), Rights::ALL_CAP),
         Err(CapError::NotManaged(held[0].slot(0)))
     );
     let ep = cs.objects().next().unwrap();
-    assert_eq!(cs.copy(ep.slot, Rights::all()), Err(CapError::OutOfSlots { needed: 1 }));
+    assert_eq!(
+        cs.copy(ep.slot, Rights::ALL_CAP),
+        Err(CapError::OutOfSlots { needed: 1 })
+    );
     assert_eq!(cs.stats(), before);
     audit(&cs);
 }

@@ -440,7 +440,7 @@ fn a_copy_masks_frame_rights_as_mask_vm_rights() {
     };
     k.cnode_copy(p(SPARE), p(FR), Rights::READ).unwrap();
     k.cnode_copy(p(SPARE + 1), p(FR), Rights::WRITE).unwrap();
-    k.cnode_copy(p(SPARE + 2), p(FR), Rights::all()).unwrap();
+    k.cnode_copy(p(SPARE + 2), p(FR), Rights::ALL_CAP).unwrap();
     k.cnode_copy(p(SPARE + 3), p(SPARE), RW).unwrap();
     assert_eq!(rights(&k, SPARE), Rights::READ);
     assert_eq!(rights(&k, SPARE + 1), Rights::empty(), "write-only: VMKernelOnly");
@@ -585,7 +585,7 @@ fn page_map_masks_the_caps_rights() {
     make(&mut k, T::Frame4K, FR, 4);
     k.page_map(c(FR), c(PML4), page(0), Rights::READ).unwrap();
     k.page_map(c(FR + 1), c(PML4), page(1), Rights::WRITE).unwrap();
-    k.page_map(c(FR + 2), c(PML4), page(2), Rights::all()).unwrap();
+    k.page_map(c(FR + 2), c(PML4), page(2), Rights::ALL_CAP).unwrap();
     k.cnode_copy(p(SPARE), p(FR + 3), Rights::READ).unwrap();
     k.page_map(c(SPARE), c(PML4), page(3), RW).unwrap();
     let rights: Vec<Rights> = k.leaf_entries(c(PML4)).into_iter().map(|e| e.2).collect();

@@ -183,7 +183,7 @@ fn run(ops: Vec<Op>) -> Coverage {
                 None => Ok(false),
                 Some(src) => {
                     let r = match op {
-                        Op::Mint(_, b) => cs.mint(src, Rights::all(), b),
+                        Op::Mint(_, b) => cs.mint(src, Rights::ALL_CAP, b),
                         _ => cs.copy(src, Rights::READ | Rights::WRITE),
                     };
                     match r {

@@ -392,24 +392,3 @@ fn cap_index_runs_meet_singles_and_single_removals() {
     assert_eq!(idx.len(), 0);
     assert_eq!(idx.iter().count(), 0);
 }
-
-proptest! {
-    /// `consecutive_prefix` equals a one-at-a-time scan, on slices that are runs broken at a random place
-    /// (or not at all), from any start value (wrapping at `u64::MAX` included).
-    #[test]
-    fn consecutive_prefix_is_the_plain_scan(
-        first in prop_oneof![any::<u64>(), Just(u64::MAX - 5)],
-        len in 0usize..70,
-        brk in proptest::option::of((0usize..70, 1u64..3)),
-    ) {
-        let mut xs: Vec<u64> = (0..len as u64).map(|k| first.wrapping_add(k)).collect();
-        if let Some((at, by)) = brk {
-            if at < len {
-                xs[at] = xs[at].wrapping_add(by);
-            }
-        }
-        let f0 = xs.first().copied().unwrap_or(0);
-        let plain = xs.iter().zip(0u64..).take_while(|(x, k)| **x == f0.wrapping_add(*k)).count();
-        prop_assert_eq!(crate::consecutive_prefix(&xs, |x| *x), plain);
-    }
-}
