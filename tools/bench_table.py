@@ -89,8 +89,8 @@ if rows:
 PHASES = [("lookup", "find the sources' records (mapping-db)"),
           ("check_free", "destination free? (vspace shadow)"),
           ("slots", "slot run for the copies (cspace)"),
-          ("vspace", "shadow update + map/unmap invocations"),
-          ("cspace", "cap books (+ CNode_Copy/Delete on the stock kernel)"),
+          ("vspace", "shadow update + map/unmap invocations (+ a slot-run clone's CNode_Copy on the stock kernel)"),
+          ("cspace", "cap books (+ CNode_Delete, and a one-page clone's CNode_Copy, on the stock kernel)"),
           ("database", "mapping records and copy derivation (mapping-db)")]
 cols = [(op, cfg, p) for op in ("clone", "move", "destroy")
         for cfg, p in (("release-up", "tracked"), ("release-up-batched", "batched"))]
