@@ -650,7 +650,7 @@ fn check(runs: bool, default_seed: u64) {
         Ok(c) => {
             eprintln!("runs={runs} seed {seed:#x}: {c:?}");
             assert!(c.executions >= budget);
-            assert!(c.failed_positions > budget / 2, "failures injected: {c:?}");
+            assert!(c.failed_positions > budget / 4, "failures injected: {c:?}");
             assert!(c.left_nonempty > 0, "no failure left anything to book: {c:?}");
             assert!(
                 c.succeeded.iter().all(|&n| n > 0),
