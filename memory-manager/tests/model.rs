@@ -23,7 +23,9 @@
 //!    copies, records, page-table entries, occupied slots);
 //! 4. the sequence continues from the fork without failure, or (one time in
 //!    four) from one of the failed forks, so that later operations start
-//!    from what failures leave.
+//!    from what failures leave; every [`EPOCH`] executions it starts again on
+//!    a freshly booted machine (a long run fragments untyped memory until
+//!    most requests are refused for want of memory).
 //!
 //! `MM_MODEL_STEPS` (executions per run, default 50 000 per kernel, so at
 //! least 100 000 in `make test`) and `MM_MODEL_SEED` choose the run;
@@ -37,6 +39,8 @@ use memory_manager::model::Model;
 use memory_manager::{At, Left, Manager, Mm};
 use vspace::Rights;
 
+/// Executions on one machine before the run boots a fresh one.
+const EPOCH: u64 = 10_000;
 /// At most this many failure positions per operation (all of them below).
 const MAX_POSITIONS: u64 = 48;
 const PAGE: u64 = 4096;
@@ -548,8 +552,20 @@ fn drive(runs: bool, seed: u64, budget: u64, break_undo: bool) -> Result<Coverag
     let mut cov = Coverage::default();
     let mut step = 0u64;
     let mut short = false;
+    let mut epoch = 0;
     while cov.executions < budget {
         step += 1;
+        // A fresh machine every `EPOCH` executions: a long random run frees
+        // frames here and there until one live object pins every chunk's
+        // freed bytes as padding, and then most requests are refusals.
+        if cov.executions / EPOCH > epoch {
+            epoch = cov.executions / EPOCH;
+            w = boot(runs);
+            if break_undo {
+                w.mm.break_undo_for_tests();
+            }
+            short = false;
+        }
         let op = pick(&w, &mut rng, short);
         let before = figures(&w);
         let ctx = |p: u64, e: &str| format!("seed {seed:#x} step {step} {op:?} (failure at {p}): {e}");
