@@ -57,7 +57,7 @@ unit:
 
 # The memory manager against the kernel model with a failure at every
 # invocation position: 500 000 audited executions per kernel model (stock,
-# batched), ten times what `make unit` runs. About half an hour here.
+# batched), ten times what `make unit` runs. About ten minutes here.
 model-soak:
 	@python3 kernel/build.py debug-up
 	SEL4_KERNEL_BUILD_DIR=$(LINT_KERNEL) MM_MODEL_STEPS=$${MM_MODEL_STEPS:-500000} $(CARGO) test -p memory-manager --test model -- --nocapture books_equal
